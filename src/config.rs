@@ -1,0 +1,453 @@
+//! The `deploy.yaml` schema and its loading.
+//!
+//! Every struct denies unknown fields, and values that can be wrong on their own (globs, header
+//! values, metadata names) are checked while deserializing, so serde_yaml's error already names
+//! the key path and line (`rules[1].match: invalid glob … at line 12 column 5`). Nothing here
+//! touches the network; [`crate::settings`] combines this file with the command line.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::num::NonZeroUsize;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use serde::de::{self, Deserializer, SeqAccess, Visitor};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file `{}`", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("invalid config file `{}`", path.display())]
+    Parse {
+        path: PathBuf,
+        #[source]
+        source: ParseError,
+    },
+}
+
+/// serde_yaml's error, with the line added where serde_yaml gives none (an unknown key at the
+/// top level has no location).
+#[derive(Debug)]
+pub struct ParseError {
+    error: serde_yaml::Error,
+    line: Option<usize>,
+}
+
+impl fmt::Display for ParseError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.error)?;
+        if let Some(line) = self.line {
+            write!(f, " at line {line}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ParseError {}
+
+impl ParseError {
+    fn new(error: serde_yaml::Error, text: &str) -> ParseError {
+        let line = if error.to_string().contains(" line ") {
+            None
+        } else {
+            unknown_field(&error.to_string())
+                .and_then(|field| {
+                    text.lines().position(|line| {
+                        line.trim_start()
+                            .strip_prefix(field)
+                            .is_some_and(|rest| rest.trim_start().starts_with(':'))
+                    })
+                })
+                .map(|index| index + 1)
+        };
+        ParseError { error, line }
+    }
+}
+
+fn unknown_field(message: &str) -> Option<&str> {
+    let rest = message.split("unknown field `").nth(1)?;
+    rest.split('`').next()
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeployConfig {
+    /// Directory to publish, relative to the config file.
+    pub source: Option<PathBuf>,
+    pub target: Option<String>,
+    pub region: Option<String>,
+    pub endpoint_url: Option<String>,
+    /// Force path-style addressing (automatic for localhost and IP endpoints).
+    pub path_style: Option<bool>,
+    pub profile: Option<String>,
+    /// Remove stale keys under the prefix.
+    pub delete: Option<bool>,
+    /// A plan deleting more keys than this fails before changing anything, unless `--force`.
+    pub max_deletes: Option<usize>,
+    pub concurrency: Option<NonZeroUsize>,
+    /// Files at least this large are uploaded in parts (bytes, or `8MB`, `16MiB`).
+    pub multipart_threshold: Option<ByteSize>,
+    pub multipart_chunksize: Option<ByteSize>,
+    #[serde(default)]
+    pub exclude: Patterns,
+    #[serde(default)]
+    pub rules: Vec<RuleConfig>,
+    pub cloudfront: Option<CloudFrontConfig>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleConfig {
+    #[serde(rename = "match")]
+    pub patterns: Patterns,
+    pub cache_control: Option<HeaderText>,
+    pub content_type: Option<HeaderText>,
+    pub content_encoding: Option<HeaderText>,
+    pub content_language: Option<HeaderText>,
+    pub content_disposition: Option<HeaderText>,
+    #[serde(default)]
+    pub metadata: BTreeMap<MetadataName, HeaderText>,
+    pub acl: Option<Acl>,
+    pub storage_class: Option<StorageClass>,
+    /// Content-hashed names: uploaded first, never invalidated.
+    #[serde(default)]
+    pub immutable: bool,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CloudFrontConfig {
+    pub distribution_id: Option<String>,
+    /// Wait until the invalidation completes.
+    #[serde(default)]
+    pub wait: bool,
+    /// Past this many paths, collapse them into wildcards.
+    pub max_paths: Option<NonZeroUsize>,
+    pub endpoint_url: Option<String>,
+    /// Whether to invalidate at all when a distribution is configured (default true).
+    pub invalidate: Option<bool>,
+}
+
+impl DeployConfig {
+    pub fn load(path: &Path) -> Result<DeployConfig, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        DeployConfig::parse(&text).map_err(|source| ConfigError::Parse {
+            path: path.to_owned(),
+            source,
+        })
+    }
+
+    pub fn parse(text: &str) -> Result<DeployConfig, ParseError> {
+        let parse = || {
+            // An empty file (or one holding only comments) is a valid, empty config.
+            if serde_yaml::from_str::<serde_yaml::Value>(text)?.is_null() {
+                return Ok(DeployConfig::default());
+            }
+            serde_yaml::from_str(text)
+        };
+        parse().map_err(|error| ParseError::new(error, text))
+    }
+}
+
+/// One glob or a list of them, each checked when the file is read.
+#[derive(Debug, Default, Clone)]
+pub struct Patterns(pub Vec<String>);
+
+impl<'de> Deserialize<'de> for Patterns {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct PatternsVisitor;
+        impl<'de> Visitor<'de> for PatternsVisitor {
+            type Value = Patterns;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a glob pattern or a list of glob patterns")
+            }
+            fn visit_str<E: de::Error>(self, value: &str) -> Result<Patterns, E> {
+                check_glob(value).map_err(E::custom)?;
+                Ok(Patterns(vec![value.to_string()]))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Patterns, A::Error> {
+                let mut patterns = Vec::new();
+                while let Some(value) = seq.next_element::<String>()? {
+                    check_glob(&value).map_err(de::Error::custom)?;
+                    patterns.push(value);
+                }
+                Ok(Patterns(patterns))
+            }
+        }
+        deserializer.deserialize_any(PatternsVisitor)
+    }
+}
+
+fn check_glob(pattern: &str) -> Result<(), String> {
+    if pattern.is_empty() {
+        return Err("empty glob pattern".into());
+    }
+    crate::rules::compile_pattern(pattern)
+        .map(|_| ())
+        .map_err(|e| format!("invalid glob `{pattern}`: {e}"))
+}
+
+/// Deserializes a string and checks it *inside* the deserializer call, so serde_yaml's error
+/// carries the full key path (`rules[0].acl`) and the line.
+fn checked_str<'de, D, T>(
+    deserializer: D,
+    check: fn(&str) -> Result<T, String>,
+) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+{
+    struct CheckedVisitor<T>(fn(&str) -> Result<T, String>);
+    impl<T> Visitor<'_> for CheckedVisitor<T> {
+        type Value = T;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a string")
+        }
+        fn visit_str<E: de::Error>(self, value: &str) -> Result<T, E> {
+            (self.0)(value).map_err(E::custom)
+        }
+    }
+    deserializer.deserialize_str(CheckedVisitor(check))
+}
+
+/// A header value: printable ASCII (S3 rejects or mangles anything else).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeaderText(pub String);
+
+impl<'de> Deserialize<'de> for HeaderText {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        checked_str(deserializer, |value| {
+            if let Some(bad) = value
+                .chars()
+                .find(|c| !(' '..='~').contains(c) && *c != '\t')
+            {
+                return Err(format!(
+                    "header value `{}` contains {bad:?}: only printable ASCII is allowed",
+                    value.escape_debug()
+                ));
+            }
+            Ok(HeaderText(value.to_string()))
+        })
+    }
+}
+
+/// A user-metadata name: an HTTP token, stored lower-case.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct MetadataName(pub String);
+
+impl<'de> Deserialize<'de> for MetadataName {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        checked_str(deserializer, |name| {
+            let valid = !name.is_empty()
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+            if !valid {
+                return Err(format!(
+                    "metadata name `{}` is not a valid HTTP header token",
+                    name.escape_debug()
+                ));
+            }
+            let lower = name.to_ascii_lowercase();
+            if lower.starts_with(crate::headers::META_PREFIX) {
+                return Err(format!(
+                    "metadata name `{name}`: names starting with `{}` are reserved for hoist",
+                    crate::headers::META_PREFIX
+                ));
+            }
+            Ok(MetadataName(lower))
+        })
+    }
+}
+
+pub const CANNED_ACLS: &[&str] = &[
+    "private",
+    "public-read",
+    "public-read-write",
+    "authenticated-read",
+    "aws-exec-read",
+    "bucket-owner-read",
+    "bucket-owner-full-control",
+    "log-delivery-write",
+];
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Acl(pub String);
+
+impl<'de> Deserialize<'de> for Acl {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        checked_str(deserializer, |value| {
+            if !CANNED_ACLS.contains(&value) {
+                return Err(format!(
+                    "unknown canned ACL `{value}`, expected one of {}",
+                    CANNED_ACLS.join(", ")
+                ));
+            }
+            Ok(Acl(value.to_string()))
+        })
+    }
+}
+
+pub const STORAGE_CLASSES: &[&str] = &[
+    "STANDARD",
+    "REDUCED_REDUNDANCY",
+    "STANDARD_IA",
+    "ONEZONE_IA",
+    "INTELLIGENT_TIERING",
+    "GLACIER",
+    "DEEP_ARCHIVE",
+    "GLACIER_IR",
+    "EXPRESS_ONEZONE",
+];
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StorageClass(pub String);
+
+impl<'de> Deserialize<'de> for StorageClass {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        checked_str(deserializer, |value| {
+            if !STORAGE_CLASSES.contains(&value) {
+                return Err(format!(
+                    "unknown storage class `{value}`, expected one of {}",
+                    STORAGE_CLASSES.join(", ")
+                ));
+            }
+            Ok(StorageClass(value.to_string()))
+        })
+    }
+}
+
+/// A size in bytes: a number, or a number with a unit (`8MB`, `16MiB`, `1GB`), read the way
+/// aws-cli reads `s3.multipart_threshold` (`MB` and `MiB` both mean 2^20).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ByteSize(pub u64);
+
+impl ByteSize {
+    pub fn parse(text: &str) -> Result<ByteSize, String> {
+        let text = text.trim();
+        let split = text
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(text.len());
+        let (number, unit) = text.split_at(split);
+        let number: u64 = number
+            .parse()
+            .map_err(|_| format!("invalid size `{text}`: expected e.g. 8388608, 8MB or 8MiB"))?;
+        let multiplier: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+            "" | "b" => 1,
+            "kb" | "kib" => 1 << 10,
+            "mb" | "mib" => 1 << 20,
+            "gb" | "gib" => 1 << 30,
+            "tb" | "tib" => 1 << 40,
+            _ => return Err(format!("invalid size unit in `{text}`")),
+        };
+        number
+            .checked_mul(multiplier)
+            .map(ByteSize)
+            .ok_or_else(|| format!("size `{text}` is too large"))
+    }
+}
+
+impl<'de> Deserialize<'de> for ByteSize {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct SizeVisitor;
+        impl Visitor<'_> for SizeVisitor {
+            type Value = ByteSize;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a size in bytes, or a string like \"8MB\"")
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<ByteSize, E> {
+                Ok(ByteSize(v))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<ByteSize, E> {
+                u64::try_from(v)
+                    .map(ByteSize)
+                    .map_err(|_| E::custom("a size cannot be negative"))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<ByteSize, E> {
+                ByteSize::parse(v).map_err(E::custom)
+            }
+        }
+        deserializer.deserialize_any(SizeVisitor)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn example_file_parses() {
+        let text = include_str!("../deploy.example.yaml");
+        let config = DeployConfig::parse(text).expect("deploy.example.yaml is valid");
+        assert!(!config.rules.is_empty());
+        assert!(config.cloudfront.is_some());
+    }
+
+    #[test]
+    fn errors_name_key_and_line() {
+        let cases = [
+            (
+                "rules:\n  - match: '*.html'\n    cache_contrl: x\n",
+                &["rules[0]", "unknown field `cache_contrl`", "line 3"][..],
+            ),
+            (
+                "target: s3://b/\nrules:\n  - match: '*.html'\n  - match: 'a/[z-a]'\n",
+                &["rules[1].match", "invalid glob `a/[z-a]`", "line 4"][..],
+            ),
+            (
+                "max_deletes: lots\n",
+                &["max_deletes", "invalid type", "line 1"][..],
+            ),
+            ("bogus: 1\n", &["unknown field `bogus`", "line 1"][..]),
+            (
+                "rules:\n  - match: x\n    acl: world\n",
+                &["rules[0].acl", "unknown canned ACL `world`", "line 3"][..],
+            ),
+            (
+                "rules:\n  - match: x\n    metadata: {'bad name': v}\n",
+                &["rules[0].metadata", "not a valid HTTP header token"][..],
+            ),
+            (
+                "rules:\n  - match: x\n    cache_control: \"caf\u{e9}\"\n",
+                &["rules[0].cache_control", "only printable ASCII"][..],
+            ),
+            ("rules: [\n", &["line"][..]),
+        ];
+        for (yaml, wants) in cases {
+            let err = DeployConfig::parse(yaml).expect_err(yaml).to_string();
+            for want in wants {
+                assert!(err.contains(want), "{yaml:?}: `{err}` lacks `{want}`");
+            }
+        }
+    }
+
+    #[test]
+    fn match_takes_string_or_list() {
+        let config = DeployConfig::parse("rules:\n  - match: a\n  - match: [b, 'c/**']\n").unwrap();
+        assert_eq!(config.rules[0].patterns.0, ["a"]);
+        assert_eq!(config.rules[1].patterns.0, ["b", "c/**"]);
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(ByteSize::parse("8388608"), Ok(ByteSize(8 << 20)));
+        assert_eq!(ByteSize::parse("8MB"), Ok(ByteSize(8 << 20)));
+        assert_eq!(ByteSize::parse("16MiB"), Ok(ByteSize(16 << 20)));
+        assert_eq!(ByteSize::parse("1 GB"), Ok(ByteSize(1 << 30)));
+        assert_eq!(ByteSize::parse("64KB"), Ok(ByteSize(64 << 10)));
+        assert!(ByteSize::parse("8XB").is_err());
+        assert!(ByteSize::parse("MB").is_err());
+    }
+
+    #[test]
+    fn empty_file_is_empty_config() {
+        let config = DeployConfig::parse("# nothing\n").unwrap();
+        assert!(config.rules.is_empty());
+    }
+}

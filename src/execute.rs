@@ -1,0 +1,384 @@
+//! Plan × Store → Outcome. The only code that mutates a store.
+//!
+//! Phases are barriers: immutable assets, other files, HTML, then deletes. Inside a phase,
+//! requests run concurrently (bounded) and every outcome is collected; if any action failed, the
+//! phase finishes what it started and no later phase begins, so the live site never points at
+//! something missing and nothing is deleted after a failed upload. An interrupt stops
+//! scheduling the same way.
+//!
+//! Before a file is sent it is hashed again and compared with the scan: a file that changed or
+//! vanished in between is reported, never uploaded under the old hash. Small files are sent from
+//! memory (bounded by a byte budget); large ones stream from disk.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::StreamExt;
+use futures::stream;
+use tokio::sync::Semaphore;
+
+use crate::headers::{Headers, META_BLAKE3};
+use crate::interrupt::Interrupt;
+use crate::key::Key;
+use crate::plan::{Action, Op, Phase, Plan};
+use crate::scan::LocalFile;
+use crate::store::{self, Body, Store};
+
+#[derive(Debug, Clone, Copy)]
+pub struct ExecOptions {
+    pub concurrency: usize,
+    /// Files of at least this size are streamed from disk instead of read into memory.
+    pub stream_threshold: u64,
+    /// Upper bound on file bytes held in memory at once.
+    pub memory_budget: u64,
+}
+
+impl Default for ExecOptions {
+    fn default() -> Self {
+        ExecOptions {
+            concurrency: 16,
+            stream_threshold: 8 << 20,
+            memory_budget: 32 << 20,
+        }
+    }
+}
+
+/// What executing a plan produced: the ETag of every key it wrote.
+#[derive(Debug, Default)]
+pub struct Executed {
+    pub etags: BTreeMap<Key, Option<String>>,
+    pub bytes: u64,
+}
+
+#[derive(Debug)]
+pub struct Failure {
+    pub key: Key,
+    pub error: store::Error,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ExecuteError {
+    #[error("{}", phase_failed_message(*phase, failed, not_started))]
+    PhaseFailed {
+        phase: Phase,
+        failed: Vec<Failure>,
+        not_started: Vec<&'static str>,
+    },
+    #[error("interrupted during the {} phase; {} not started", phase.name(), list(not_started))]
+    Interrupted {
+        phase: Phase,
+        not_started: Vec<&'static str>,
+    },
+}
+
+fn list(items: &[&'static str]) -> String {
+    if items.is_empty() {
+        "nothing else was".into()
+    } else {
+        items.join(", ")
+    }
+}
+
+fn phase_failed_message(phase: Phase, failed: &[Failure], not_started: &[&'static str]) -> String {
+    let mut message = format!(
+        "{} action(s) failed in the {} phase; not started: {}",
+        failed.len(),
+        phase.name(),
+        if not_started.is_empty() {
+            "none".to_string()
+        } else {
+            not_started.join(", ")
+        }
+    );
+    for failure in failed {
+        message.push_str(&format!(
+            "\n  {}: {}",
+            crate::report::escape(failure.key.as_str()),
+            ErrorChain(&failure.error)
+        ));
+    }
+    message
+}
+
+/// Displays an error and its sources on one line.
+pub struct ErrorChain<'a>(pub &'a (dyn std::error::Error + 'static));
+
+impl fmt::Display for ErrorChain<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut source = self.0.source();
+        while let Some(error) = source {
+            write!(f, ": {error}")?;
+            source = error.source();
+        }
+        Ok(())
+    }
+}
+
+/// The stages after uploads, named in errors so the user knows what did not happen.
+const LATER: [(Phase, &str); 4] = [
+    (Phase::Immutable, "immutable uploads"),
+    (Phase::Other, "other uploads"),
+    (Phase::Html, "html uploads"),
+    (Phase::Delete, "deletes"),
+];
+
+fn not_started_after(phase: Phase, extra: &[&'static str]) -> Vec<&'static str> {
+    LATER
+        .iter()
+        .filter(|(p, _)| *p > phase)
+        .map(|(_, name)| *name)
+        .chain(extra.iter().copied())
+        .collect()
+}
+
+pub struct Executor<'a> {
+    pub store: &'a dyn Store,
+    pub files: &'a [LocalFile],
+    pub options: ExecOptions,
+    pub interrupt: &'a Interrupt,
+    /// Called once per completed action.
+    pub on_done: &'a (dyn Fn(&Action) + Sync),
+    /// Stages that run after the executor (invalidation, manifest), for error messages.
+    pub after: &'a [&'static str],
+}
+
+impl Executor<'_> {
+    pub async fn run(&self, plan: &Plan) -> Result<Executed, ExecuteError> {
+        let mut executed = Executed::default();
+        let memory = Arc::new(Semaphore::new(budget_permits(self.options.memory_budget)));
+        for phase in [Phase::Immutable, Phase::Other, Phase::Html, Phase::Delete] {
+            let actions: Vec<&Action> = plan.phase(phase).collect();
+            if actions.is_empty() {
+                continue;
+            }
+            if self.interrupt.is_set() {
+                return Err(ExecuteError::Interrupted {
+                    phase,
+                    not_started: not_started_after(phase, self.after),
+                });
+            }
+            let failed = if phase == Phase::Delete {
+                self.delete_phase(&actions).await
+            } else {
+                self.write_phase(&actions, &memory, &mut executed).await
+            };
+            if !failed.is_empty() {
+                return Err(ExecuteError::PhaseFailed {
+                    phase,
+                    failed,
+                    not_started: not_started_after(phase, self.after),
+                });
+            }
+            if self.interrupt.is_set() {
+                return Err(ExecuteError::Interrupted {
+                    phase,
+                    not_started: not_started_after(phase, self.after),
+                });
+            }
+        }
+        Ok(executed)
+    }
+
+    async fn write_phase(
+        &self,
+        actions: &[&Action],
+        memory: &Arc<Semaphore>,
+        executed: &mut Executed,
+    ) -> Vec<Failure> {
+        let interrupt = self.interrupt;
+        let results: Vec<(&Action, Result<Option<String>, store::Error>)> =
+            stream::iter(actions.iter().copied())
+                // Stop scheduling once interrupted; requests in flight finish.
+                .take_while(|_| futures::future::ready(!interrupt.is_set()))
+                .map(|action| async move {
+                    let result = self.write_one(action, memory).await;
+                    if result.is_ok() {
+                        (self.on_done)(action);
+                    }
+                    (action, result)
+                })
+                .buffer_unordered(self.options.concurrency.max(1))
+                .collect()
+                .await;
+        let mut failed = Vec::new();
+        for (action, result) in results {
+            match result {
+                Ok(etag) => {
+                    executed.bytes += action.bytes;
+                    executed.etags.insert(action.key.clone(), etag);
+                }
+                Err(error) => failed.push(Failure {
+                    key: action.key.clone(),
+                    error,
+                }),
+            }
+        }
+        failed.sort_by(|a, b| a.key.cmp(&b.key));
+        failed
+    }
+
+    async fn write_one(
+        &self,
+        action: &Action,
+        memory: &Arc<Semaphore>,
+    ) -> Result<Option<String>, store::Error> {
+        let file = &self.files[action.file.expect("write actions name a file")];
+        let headers = headers_for(file);
+        let result = match action.op {
+            Op::Upload if file.size < self.options.stream_threshold => {
+                let permits = permits_for(file.size, self.options.memory_budget);
+                let _budget = memory
+                    .acquire_many(permits)
+                    .await
+                    .expect("semaphore is never closed");
+                let bytes = read_verified(file).await?;
+                self.store
+                    .put(&file.key, Body::Bytes(bytes), &headers)
+                    .await?
+            }
+            Op::Upload => {
+                verify_streamed(file).await?;
+                let result = self
+                    .store
+                    .put(
+                        &file.key,
+                        Body::File {
+                            path: file.path.clone(),
+                            size: file.size,
+                        },
+                        &headers,
+                    )
+                    .await?;
+                verify_unchanged_since_scan(file)?;
+                result
+            }
+            Op::UpdateHeaders => self.store.copy_replace_headers(&file.key, &headers).await?,
+            Op::Delete => unreachable!("deletes run in their own phase"),
+        };
+        Ok(result.etag)
+    }
+
+    async fn delete_phase(&self, actions: &[&Action]) -> Vec<Failure> {
+        let keys: Vec<Key> = actions.iter().map(|a| a.key.clone()).collect();
+        let by_key: BTreeMap<&Key, &Action> = actions.iter().map(|a| (&a.key, *a)).collect();
+        let by_key = &by_key;
+        let failures: Vec<Vec<(Key, store::Error)>> = stream::iter(keys.chunks(1000))
+            .take_while(|_| futures::future::ready(!self.interrupt.is_set()))
+            .map(|chunk| async move {
+                let failed = self.store.delete_batch(chunk).await;
+                for key in chunk {
+                    if !failed.iter().any(|(k, _)| k == key) {
+                        (self.on_done)(by_key[key]);
+                    }
+                }
+                failed
+            })
+            .buffer_unordered(self.options.concurrency.clamp(1, 4))
+            .collect()
+            .await;
+        let mut failed: Vec<Failure> = failures
+            .into_iter()
+            .flatten()
+            .map(|(key, error)| Failure { key, error })
+            .collect();
+        failed.sort_by(|a, b| a.key.cmp(&b.key));
+        failed
+    }
+}
+
+/// The headers an object is published with: the rule's, plus its blake3 digest in metadata.
+pub fn headers_for(file: &LocalFile) -> Headers {
+    let mut headers = file.resolved.headers.clone();
+    headers
+        .metadata
+        .insert(META_BLAKE3.to_string(), file.blake3.clone());
+    headers
+}
+
+const PERMIT_BYTES: u64 = 1024;
+
+fn budget_permits(budget: u64) -> usize {
+    (budget / PERMIT_BYTES).clamp(1, Semaphore::MAX_PERMITS as u64) as usize
+}
+
+fn permits_for(size: u64, budget: u64) -> u32 {
+    // Never ask for more than the whole budget, or a large file would wait forever.
+    (size.div_ceil(PERMIT_BYTES).max(1)).min(budget_permits(budget) as u64) as u32
+}
+
+fn changed(file: &LocalFile) -> store::Error {
+    store::Error::Changed {
+        path: file.path.clone(),
+    }
+}
+
+/// Reads a small file and checks it is still the file that was scanned.
+async fn read_verified(file: &LocalFile) -> Result<Bytes, store::Error> {
+    let path = file.path.clone();
+    let bytes = tokio::task::spawn_blocking(move || std::fs::read(&path))
+        .await
+        .expect("read task does not panic")
+        .map_err(|source| store::Error::Io {
+            path: file.path.clone(),
+            source,
+        })?;
+    if bytes.len() as u64 != file.size || blake3::hash(&bytes).to_hex().as_str() != file.blake3 {
+        return Err(changed(file));
+    }
+    Ok(Bytes::from(bytes))
+}
+
+/// Hashes a large file again before it is streamed.
+async fn verify_streamed(file: &LocalFile) -> Result<(), store::Error> {
+    let path = file.path.clone();
+    let (digest, size) = tokio::task::spawn_blocking(move || crate::scan::hash_file(&path))
+        .await
+        .expect("hash task does not panic")
+        .map_err(|source| store::Error::Io {
+            path: file.path.clone(),
+            source,
+        })?;
+    if size != file.size || digest != file.blake3 {
+        return Err(changed(file));
+    }
+    Ok(())
+}
+
+/// After a streamed upload: the file must still have the scanned size and mtime.
+fn verify_unchanged_since_scan(file: &LocalFile) -> Result<(), store::Error> {
+    let metadata = std::fs::metadata(&file.path).map_err(|source| store::Error::Io {
+        path: file.path.clone(),
+        source,
+    })?;
+    if metadata.len() != file.size || metadata.modified().ok() != Some(file.mtime) {
+        return Err(changed(file));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn permits_never_exceed_budget() {
+        assert_eq!(permits_for(0, 32 << 20), 1);
+        assert_eq!(permits_for(1025, 32 << 20), 2);
+        assert_eq!(
+            permits_for(100 << 20, 32 << 20) as usize,
+            budget_permits(32 << 20)
+        );
+    }
+
+    #[test]
+    fn later_stages_are_named() {
+        assert_eq!(
+            not_started_after(Phase::Other, &["manifest"]),
+            ["html uploads", "deletes", "manifest"]
+        );
+        assert_eq!(not_started_after(Phase::Delete, &[]), Vec::<&str>::new());
+    }
+}

@@ -1,0 +1,134 @@
+//! The deploy manifest: what hoist knows about each object it published.
+//!
+//! Stored as `.hoist/manifest.json` under the target prefix and read with one GET at the next
+//! deploy. An entry is trusted only while the listing still shows the same size and ETag, so an
+//! object changed by another tool (or a server whose listing has no ETags) falls back to the
+//! object itself. It is written last, after every other step succeeded: an interrupted deploy
+//! leaves the previous manifest, whose entries no longer match what changed, and the next run
+//! re-checks exactly those.
+
+use std::collections::BTreeMap;
+
+use crate::key::Key;
+use crate::store::ObjectMeta;
+
+/// The manifest's key, relative to the target prefix.
+pub const MANIFEST_KEY: &str = ".hoist/manifest.json";
+pub const VERSION: u32 = 1;
+
+pub fn manifest_key() -> Key {
+    Key::new(MANIFEST_KEY).expect("the manifest key is valid")
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    pub version: u32,
+    /// Unique per deploy that wrote it.
+    pub deploy_id: String,
+    pub objects: BTreeMap<Key, Entry>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Entry {
+    pub size: u64,
+    pub blake3: String,
+    /// The ETag the store gave for the object (normalized), if it gave one.
+    pub etag: Option<String>,
+    /// [`crate::headers::Headers::fingerprint`] of the headers it was published with.
+    pub headers: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("the manifest is not readable (it will be rewritten)")]
+pub struct ManifestError(#[source] pub serde_json::Error);
+
+impl Manifest {
+    pub fn new(objects: BTreeMap<Key, Entry>) -> Manifest {
+        Manifest {
+            version: VERSION,
+            deploy_id: uuid::Uuid::new_v4().to_string(),
+            objects,
+        }
+    }
+
+    pub fn parse(bytes: &[u8]) -> Result<Manifest, ManifestError> {
+        let manifest: Manifest = serde_json::from_slice(bytes).map_err(ManifestError)?;
+        if manifest.version != VERSION {
+            return Err(ManifestError(serde::de::Error::custom(format!(
+                "unsupported manifest version {}",
+                manifest.version
+            ))));
+        }
+        Ok(manifest)
+    }
+
+    pub fn to_bytes(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("manifest serializes")
+    }
+
+    /// The entry for a listed object, if it still describes that object: same size, and an
+    /// ETag that the listing shows and that equals the recorded one.
+    pub fn valid_entry(&self, listed: &ObjectMeta) -> Option<&Entry> {
+        let entry = self.objects.get(&listed.key)?;
+        let listed_etag = listed.etag.as_deref()?;
+        (entry.size == listed.size && entry.etag.as_deref() == Some(listed_etag)).then_some(entry)
+    }
+
+    /// Whether two manifests describe the same objects (ignoring the deploy id).
+    pub fn same_objects(&self, other: &Manifest) -> bool {
+        self.objects == other.objects
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn listed(key: &str, size: u64, etag: Option<&str>) -> ObjectMeta {
+        ObjectMeta {
+            key: Key::new(key).unwrap(),
+            size,
+            etag: etag.map(str::to_string),
+            last_modified: None,
+        }
+    }
+
+    fn manifest() -> Manifest {
+        let mut objects = BTreeMap::new();
+        objects.insert(
+            Key::new("a.html").unwrap(),
+            Entry {
+                size: 3,
+                blake3: "b3".into(),
+                etag: Some("e1".into()),
+                headers: "fp".into(),
+            },
+        );
+        Manifest::new(objects)
+    }
+
+    #[test]
+    fn entry_trusted_only_when_listing_matches() {
+        let m = manifest();
+        assert!(m.valid_entry(&listed("a.html", 3, Some("e1"))).is_some());
+        assert!(m.valid_entry(&listed("a.html", 4, Some("e1"))).is_none());
+        assert!(m.valid_entry(&listed("a.html", 3, Some("e2"))).is_none());
+        // A server whose listing has no ETags never validates an entry.
+        assert!(m.valid_entry(&listed("a.html", 3, None)).is_none());
+        assert!(m.valid_entry(&listed("b.html", 3, Some("e1"))).is_none());
+    }
+
+    #[test]
+    fn round_trip_and_rejects_garbage() {
+        let m = manifest();
+        let parsed = Manifest::parse(&m.to_bytes()).unwrap();
+        assert_eq!(parsed, m);
+        assert!(Manifest::parse(b"not json").is_err());
+        let mut other = m.clone();
+        other.version = 99;
+        assert!(Manifest::parse(&other.to_bytes()).is_err());
+        assert!(Manifest::new(m.objects.clone()).same_objects(&m));
+    }
+}

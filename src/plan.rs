@@ -1,0 +1,557 @@
+//! (local files, remote listing, manifest) → [`Plan`]. Values to values, no I/O.
+//!
+//! Classification of each key: `new`, `content changed`, `headers changed`, `unchanged`,
+//! `stale`. Where the manifest cannot vouch for an object (no entry, or the listing's size or
+//! ETag moved), the key is left [`Pending`] and the caller reads the object itself (HEAD, and
+//! when needed the local file's MD5) and finishes with [`decide_from_head`].
+//!
+//! Ordering invariant of a plan: actions are sorted by [`Phase`] (immutable assets, other
+//! files, HTML, deletes), then by key; execution runs the phases as barriers in that order, so
+//! HTML is published only after every asset it may reference, and nothing is deleted before
+//! every upload succeeded. Deletes only name keys from the listing of the target prefix that
+//! no local file claims, that no exclude pattern protects, and that are not hoist's own.
+
+use std::collections::BTreeMap;
+
+use crate::headers::{META_BLAKE3, is_html};
+use crate::key::Key;
+use crate::manifest::{Entry, Manifest};
+use crate::scan::{LocalFile, RESERVED_DIR};
+use crate::store::{ObjectInfo, ObjectMeta};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    Immutable,
+    Other,
+    Html,
+    Delete,
+}
+
+impl Phase {
+    pub fn name(self) -> &'static str {
+        match self {
+            Phase::Immutable => "immutable",
+            Phase::Other => "other",
+            Phase::Html => "html",
+            Phase::Delete => "delete",
+        }
+    }
+
+    pub fn of(file: &LocalFile) -> Phase {
+        if file.resolved.immutable {
+            Phase::Immutable
+        } else if is_html(file.resolved.headers.content_type.as_deref()) {
+            Phase::Html
+        } else {
+            Phase::Other
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Op {
+    Upload,
+    UpdateHeaders,
+    Delete,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub enum Reason {
+    #[serde(rename = "new")]
+    New,
+    #[serde(rename = "content changed")]
+    ContentChanged,
+    #[serde(rename = "headers changed")]
+    HeadersChanged,
+    #[serde(rename = "stale")]
+    Stale,
+}
+
+impl Reason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::New => "new",
+            Reason::ContentChanged => "content changed",
+            Reason::HeadersChanged => "headers changed",
+            Reason::Stale => "stale",
+        }
+    }
+
+    /// Whether the key held an object before this deploy (so a cache may hold it).
+    pub fn replaces_existing(self) -> bool {
+        !matches!(self, Reason::New)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Action {
+    pub op: Op,
+    pub key: Key,
+    pub reason: Reason,
+    pub phase: Phase,
+    /// Bytes sent (the file size for uploads, 0 otherwise).
+    pub bytes: u64,
+    /// Whether the key's rule marks it immutable.
+    #[serde(skip)]
+    pub immutable: bool,
+    /// Index into the scanned files (uploads and header updates).
+    #[serde(skip)]
+    pub file: Option<usize>,
+}
+
+/// The outcome of comparing one local file with what the target holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    New,
+    Unchanged,
+    ContentChanged,
+    HeadersChanged,
+}
+
+/// A file whose remote object must be read before it can be classified.
+#[derive(Debug, Clone)]
+pub struct Pending {
+    pub file: usize,
+    pub listed: ObjectMeta,
+}
+
+/// The first pass: what the listing and the manifest decide alone.
+#[derive(Debug, Default)]
+pub struct Comparison {
+    /// (file index, decision, the manifest entry that now describes the object, if known).
+    pub decided: Vec<(usize, Decision, Option<Entry>)>,
+    pub pending: Vec<Pending>,
+    /// Listed keys no local file claims.
+    pub remote_only: Vec<ObjectMeta>,
+}
+
+/// Compares scanned files with the listing, trusting manifest entries the listing confirms.
+/// Both inputs must be sorted by key (scan and list guarantee it).
+pub fn compare(
+    files: &[LocalFile],
+    listing: &[ObjectMeta],
+    manifest: Option<&Manifest>,
+) -> Comparison {
+    let mut out = Comparison::default();
+    let remote: BTreeMap<&Key, &ObjectMeta> = listing.iter().map(|m| (&m.key, m)).collect();
+    for (index, file) in files.iter().enumerate() {
+        let Some(listed) = remote.get(&file.key) else {
+            out.decided.push((index, Decision::New, None));
+            continue;
+        };
+        match manifest.and_then(|m| m.valid_entry(listed)) {
+            Some(entry) => {
+                let decision = if entry.blake3 != file.blake3 || entry.size != file.size {
+                    Decision::ContentChanged
+                } else if entry.headers != file.resolved.headers.fingerprint() {
+                    Decision::HeadersChanged
+                } else {
+                    Decision::Unchanged
+                };
+                out.decided.push((index, decision, Some(entry.clone())));
+            }
+            None => out.pending.push(Pending {
+                file: index,
+                listed: (*listed).clone(),
+            }),
+        }
+    }
+    let local: std::collections::HashSet<&Key> = files.iter().map(|f| &f.key).collect();
+    out.remote_only = listing
+        .iter()
+        .filter(|m| !local.contains(&m.key))
+        .cloned()
+        .collect();
+    out
+}
+
+/// Whether a single-part ETag (a plain MD5) could settle the content comparison, because the
+/// object carries no blake3 of hoist's. The caller then computes the local file's MD5.
+pub fn needs_md5(file: &LocalFile, info: &ObjectInfo) -> bool {
+    info.meta.size == file.size
+        && !info.headers.metadata.contains_key(META_BLAKE3)
+        && info.meta.etag.as_deref().is_some_and(is_plain_md5)
+}
+
+fn is_plain_md5(etag: &str) -> bool {
+    etag.len() == 32 && etag.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// Classifies a file from its object's HEAD (and, when [`needs_md5`], the local MD5 in hex).
+pub fn decide_from_head(file: &LocalFile, info: &ObjectInfo, local_md5: Option<&str>) -> Decision {
+    let same_content = info.meta.size == file.size
+        && match info.headers.metadata.get(META_BLAKE3) {
+            Some(remote) => remote.eq_ignore_ascii_case(&file.blake3),
+            None => match (info.meta.etag.as_deref(), local_md5) {
+                (Some(etag), Some(md5)) if is_plain_md5(etag) => etag.eq_ignore_ascii_case(md5),
+                // No way to prove the bytes are the same: publish them again.
+                _ => false,
+            },
+        };
+    if !same_content {
+        Decision::ContentChanged
+    } else if file.resolved.headers.differs_from_remote(&info.headers) {
+        Decision::HeadersChanged
+    } else {
+        Decision::Unchanged
+    }
+}
+
+/// What the deploy will do, in execution order.
+#[derive(Debug, Clone, Default)]
+pub struct Plan {
+    pub actions: Vec<Action>,
+    pub unchanged: usize,
+    /// Stale keys kept because deletion is off.
+    pub stale_kept: Vec<Key>,
+    /// Entries for unchanged objects (the manifest's basis, completed by the executor).
+    pub known: BTreeMap<Key, Entry>,
+}
+
+impl Plan {
+    pub fn deletes(&self) -> impl Iterator<Item = &Action> {
+        self.actions.iter().filter(|a| a.op == Op::Delete)
+    }
+
+    pub fn delete_count(&self) -> usize {
+        self.deletes().count()
+    }
+
+    pub fn is_noop(&self) -> bool {
+        self.actions.is_empty()
+    }
+
+    pub fn phase(&self, phase: Phase) -> impl Iterator<Item = &Action> {
+        self.actions.iter().filter(move |a| a.phase == phase)
+    }
+}
+
+pub struct PlanOptions<'a> {
+    pub delete: bool,
+    /// Remote keys matching this are never deleted.
+    pub is_excluded: &'a dyn Fn(&str) -> bool,
+}
+
+/// Builds the plan from every file's decision (each file exactly once) and the remote-only keys.
+pub fn build(
+    files: &[LocalFile],
+    decisions: Vec<(usize, Decision, Option<Entry>)>,
+    remote_only: &[ObjectMeta],
+    options: &PlanOptions<'_>,
+) -> Plan {
+    let mut plan = Plan::default();
+    for (index, decision, entry) in decisions {
+        let file = &files[index];
+        let (op, reason) = match decision {
+            Decision::Unchanged => {
+                plan.unchanged += 1;
+                let entry = entry.unwrap_or_else(|| Entry {
+                    size: file.size,
+                    blake3: file.blake3.clone(),
+                    etag: None,
+                    headers: file.resolved.headers.fingerprint(),
+                });
+                plan.known.insert(file.key.clone(), entry);
+                continue;
+            }
+            Decision::New => (Op::Upload, Reason::New),
+            Decision::ContentChanged => (Op::Upload, Reason::ContentChanged),
+            Decision::HeadersChanged => {
+                // Keep the listed ETag in case the copy's answer carries none.
+                if let Some(entry) = entry {
+                    plan.known.insert(file.key.clone(), entry);
+                }
+                (Op::UpdateHeaders, Reason::HeadersChanged)
+            }
+        };
+        plan.actions.push(Action {
+            op,
+            key: file.key.clone(),
+            reason,
+            phase: Phase::of(file),
+            bytes: if op == Op::Upload { file.size } else { 0 },
+            immutable: file.resolved.immutable,
+            file: Some(index),
+        });
+    }
+    for object in remote_only {
+        let key = &object.key;
+        if key.as_str() == RESERVED_DIR || key.is_under(RESERVED_DIR) {
+            continue;
+        }
+        if (options.is_excluded)(key.as_str()) {
+            continue;
+        }
+        if !options.delete {
+            plan.stale_kept.push(key.clone());
+            continue;
+        }
+        plan.actions.push(Action {
+            op: Op::Delete,
+            key: key.clone(),
+            reason: Reason::Stale,
+            phase: Phase::Delete,
+            bytes: 0,
+            immutable: false,
+            file: None,
+        });
+    }
+    plan.actions
+        .sort_by(|a, b| (a.phase, &a.key).cmp(&(b.phase, &b.key)));
+    plan
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::headers::Headers;
+    use crate::rules::Resolved;
+    use std::time::SystemTime;
+
+    fn file(key: &str, content: &str, immutable: bool, content_type: &str) -> LocalFile {
+        LocalFile {
+            key: Key::new(key).unwrap(),
+            path: key.into(),
+            size: content.len() as u64,
+            mtime: SystemTime::UNIX_EPOCH,
+            blake3: blake3::hash(content.as_bytes()).to_hex().to_string(),
+            resolved: Resolved {
+                headers: Headers {
+                    content_type: Some(content_type.into()),
+                    cache_control: Some("max-age=60".into()),
+                    ..Headers::default()
+                },
+                immutable,
+                rule: None,
+            },
+        }
+    }
+
+    fn listed(key: &str, size: u64, etag: &str) -> ObjectMeta {
+        ObjectMeta {
+            key: Key::new(key).unwrap(),
+            size,
+            etag: Some(etag.into()),
+            last_modified: None,
+        }
+    }
+
+    fn entry_for(file: &LocalFile, etag: &str) -> Entry {
+        Entry {
+            size: file.size,
+            blake3: file.blake3.clone(),
+            etag: Some(etag.into()),
+            headers: file.resolved.headers.fingerprint(),
+        }
+    }
+
+    fn no_excludes(_: &str) -> bool {
+        false
+    }
+
+    fn plan_of(
+        files: &[LocalFile],
+        listing: &[ObjectMeta],
+        manifest: Option<&Manifest>,
+        delete: bool,
+    ) -> (Plan, Vec<Pending>) {
+        let comparison = compare(files, listing, manifest);
+        let exclude = |k: &str| k.ends_with(".keep");
+        let plan = build(
+            files,
+            comparison.decided,
+            &comparison.remote_only,
+            &PlanOptions {
+                delete,
+                is_excluded: &exclude,
+            },
+        );
+        (plan, comparison.pending)
+    }
+
+    #[test]
+    fn phases_order_immutable_then_other_then_html_then_deletes() {
+        let files = vec![
+            file("index.html", "<p>", false, "text/html; charset=utf-8"),
+            file("assets/app.1.js", "js", true, "text/javascript"),
+            file("robots.txt", "r", false, "text/plain"),
+            file("about/index.html", "<a>", false, "text/html"),
+            file("assets/logo.svg", "svg", true, "image/svg+xml"),
+        ];
+        let listing = vec![listed("old.html", 1, "x"), listed("a-old.css", 1, "y")];
+        let (plan, pending) = plan_of(&files, &listing, None, true);
+        assert!(pending.is_empty());
+        let order: Vec<(&str, Phase)> = plan
+            .actions
+            .iter()
+            .map(|a| (a.key.as_str(), a.phase))
+            .collect();
+        assert_eq!(
+            order,
+            [
+                ("assets/app.1.js", Phase::Immutable),
+                ("assets/logo.svg", Phase::Immutable),
+                ("robots.txt", Phase::Other),
+                ("about/index.html", Phase::Html),
+                ("index.html", Phase::Html),
+                ("a-old.css", Phase::Delete),
+                ("old.html", Phase::Delete),
+            ]
+        );
+        assert!(
+            plan.actions[..5]
+                .iter()
+                .all(|a| a.op == Op::Upload && a.reason == Reason::New)
+        );
+        assert!(
+            plan.actions[5..]
+                .iter()
+                .all(|a| a.op == Op::Delete && a.reason == Reason::Stale)
+        );
+    }
+
+    #[test]
+    fn manifest_decides_without_heads() {
+        let same = file("same.html", "same", false, "text/html");
+        let changed = file("changed.css", "new content", false, "text/css");
+        let mut rule_changed = file("rule.js", "js", false, "text/javascript");
+        let old_changed = file("changed.css", "old content", false, "text/css");
+        let mut manifest_objects = BTreeMap::new();
+        manifest_objects.insert(same.key.clone(), entry_for(&same, "e1"));
+        manifest_objects.insert(old_changed.key.clone(), entry_for(&old_changed, "e2"));
+        manifest_objects.insert(rule_changed.key.clone(), entry_for(&rule_changed, "e3"));
+        rule_changed.resolved.headers.cache_control = Some("no-cache".into());
+        let manifest = Manifest::new(manifest_objects);
+        let files = vec![changed.clone(), rule_changed.clone(), same.clone()];
+        let listing = vec![
+            listed("changed.css", old_changed.size, "e2"),
+            listed("rule.js", rule_changed.size, "e3"),
+            listed("same.html", same.size, "e1"),
+        ];
+        let (plan, pending) = plan_of(&files, &listing, Some(&manifest), true);
+        assert!(pending.is_empty(), "{pending:?}");
+        assert_eq!(plan.unchanged, 1);
+        let ops: Vec<_> = plan
+            .actions
+            .iter()
+            .map(|a| (a.key.as_str(), a.op, a.reason))
+            .collect();
+        assert_eq!(
+            ops,
+            [
+                ("changed.css", Op::Upload, Reason::ContentChanged),
+                ("rule.js", Op::UpdateHeaders, Reason::HeadersChanged),
+            ]
+        );
+    }
+
+    #[test]
+    fn untrusted_entries_are_pending() {
+        let f = file("a.html", "abc", false, "text/html");
+        let mut objects = BTreeMap::new();
+        objects.insert(f.key.clone(), entry_for(&f, "e1"));
+        let manifest = Manifest::new(objects);
+        // ETag moved (another tool wrote the object), or the listing has no ETag.
+        for listing in [
+            vec![listed("a.html", 3, "other")],
+            vec![ObjectMeta {
+                etag: None,
+                ..listed("a.html", 3, "")
+            }],
+        ] {
+            let (plan, pending) =
+                plan_of(std::slice::from_ref(&f), &listing, Some(&manifest), true);
+            assert_eq!(pending.len(), 1);
+            assert!(plan.actions.is_empty());
+        }
+    }
+
+    #[test]
+    fn stale_keys_respect_delete_excludes_and_reserved() {
+        let files = vec![file("index.html", "x", false, "text/html")];
+        let listing = vec![
+            listed(".hoist/manifest.json", 10, "m"),
+            listed("index.html", 1, "i"),
+            listed("notes.keep", 1, "k"),
+            listed("old.html", 1, "o"),
+        ];
+        let (plan, _) = plan_of(&files, &listing, None, true);
+        let deletes: Vec<_> = plan.deletes().map(|a| a.key.as_str()).collect();
+        assert_eq!(deletes, ["old.html"]);
+
+        let (plan, _) = plan_of(&files, &listing, None, false);
+        assert_eq!(plan.delete_count(), 0);
+        assert_eq!(plan.stale_kept, [Key::new("old.html").unwrap()]);
+    }
+
+    fn info(size: u64, etag: Option<&str>, headers: Headers) -> ObjectInfo {
+        ObjectInfo {
+            meta: ObjectMeta {
+                key: Key::new("a.html").unwrap(),
+                size,
+                etag: etag.map(str::to_string),
+                last_modified: None,
+            },
+            headers,
+        }
+    }
+
+    #[test]
+    fn head_fallback_decisions() {
+        let f = file("a.html", "abc", false, "text/html");
+        let mut with_blake3 = f.resolved.headers.clone();
+        with_blake3
+            .metadata
+            .insert(META_BLAKE3.into(), f.blake3.clone());
+
+        // hoist's own metadata proves the content.
+        let i = info(3, Some("whatever-2"), with_blake3.clone());
+        assert!(!needs_md5(&f, &i));
+        assert_eq!(decide_from_head(&f, &i, None), Decision::Unchanged);
+
+        // Same content, other Cache-Control.
+        let mut other_headers = with_blake3.clone();
+        other_headers.cache_control = Some("no-store".into());
+        assert_eq!(
+            decide_from_head(&f, &info(3, None, other_headers), None),
+            Decision::HeadersChanged
+        );
+
+        // Uploaded by another tool: a plain MD5 ETag settles it.
+        let md5 = "900150983cd24fb0d6963f7d28e17f72"; // md5("abc")
+        let foreign = info(3, Some(md5), f.resolved.headers.clone());
+        assert!(needs_md5(&f, &foreign));
+        assert_eq!(
+            decide_from_head(&f, &foreign, Some(md5)),
+            Decision::Unchanged
+        );
+        assert_eq!(
+            decide_from_head(&f, &foreign, Some("00000000000000000000000000000000")),
+            Decision::ContentChanged
+        );
+
+        // A multipart ETag and no blake3: cannot prove it, so re-upload.
+        let multipart = info(3, Some("abc-2"), f.resolved.headers.clone());
+        assert!(!needs_md5(&f, &multipart));
+        assert_eq!(
+            decide_from_head(&f, &multipart, None),
+            Decision::ContentChanged
+        );
+
+        // Different size is always a content change.
+        assert_eq!(
+            decide_from_head(&f, &info(4, Some(md5), with_blake3), None),
+            Decision::ContentChanged
+        );
+    }
+
+    #[test]
+    fn replaces_existing() {
+        assert!(!Reason::New.replaces_existing());
+        assert!(Reason::ContentChanged.replaces_existing());
+        assert!(Reason::Stale.replaces_existing());
+        let _ = no_excludes;
+    }
+}

@@ -1,0 +1,259 @@
+//! Compiled deploy rules: a file's key → the headers it is published with. Pure: no I/O.
+//!
+//! Patterns follow .gitignore habits (issue #2): a pattern without `/` matches the file name at
+//! any depth, one with `/` is anchored at the source root (a leading `/` is allowed), `*` stays
+//! within a segment and `**` crosses directories. A pattern that names a directory also matches
+//! everything below it (`exclude: [node_modules]`). The first rule that matches wins.
+
+use globset::{Glob, GlobBuilder, GlobSet, GlobSetBuilder};
+
+use crate::config::{DeployConfig, RuleConfig};
+use crate::headers::{Headers, guess_content_type};
+use crate::key::Key;
+
+/// Compiles one user pattern into the globs that implement the rules above.
+pub fn compile_pattern(pattern: &str) -> Result<Vec<Glob>, globset::Error> {
+    // A trailing `/` does not anchor (gitignore: `drafts/` matches `a/drafts/`).
+    let anchored = pattern.trim_end_matches('/').contains('/');
+    let body = pattern.trim_start_matches('/').trim_end_matches('/');
+    let base = if anchored || body.starts_with("**") {
+        body.to_string()
+    } else {
+        format!("**/{body}")
+    };
+    let build = |glob: &str| {
+        GlobBuilder::new(glob)
+            .literal_separator(true)
+            .backslash_escape(true)
+            .build()
+    };
+    let mut globs = vec![build(&base)?];
+    if !base.ends_with("/**") && base != "**" {
+        globs.push(build(&format!("{base}/**"))?);
+    }
+    Ok(globs)
+}
+
+fn compile_set(patterns: &[String]) -> Result<GlobSet, globset::Error> {
+    let mut builder = GlobSetBuilder::new();
+    for pattern in patterns {
+        for glob in compile_pattern(pattern)? {
+            builder.add(glob);
+        }
+    }
+    builder.build()
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("invalid glob in {context}")]
+pub struct RuleError {
+    pub context: String,
+    #[source]
+    pub source: globset::Error,
+}
+
+#[derive(Debug)]
+struct Rule {
+    set: GlobSet,
+    headers: Headers,
+    /// Whether the rule set a Content-Type; otherwise it is guessed per file.
+    has_content_type: bool,
+    immutable: bool,
+}
+
+/// What a rule says about one file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resolved {
+    pub headers: Headers,
+    pub immutable: bool,
+    /// Index of the rule that matched, if any.
+    pub rule: Option<usize>,
+}
+
+#[derive(Debug)]
+pub struct Rules {
+    rules: Vec<Rule>,
+    exclude: GlobSet,
+}
+
+impl Rules {
+    pub fn from_config(config: &DeployConfig) -> Result<Rules, RuleError> {
+        let exclude = compile_set(&config.exclude.0).map_err(|source| RuleError {
+            context: "exclude".into(),
+            source,
+        })?;
+        let rules = config
+            .rules
+            .iter()
+            .enumerate()
+            .map(|(index, rule)| {
+                compile_rule(rule).map_err(|source| RuleError {
+                    context: format!("rules[{index}].match"),
+                    source,
+                })
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Rules { rules, exclude })
+    }
+
+    /// Whether a key is excluded: never uploaded, and never deleted when found remotely.
+    pub fn is_excluded(&self, key: &str) -> bool {
+        self.exclude.is_match(key)
+    }
+
+    pub fn resolve(&self, key: &Key) -> Resolved {
+        let matched = self
+            .rules
+            .iter()
+            .enumerate()
+            .find(|(_, rule)| rule.set.is_match(key.as_str()));
+        match matched {
+            Some((index, rule)) => {
+                let mut headers = rule.headers.clone();
+                if !rule.has_content_type {
+                    headers.content_type = Some(guess_content_type(key.file_name()));
+                }
+                Resolved {
+                    headers,
+                    immutable: rule.immutable,
+                    rule: Some(index),
+                }
+            }
+            None => Resolved {
+                headers: Headers {
+                    content_type: Some(guess_content_type(key.file_name())),
+                    ..Headers::default()
+                },
+                immutable: false,
+                rule: None,
+            },
+        }
+    }
+}
+
+fn compile_rule(rule: &RuleConfig) -> Result<Rule, globset::Error> {
+    let text = |value: &Option<crate::config::HeaderText>| value.as_ref().map(|v| v.0.clone());
+    let headers = Headers {
+        content_type: text(&rule.content_type),
+        cache_control: text(&rule.cache_control),
+        content_encoding: text(&rule.content_encoding),
+        content_language: text(&rule.content_language),
+        content_disposition: text(&rule.content_disposition),
+        metadata: rule
+            .metadata
+            .iter()
+            .map(|(name, value)| (name.0.clone(), value.0.clone()))
+            .collect(),
+        acl: rule.acl.as_ref().map(|acl| acl.0.clone()),
+        storage_class: rule.storage_class.as_ref().map(|class| class.0.clone()),
+        ..Headers::default()
+    };
+    Ok(Rule {
+        set: compile_set(&rule.patterns.0)?,
+        has_content_type: rule.content_type.is_some(),
+        headers,
+        immutable: rule.immutable,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rules(yaml: &str) -> Rules {
+        Rules::from_config(&DeployConfig::parse(yaml).unwrap()).unwrap()
+    }
+
+    fn key(k: &str) -> Key {
+        Key::new(k).unwrap()
+    }
+
+    #[test]
+    fn pattern_matching_table() {
+        // (pattern, key, matches)
+        let cases = [
+            ("*.html", "index.html", true),
+            ("*.html", "a/b/page.html", true),
+            ("*.html", "index.htm", false),
+            ("assets/**", "assets/app.js", true),
+            ("assets/**", "assets/x/y.png", true),
+            ("assets/**", "static/assets/app.js", false),
+            ("/assets/*", "assets/app.js", true),
+            // gitignore: `assets/*` matches the directory `assets/x`, so everything below it.
+            ("assets/*", "assets/x/y.png", true),
+            ("**", "anything/at/all", true),
+            ("*.map", "js/app.js.map", true),
+            ("node_modules", "node_modules/pkg/index.js", true),
+            ("node_modules", "a/node_modules/x", true),
+            ("docs/api", "docs/api/index.html", true),
+            ("docs/api", "x/docs/api/index.html", false),
+            (".DS_Store", "a/.DS_Store", true),
+            ("img/*.png", "img/a.png", true),
+            ("img/*.png", "img/sub/a.png", false),
+            ("**/*.css", "style.css", true),
+            ("[ab].txt", "a.txt", true),
+            ("file\\*.txt", "file*.txt", true),
+            ("file\\*.txt", "fileX.txt", false),
+        ];
+        for (pattern, k, want) in cases {
+            let set = compile_set(&[pattern.to_string()]).unwrap();
+            assert_eq!(set.is_match(k), want, "pattern {pattern:?} on {k:?}");
+        }
+    }
+
+    #[test]
+    fn first_match_wins_and_defaults() {
+        let r = rules(
+            r#"
+rules:
+  - match: "*.html"
+    cache_control: "no-cache"
+    content_type: "text/html; charset=utf-8"
+  - match: ["assets/**", "*.woff2"]
+    cache_control: "immutable"
+    immutable: true
+    metadata: { Team: web }
+  - match: "**"
+    cache_control: "max-age=3600"
+"#,
+        );
+        let html = r.resolve(&key("assets/page.html"));
+        assert_eq!(html.rule, Some(0));
+        assert_eq!(html.headers.cache_control.as_deref(), Some("no-cache"));
+        assert!(!html.immutable);
+
+        let asset = r.resolve(&key("assets/app.123.js"));
+        assert_eq!(asset.rule, Some(1));
+        assert!(asset.immutable);
+        assert_eq!(
+            asset.headers.content_type.as_deref(),
+            Some("text/javascript; charset=utf-8")
+        );
+        assert_eq!(
+            asset.headers.metadata.get("team").map(String::as_str),
+            Some("web")
+        );
+
+        let font = r.resolve(&key("fonts/a.woff2"));
+        assert_eq!(font.rule, Some(1));
+
+        let other = r.resolve(&key("robots.txt"));
+        assert_eq!(other.rule, Some(2));
+        assert_eq!(other.headers.cache_control.as_deref(), Some("max-age=3600"));
+
+        let none = rules("rules: []").resolve(&key("x.png"));
+        assert_eq!(none.rule, None);
+        assert_eq!(none.headers.content_type.as_deref(), Some("image/png"));
+        assert_eq!(none.headers.cache_control, None);
+    }
+
+    #[test]
+    fn exclusion() {
+        let r = rules("exclude: ['*.map', '.DS_Store', 'drafts/']\n");
+        assert!(r.is_excluded("js/app.js.map"));
+        assert!(r.is_excluded(".DS_Store"));
+        assert!(r.is_excluded("drafts/post.html"));
+        assert!(!r.is_excluded("js/app.js"));
+        assert!(!r.is_excluded("mydrafts/post.html"));
+    }
+}

@@ -1,0 +1,324 @@
+//! Source tree → sorted `Vec<LocalFile>`: key, size, blake3 digest, resolved headers.
+//!
+//! Runs on blocking threads: the walk is sequential (walkdir, following symlinks with loop
+//! detection), the hashing is spread over the machine's cores and streams each file, so memory
+//! does not grow with file size. Every problem is an error naming the path: a deploy publishes
+//! exactly the tree it was given or nothing.
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::SystemTime;
+
+use crate::key::{Key, KeyError};
+use crate::rules::{Resolved, Rules};
+
+/// Keys under this directory belong to hoist (the deploy manifest) and are never site files.
+pub const RESERVED_DIR: &str = ".hoist";
+
+#[derive(Debug, Clone)]
+pub struct LocalFile {
+    pub key: Key,
+    pub path: PathBuf,
+    pub size: u64,
+    pub mtime: SystemTime,
+    /// Lower-case hex blake3 digest of the content.
+    pub blake3: String,
+    pub resolved: Resolved,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ScanError {
+    #[error("source directory `{}` does not exist", path.display())]
+    Missing { path: PathBuf },
+    #[error("source `{}` is not a directory", path.display())]
+    NotADirectory { path: PathBuf },
+    #[error("cannot read `{}`", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot walk `{}`", path.display())]
+    Walk {
+        path: PathBuf,
+        #[source]
+        source: walkdir::Error,
+    },
+    #[error("symlink loop at `{}` (it leads back to `{}`)", path.display(), ancestor.display())]
+    Loop { path: PathBuf, ancestor: PathBuf },
+    #[error("file name `{}` is not valid UTF-8, so it has no S3 key", path.display())]
+    NonUtf8 { path: PathBuf },
+    #[error("`{}` cannot be published as key `{key}`", path.display())]
+    InvalidKey {
+        path: PathBuf,
+        key: String,
+        #[source]
+        source: KeyError,
+    },
+    #[error("`{}` is not a regular file or directory (a socket, FIFO or device)", path.display())]
+    Special { path: PathBuf },
+}
+
+/// What a scan found besides the files.
+#[derive(Debug, Default)]
+pub struct ScanReport {
+    pub files: Vec<LocalFile>,
+    /// Files left out because they sit in the reserved `.hoist/` directory.
+    pub reserved: Vec<PathBuf>,
+}
+
+struct Entry {
+    key: Key,
+    path: PathBuf,
+    size: u64,
+    mtime: SystemTime,
+}
+
+/// Walks and hashes `root`. Excluded paths are pruned during the walk.
+pub fn scan(root: &Path, rules: &Rules) -> Result<ScanReport, ScanError> {
+    let metadata = std::fs::metadata(root).map_err(|source| match source.kind() {
+        std::io::ErrorKind::NotFound => ScanError::Missing {
+            path: root.to_owned(),
+        },
+        _ => ScanError::Read {
+            path: root.to_owned(),
+            source,
+        },
+    })?;
+    if !metadata.is_dir() {
+        return Err(ScanError::NotADirectory {
+            path: root.to_owned(),
+        });
+    }
+    // Fail early with a clear message on an unreadable root.
+    std::fs::read_dir(root).map_err(|source| ScanError::Read {
+        path: root.to_owned(),
+        source,
+    })?;
+
+    let (entries, reserved) = walk(root, rules)?;
+    let files = hash_all(entries, rules)?;
+    Ok(ScanReport { files, reserved })
+}
+
+fn relative_key(root: &Path, path: &Path) -> Result<String, ScanError> {
+    let relative = path
+        .strip_prefix(root)
+        .expect("walkdir yields paths under its root");
+    let mut key = String::new();
+    for component in relative.components() {
+        let part = component
+            .as_os_str()
+            .to_str()
+            .ok_or_else(|| ScanError::NonUtf8 {
+                path: path.to_owned(),
+            })?;
+        if !key.is_empty() {
+            key.push('/');
+        }
+        key.push_str(part);
+    }
+    Ok(key)
+}
+
+fn walk(root: &Path, rules: &Rules) -> Result<(Vec<Entry>, Vec<PathBuf>), ScanError> {
+    let mut entries = Vec::new();
+    let mut reserved = Vec::new();
+    let mut walker = walkdir::WalkDir::new(root)
+        .follow_links(true)
+        .min_depth(1)
+        .into_iter();
+    while let Some(next) = walker.next() {
+        let entry = next.map_err(|source| {
+            if let Some(ancestor) = source.loop_ancestor() {
+                return ScanError::Loop {
+                    path: source.path().unwrap_or(root).to_owned(),
+                    ancestor: ancestor.to_owned(),
+                };
+            }
+            let path = source.path().unwrap_or(root).to_owned();
+            match source.into_io_error() {
+                Some(io) => ScanError::Read { path, source: io },
+                None => unreachable!("walkdir errors are loops or I/O errors"),
+            }
+        })?;
+        let path = entry.path();
+        let key = relative_key(root, path)?;
+        if rules.is_excluded(&key) {
+            if entry.file_type().is_dir() {
+                walker.skip_current_dir();
+            }
+            continue;
+        }
+        if key == RESERVED_DIR || key.starts_with(&format!("{RESERVED_DIR}/")) {
+            if entry.file_type().is_dir() {
+                walker.skip_current_dir();
+            }
+            reserved.push(path.to_owned());
+            continue;
+        }
+        let file_type = entry.file_type();
+        if file_type.is_dir() {
+            continue;
+        }
+        if !file_type.is_file() {
+            return Err(ScanError::Special {
+                path: path.to_owned(),
+            });
+        }
+        let metadata = entry.metadata().map_err(|source| ScanError::Walk {
+            path: path.to_owned(),
+            source,
+        })?;
+        let key = Key::new(key.clone()).map_err(|source| ScanError::InvalidKey {
+            path: path.to_owned(),
+            key,
+            source,
+        })?;
+        entries.push(Entry {
+            key,
+            path: path.to_owned(),
+            size: metadata.len(),
+            mtime: metadata.modified().unwrap_or(SystemTime::UNIX_EPOCH),
+        });
+    }
+    // S3 lists keys in UTF-8 byte order; keep the same order (see S3-PITFALLS.md).
+    entries.sort_by(|a, b| a.key.cmp(&b.key));
+    Ok((entries, reserved))
+}
+
+/// Hashes a file with blake3, streaming it.
+pub fn hash_file(path: &Path) -> std::io::Result<(String, u64)> {
+    let file = std::fs::File::open(path)?;
+    let mut hasher = blake3::Hasher::new();
+    hasher.update_reader(file)?;
+    let size = hasher.count();
+    Ok((hasher.finalize().to_hex().to_string(), size))
+}
+
+fn hash_all(entries: Vec<Entry>, rules: &Rules) -> Result<Vec<LocalFile>, ScanError> {
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2)
+        .min(entries.len().max(1));
+    let next = AtomicUsize::new(0);
+    let results: Mutex<Vec<Option<Result<String, ScanError>>>> =
+        Mutex::new((0..entries.len()).map(|_| None).collect());
+    std::thread::scope(|scope| {
+        for _ in 0..threads {
+            scope.spawn(|| {
+                loop {
+                    let index = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(entry) = entries.get(index) else {
+                        break;
+                    };
+                    let result =
+                        hash_file(&entry.path)
+                            .map(|(digest, _)| digest)
+                            .map_err(|source| ScanError::Read {
+                                path: entry.path.clone(),
+                                source,
+                            });
+                    results.lock().expect("no panics while holding the lock")[index] = Some(result);
+                }
+            });
+        }
+    });
+    let results = results
+        .into_inner()
+        .expect("no panics while holding the lock");
+    entries
+        .into_iter()
+        .zip(results)
+        .map(|(entry, result)| {
+            let blake3 = result.expect("every entry was hashed")?;
+            let resolved = rules.resolve(&entry.key);
+            Ok(LocalFile {
+                key: entry.key,
+                path: entry.path,
+                size: entry.size,
+                mtime: entry.mtime,
+                blake3,
+                resolved,
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::DeployConfig;
+
+    fn rules(yaml: &str) -> Rules {
+        Rules::from_config(&DeployConfig::parse(yaml).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn scans_sorted_hashed_and_excluded() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        std::fs::create_dir_all(root.join("a")).unwrap();
+        std::fs::create_dir_all(root.join("node_modules/x")).unwrap();
+        std::fs::create_dir_all(root.join(".hoist")).unwrap();
+        std::fs::write(root.join("a/b.txt"), "b").unwrap();
+        std::fs::write(root.join("a-b.txt"), "ab").unwrap();
+        std::fs::write(root.join("index.html"), "<html>").unwrap();
+        std::fs::write(root.join("app.js.map"), "{}").unwrap();
+        std::fs::write(root.join("node_modules/x/y.js"), "y").unwrap();
+        std::fs::write(root.join(".hoist/manifest.json"), "{}").unwrap();
+        let report = scan(root, &rules("exclude: ['*.map', node_modules]\n")).unwrap();
+        let keys: Vec<_> = report.files.iter().map(|f| f.key.as_str()).collect();
+        // Byte order: `-` (0x2d) sorts before `/` (0x2f).
+        assert_eq!(keys, ["a-b.txt", "a/b.txt", "index.html"]);
+        assert_eq!(report.reserved.len(), 1);
+        let b = &report.files[1];
+        assert_eq!(b.size, 1);
+        assert_eq!(b.blake3, blake3::hash(b"b").to_hex().to_string());
+    }
+
+    #[test]
+    fn errors_name_the_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("nope");
+        let err = scan(&missing, &rules("")).unwrap_err();
+        assert!(matches!(err, ScanError::Missing { .. }), "{err}");
+        assert!(err.to_string().contains("nope"));
+
+        let file = dir.path().join("file.txt");
+        std::fs::write(&file, "x").unwrap();
+        assert!(matches!(
+            scan(&file, &rules("")).unwrap_err(),
+            ScanError::NotADirectory { .. }
+        ));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn symlink_loop_and_broken_link_are_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("site");
+        std::fs::create_dir_all(root.join("sub")).unwrap();
+        std::os::unix::fs::symlink("..", root.join("sub/up")).unwrap();
+        let err = scan(&root, &rules("")).unwrap_err();
+        assert!(matches!(err, ScanError::Loop { .. }), "{err}");
+
+        let root2 = dir.path().join("site2");
+        std::fs::create_dir_all(&root2).unwrap();
+        std::os::unix::fs::symlink("missing-target", root2.join("dangling")).unwrap();
+        let err = scan(&root2, &rules("")).unwrap_err();
+        assert!(err.to_string().contains("dangling"), "{err}");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn non_utf8_name_is_an_error() {
+        use std::os::unix::ffi::OsStrExt;
+        let dir = tempfile::tempdir().unwrap();
+        let name = std::ffi::OsStr::from_bytes(b"bad\xffname");
+        std::fs::write(dir.path().join(name), "x").unwrap();
+        let err = scan(dir.path(), &rules("")).unwrap_err();
+        assert!(matches!(err, ScanError::NonUtf8 { .. }), "{err}");
+    }
+}

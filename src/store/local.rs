@@ -1,0 +1,330 @@
+//! A local directory as an object store (`file://PATH` targets).
+//!
+//! Objects are plain files under the root, so the result can be served or inspected as is.
+//! Headers and the ETag (MD5 of the content, as S3 gives single-part objects) are kept beside
+//! them in `ROOT/.hoist-store/meta/KEY.json`, so they round-trip like S3 metadata; that folder is
+//! not part of the keyspace. Writes go to a temporary file renamed into place, so a reader never
+//! sees half a file. All filesystem work runs on blocking threads.
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::StreamExt;
+use futures::stream::{self, BoxStream};
+use md5::{Digest, Md5};
+
+use super::{Body, Error, Listing, ObjectInfo, ObjectMeta, PutResult, Store};
+use crate::headers::Headers;
+use crate::key::Key;
+
+/// The folder under the root that holds hoist's sidecar metadata.
+pub const META_DIR: &str = ".hoist-store";
+
+#[derive(Debug, Clone)]
+pub struct LocalStore {
+    root: PathBuf,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Sidecar {
+    etag: String,
+    headers: Headers,
+}
+
+impl LocalStore {
+    pub fn new(root: impl Into<PathBuf>) -> LocalStore {
+        LocalStore { root: root.into() }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn path(&self, key: &Key) -> Result<PathBuf, Error> {
+        if key.as_str() == META_DIR || key.is_under(META_DIR) {
+            return Err(Error::Reserved {
+                key: key.to_string(),
+            });
+        }
+        // Key's invariants (no `..`, no leading `/`, no empty segment) keep this under root.
+        Ok(self.root.join(key.as_str()))
+    }
+
+    fn sidecar_path(&self, key: &Key) -> PathBuf {
+        self.root
+            .join(META_DIR)
+            .join("meta")
+            .join(format!("{}.json", key.as_str()))
+    }
+
+    fn read_sidecar(&self, key: &Key) -> Option<Sidecar> {
+        let text = std::fs::read(self.sidecar_path(key)).ok()?;
+        serde_json::from_slice(&text).ok()
+    }
+
+    fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
+        move |source| Error::Io {
+            path: path.to_owned(),
+            source,
+        }
+    }
+
+    fn not_found_or_io(&self, key: &Key, path: &Path, source: std::io::Error) -> Error {
+        if source.kind() == std::io::ErrorKind::NotFound {
+            Error::NotFound {
+                url: self.url(Some(key)),
+            }
+        } else {
+            Error::Io {
+                path: path.to_owned(),
+                source,
+            }
+        }
+    }
+
+    fn meta_of(&self, key: &Key, path: &Path) -> Result<ObjectMeta, Error> {
+        let metadata = std::fs::metadata(path).map_err(|e| self.not_found_or_io(key, path, e))?;
+        if !metadata.is_file() {
+            return Err(Error::NotFound {
+                url: self.url(Some(key)),
+            });
+        }
+        Ok(ObjectMeta {
+            key: key.clone(),
+            size: metadata.len(),
+            etag: self.read_sidecar(key).map(|s| s.etag),
+            last_modified: metadata.modified().ok(),
+        })
+    }
+
+    fn list_blocking(&self) -> Result<Vec<Listing>, Error> {
+        let mut out = Vec::new();
+        if !self.root.exists() {
+            return Ok(out);
+        }
+        let mut walker = walkdir::WalkDir::new(&self.root).min_depth(1).into_iter();
+        while let Some(entry) = walker.next() {
+            let entry = entry.map_err(|e| Error::Io {
+                path: e.path().unwrap_or(&self.root).to_owned(),
+                source: e.into(),
+            })?;
+            let relative = entry
+                .path()
+                .strip_prefix(&self.root)
+                .expect("walkdir yields paths under its root");
+            if relative == Path::new(META_DIR) {
+                walker.skip_current_dir();
+                continue;
+            }
+            if entry.file_type().is_dir() {
+                continue;
+            }
+            let name = relative
+                .components()
+                .map(|c| c.as_os_str().to_string_lossy())
+                .collect::<Vec<_>>()
+                .join("/");
+            let key = match relative.to_str().map(|_| Key::new(name.clone())) {
+                Some(Ok(key)) => key,
+                Some(Err(reason)) => {
+                    out.push(Listing::Unnamed { name, reason });
+                    continue;
+                }
+                None => {
+                    out.push(Listing::Unnamed {
+                        name,
+                        reason: crate::key::KeyError::Nul,
+                    });
+                    continue;
+                }
+            };
+            out.push(Listing::Object(self.meta_of(&key, entry.path())?));
+        }
+        out.sort_by(|a, b| listing_name(a).cmp(listing_name(b)));
+        Ok(out)
+    }
+
+    fn put_blocking(&self, key: &Key, body: Body, headers: &Headers) -> Result<PutResult, Error> {
+        let path = self.path(key)?;
+        let parent = path.parent().expect("a key path has a parent");
+        std::fs::create_dir_all(parent).map_err(Self::io(parent))?;
+        let mut temp = tempfile::Builder::new()
+            .prefix(".hoist-tmp-")
+            .tempfile_in(parent)
+            .map_err(Self::io(parent))?;
+        let mut md5 = Md5::new();
+        match body {
+            Body::Bytes(bytes) => {
+                md5.update(&bytes);
+                temp.write_all(&bytes).map_err(Self::io(temp.path()))?;
+            }
+            Body::File { path: source, size } => {
+                let mut file = std::fs::File::open(&source).map_err(Self::io(&source))?;
+                let mut buffer = vec![0; 256 * 1024];
+                let mut copied = 0u64;
+                loop {
+                    let n = file.read(&mut buffer).map_err(Self::io(&source))?;
+                    if n == 0 {
+                        break;
+                    }
+                    md5.update(&buffer[..n]);
+                    temp.write_all(&buffer[..n])
+                        .map_err(Self::io(temp.path()))?;
+                    copied += n as u64;
+                }
+                if copied != size {
+                    return Err(Error::Changed { path: source });
+                }
+            }
+        }
+        let etag = hex(&md5.finalize());
+        self.write_sidecar(key, &etag, headers)?;
+        temp.persist(&path).map_err(|e| Error::Io {
+            path: path.clone(),
+            source: e.error,
+        })?;
+        Ok(PutResult { etag: Some(etag) })
+    }
+
+    fn write_sidecar(&self, key: &Key, etag: &str, headers: &Headers) -> Result<(), Error> {
+        let sidecar = self.sidecar_path(key);
+        let parent = sidecar.parent().expect("a sidecar path has a parent");
+        std::fs::create_dir_all(parent).map_err(Self::io(parent))?;
+        let json = serde_json::to_vec_pretty(&Sidecar {
+            etag: etag.to_string(),
+            headers: headers.clone(),
+        })
+        .expect("sidecar serializes");
+        let mut temp = tempfile::NamedTempFile::new_in(parent).map_err(Self::io(parent))?;
+        temp.write_all(&json).map_err(Self::io(&sidecar))?;
+        temp.persist(&sidecar).map_err(|e| Error::Io {
+            path: sidecar.clone(),
+            source: e.error,
+        })?;
+        Ok(())
+    }
+
+    fn delete_blocking(&self, key: &Key) -> Result<(), Error> {
+        let path = self.path(key)?;
+        match std::fs::remove_file(&path) {
+            Ok(()) => {}
+            // Deleting a missing key succeeds, as on S3.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Self::io(&path)(e)),
+        }
+        let _ = std::fs::remove_file(self.sidecar_path(key));
+        // Prune directories the delete left empty, up to the root.
+        let mut dir = path.parent();
+        while let Some(current) = dir {
+            if current == self.root || std::fs::remove_dir(current).is_err() {
+                break;
+            }
+            dir = current.parent();
+        }
+        Ok(())
+    }
+}
+
+fn listing_name(listing: &Listing) -> &str {
+    match listing {
+        Listing::Object(meta) => meta.key.as_str(),
+        Listing::Unnamed { name, .. } => name,
+    }
+}
+
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    tokio::task::spawn_blocking(f)
+        .await
+        .expect("blocking store task does not panic")
+}
+
+#[async_trait]
+impl Store for LocalStore {
+    fn url(&self, key: Option<&Key>) -> String {
+        match key {
+            Some(key) => self.root.join(key.as_str()).display().to_string(),
+            None => self.root.display().to_string(),
+        }
+    }
+
+    fn list(&self) -> BoxStream<'_, Result<Listing, Error>> {
+        let this = self.clone();
+        stream::once(async move { blocking(move || this.list_blocking()).await })
+            .flat_map(|result| match result {
+                Ok(entries) => stream::iter(entries.into_iter().map(Ok)).boxed(),
+                Err(e) => stream::iter([Err(e)]).boxed(),
+            })
+            .boxed()
+    }
+
+    async fn head(&self, key: &Key) -> Result<ObjectInfo, Error> {
+        let this = self.clone();
+        let key = key.clone();
+        blocking(move || {
+            let path = this.path(&key)?;
+            let meta = this.meta_of(&key, &path)?;
+            let headers = this
+                .read_sidecar(&key)
+                .map(|s| s.headers)
+                .unwrap_or_default();
+            Ok(ObjectInfo { meta, headers })
+        })
+        .await
+    }
+
+    async fn get(&self, key: &Key) -> Result<Bytes, Error> {
+        let this = self.clone();
+        let key = key.clone();
+        blocking(move || {
+            let path = this.path(&key)?;
+            std::fs::read(&path)
+                .map(Bytes::from)
+                .map_err(|e| this.not_found_or_io(&key, &path, e))
+        })
+        .await
+    }
+
+    async fn put(&self, key: &Key, body: Body, headers: &Headers) -> Result<PutResult, Error> {
+        let this = self.clone();
+        let key = key.clone();
+        let headers = headers.clone();
+        blocking(move || this.put_blocking(&key, body, &headers)).await
+    }
+
+    async fn copy_replace_headers(&self, key: &Key, headers: &Headers) -> Result<PutResult, Error> {
+        let this = self.clone();
+        let key = key.clone();
+        let headers = headers.clone();
+        blocking(move || {
+            let path = this.path(&key)?;
+            this.meta_of(&key, &path)?;
+            let etag = match this.read_sidecar(&key) {
+                Some(sidecar) => sidecar.etag,
+                None => {
+                    let bytes = std::fs::read(&path).map_err(Self::io(&path))?;
+                    hex(&Md5::digest(&bytes))
+                }
+            };
+            this.write_sidecar(&key, &etag, &headers)?;
+            Ok(PutResult { etag: Some(etag) })
+        })
+        .await
+    }
+
+    async fn delete_batch(&self, keys: &[Key]) -> Vec<(Key, Error)> {
+        let this = self.clone();
+        let keys = keys.to_vec();
+        blocking(move || {
+            keys.into_iter()
+                .filter_map(|key| this.delete_blocking(&key).err().map(|e| (key, e)))
+                .collect()
+        })
+        .await
+    }
+}

@@ -1,0 +1,194 @@
+//! The object-store abstraction: what every backend (S3, a local directory) implements.
+//!
+//! # Contract
+//! - Keys are relative to the store's prefix ([`crate::key`]): a store cannot be asked to touch
+//!   anything outside its target.
+//! - `list` yields every object under the prefix, in UTF-8 byte order of keys, each with its size
+//!   and, when the backend has one, its ETag *normalized*: no quotes, no `W/`. Objects whose names
+//!   are not valid [`Key`]s are yielded as [`Listing::Unnamed`], never silently dropped.
+//! - `put` stores the bytes and exactly the given headers, and returns the new ETag when known.
+//! - `copy_replace_headers` replaces an object's headers, keeping its bytes.
+//! - `delete_batch` deletes what it can and returns each key that failed with its error.
+//! - Errors are semantic ([`Error`]); no SDK type leaks out of a backend.
+
+use std::fmt::Debug;
+use std::path::PathBuf;
+use std::time::SystemTime;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::stream::BoxStream;
+
+use crate::headers::Headers;
+use crate::key::{Key, KeyError};
+
+pub mod local;
+pub mod s3;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectMeta {
+    pub key: Key,
+    pub size: u64,
+    /// Normalized ETag (no quotes), when the backend reports one.
+    pub etag: Option<String>,
+    pub last_modified: Option<SystemTime>,
+}
+
+/// One entry of a listing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Listing {
+    Object(ObjectMeta),
+    /// An object under the prefix whose name is not a valid [`Key`] (e.g. `a//b`, `x/../y` or a
+    /// `dir/` folder marker). hoist reports these and never modifies them.
+    Unnamed {
+        name: String,
+        reason: KeyError,
+    },
+}
+
+/// What HEAD returns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectInfo {
+    pub meta: ObjectMeta,
+    pub headers: Headers,
+}
+
+/// The bytes to store.
+#[derive(Debug, Clone)]
+pub enum Body {
+    /// Already in memory (small files, the manifest).
+    Bytes(Bytes),
+    /// Streamed from disk (large files; multipart on S3). `size` is the size the caller verified.
+    File { path: PathBuf, size: u64 },
+}
+
+impl Body {
+    pub fn len(&self) -> u64 {
+        match self {
+            Body::Bytes(bytes) => bytes.len() as u64,
+            Body::File { size, .. } => *size,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PutResult {
+    pub etag: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("`{url}` not found")]
+    NotFound { url: String },
+    #[error("bucket `{bucket}` does not exist")]
+    NoSuchBucket { bucket: String },
+    #[error("access denied: {op} `{url}`{}", detail(message))]
+    AccessDenied {
+        op: &'static str,
+        url: String,
+        message: Option<String>,
+    },
+    #[error("no AWS credentials were found")]
+    NoCredentials {
+        #[source]
+        source: BoxError,
+    },
+    #[error("cannot reach the endpoint {endpoint}")]
+    Unreachable {
+        endpoint: String,
+        #[source]
+        source: BoxError,
+    },
+    #[error("{op} `{url}` failed: {}{}", code.as_deref().unwrap_or("error"), detail(message))]
+    Service {
+        op: &'static str,
+        url: String,
+        code: Option<String>,
+        message: Option<String>,
+        status: Option<u16>,
+    },
+    #[error("{op} `{url}` failed")]
+    Other {
+        op: &'static str,
+        url: String,
+        #[source]
+        source: BoxError,
+    },
+    #[error("cannot read `{}`", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("`{}` changed after it was scanned; run again to publish the new content", path.display())]
+    Changed { path: PathBuf },
+    #[error("`{key}` is reserved by the local store")]
+    Reserved { key: String },
+}
+
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+fn detail(message: &Option<String>) -> String {
+    match message {
+        Some(message) if !message.is_empty() => format!(" ({message})"),
+        _ => String::new(),
+    }
+}
+
+impl Error {
+    /// Advice for the user, printed after the error chain.
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            Error::NoCredentials { .. } => Some(
+                "provide credentials the standard AWS way: AWS_ACCESS_KEY_ID and \
+                 AWS_SECRET_ACCESS_KEY, a profile (--profile or AWS_PROFILE) in ~/.aws/credentials \
+                 or ~/.aws/config, `aws sso login`, or a web identity token in CI"
+                    .into(),
+            ),
+            Error::Unreachable { .. } => {
+                Some("check --endpoint-url (or endpoint_url in deploy.yaml) and the network".into())
+            }
+            Error::Service { code, status, .. } => match (code.as_deref(), status) {
+                (Some("PermanentRedirect" | "AuthorizationHeaderMalformed"), _) => Some(
+                    "the bucket is in another region: pass --region (or region in deploy.yaml)"
+                        .into(),
+                ),
+                (Some("NotImplemented" | "InvalidArgument" | "InvalidRequest"), _)
+                | (_, Some(501)) => Some(
+                    "if this store does not support S3's checksum headers, set \
+                     AWS_REQUEST_CHECKSUM_CALCULATION=when_required (or \
+                     request_checksum_calculation in the AWS profile)"
+                        .into(),
+                ),
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + Debug {
+    /// How a key (or, with `None`, the whole target) is shown to the user: `s3://bucket/pre/key`
+    /// or a local path.
+    fn url(&self, key: Option<&Key>) -> String;
+
+    /// Every object under the prefix, in key order.
+    fn list(&self) -> BoxStream<'_, Result<Listing, Error>>;
+
+    async fn head(&self, key: &Key) -> Result<ObjectInfo, Error>;
+
+    /// The whole object, for small objects such as the manifest.
+    async fn get(&self, key: &Key) -> Result<Bytes, Error>;
+
+    async fn put(&self, key: &Key, body: Body, headers: &Headers) -> Result<PutResult, Error>;
+
+    async fn copy_replace_headers(&self, key: &Key, headers: &Headers) -> Result<PutResult, Error>;
+
+    /// Deletes the keys; returns the ones that failed.
+    async fn delete_batch(&self, keys: &[Key]) -> Vec<(Key, Error)>;
+}

@@ -1,0 +1,824 @@
+//! S3 (and S3-compatible stores) through aws-sdk-s3.
+//!
+//! - Listing: ListObjectsV2, paginated, `encoding-type=url` (keys are decoded only when the
+//!   server says it encoded them), ETags normalized (quoted, bare or missing all work).
+//! - Uploads: in-memory bodies with a CRC32 computed here (or Content-MD5 when the user set
+//!   `AWS_REQUEST_CHECKSUM_CALCULATION=when_required` for a store that rejects checksum headers);
+//!   file bodies above the multipart threshold stream from disk in ranged, rewindable parts, so
+//!   memory stays bounded and the SDK can retry a part. Payloads are not SHA-256 signed: the
+//!   checksum carries the integrity (S3-PITFALLS.md; the cost is measured in `bench/`).
+//! - A failed multipart upload is aborted, so no orphaned parts stay billed.
+
+use std::collections::HashMap;
+use std::io::{Read, Seek, SeekFrom};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use async_trait::async_trait;
+use aws_sdk_s3::Client;
+use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{
+    ChecksumAlgorithm, CompletedMultipartUpload, CompletedPart, Delete, EncodingType,
+    MetadataDirective, ObjectCannedAcl, ObjectIdentifier, ServerSideEncryption, StorageClass,
+};
+use aws_smithy_types::byte_stream::Length;
+use base64::Engine;
+use bytes::Bytes;
+use futures::stream::{self, BoxStream};
+use futures::{StreamExt, TryStreamExt};
+use md5::{Digest, Md5};
+use tokio::sync::Semaphore;
+
+use super::{Body, Error, Listing, ObjectInfo, ObjectMeta, PutResult, Store};
+use crate::headers::Headers;
+use crate::key::{Key, Prefix};
+
+/// How objects are protected in transit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Integrity {
+    /// `x-amz-checksum-crc32`, verified by S3 (the SDK's default algorithm).
+    Crc32,
+    /// `Content-MD5`, for stores that reject the newer checksum headers.
+    Md5,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Multipart {
+    pub threshold: u64,
+    pub chunk_size: u64,
+}
+
+impl Default for Multipart {
+    fn default() -> Self {
+        // aws-cli's defaults.
+        Multipart {
+            threshold: 8 << 20,
+            chunk_size: 8 << 20,
+        }
+    }
+}
+
+/// S3 allows at most 10,000 parts, each at least 5 MiB but the last.
+const MAX_PARTS: u64 = 10_000;
+const MIN_PART: u64 = 5 << 20;
+
+#[derive(Debug, Clone)]
+pub struct S3Store {
+    client: Client,
+    bucket: String,
+    prefix: Prefix,
+    endpoint: String,
+    integrity: Integrity,
+    multipart: Multipart,
+    /// Bounds the parts in flight across every multipart upload of this store.
+    parts: Arc<Semaphore>,
+}
+
+impl S3Store {
+    pub fn new(
+        client: Client,
+        bucket: impl Into<String>,
+        prefix: Prefix,
+        endpoint: impl Into<String>,
+    ) -> S3Store {
+        S3Store {
+            client,
+            bucket: bucket.into(),
+            prefix,
+            endpoint: endpoint.into(),
+            integrity: Integrity::Crc32,
+            multipart: Multipart::default(),
+            parts: Arc::new(Semaphore::new(8)),
+        }
+    }
+
+    pub fn with_integrity(mut self, integrity: Integrity) -> Self {
+        self.integrity = integrity;
+        self
+    }
+
+    pub fn with_multipart(mut self, multipart: Multipart, concurrency: usize) -> Self {
+        self.multipart = multipart;
+        self.parts = Arc::new(Semaphore::new(concurrency.max(1)));
+        self
+    }
+
+    pub fn bucket(&self) -> &str {
+        &self.bucket
+    }
+
+    pub fn prefix(&self) -> &Prefix {
+        &self.prefix
+    }
+
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    fn full(&self, key: &Key) -> String {
+        self.prefix.join(key)
+    }
+
+    fn error<E>(&self, op: &'static str, key: Option<&Key>, err: SdkError<E>) -> Error
+    where
+        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    {
+        map_sdk_error(op, &self.url(key), &self.bucket, &self.endpoint, err)
+    }
+
+    async fn put_bytes(
+        &self,
+        key: &Key,
+        bytes: Bytes,
+        headers: &Headers,
+    ) -> Result<PutResult, Error> {
+        let mut request = self
+            .client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(self.full(key))
+            .content_length(bytes.len() as i64);
+        request = match self.integrity {
+            Integrity::Crc32 => request.checksum_crc32(crc32_base64(&bytes)),
+            Integrity::Md5 => request.content_md5(md5_base64(&bytes)),
+        };
+        request = apply_put_headers!(request, headers);
+        let output = request
+            .body(ByteStream::from(bytes))
+            .customize()
+            .disable_payload_signing()
+            .send()
+            .await
+            .map_err(|e| self.error("PutObject", Some(key), e))?;
+        Ok(PutResult {
+            etag: output.e_tag().map(normalize_etag),
+        })
+    }
+
+    async fn put_multipart(
+        &self,
+        key: &Key,
+        path: &Path,
+        size: u64,
+        headers: &Headers,
+    ) -> Result<PutResult, Error> {
+        let mut chunk = self.multipart.chunk_size.max(MIN_PART);
+        while size.div_ceil(chunk) > MAX_PARTS {
+            chunk *= 2;
+        }
+        let mut create = self
+            .client
+            .create_multipart_upload()
+            .bucket(&self.bucket)
+            .key(self.full(key));
+        if self.integrity == Integrity::Crc32 {
+            create = create.checksum_algorithm(ChecksumAlgorithm::Crc32);
+        }
+        create = apply_put_headers!(create, headers);
+        let created = create
+            .send()
+            .await
+            .map_err(|e| self.error("CreateMultipartUpload", Some(key), e))?;
+        let upload_id = created.upload_id().unwrap_or_default().to_string();
+
+        let result = self.upload_parts(key, path, size, chunk, &upload_id).await;
+        match result {
+            Ok(parts) => {
+                let completed = self
+                    .client
+                    .complete_multipart_upload()
+                    .bucket(&self.bucket)
+                    .key(self.full(key))
+                    .upload_id(&upload_id)
+                    .multipart_upload(
+                        CompletedMultipartUpload::builder()
+                            .set_parts(Some(parts))
+                            .build(),
+                    )
+                    .send()
+                    .await;
+                match completed {
+                    Ok(output) => Ok(PutResult {
+                        etag: output.e_tag().map(normalize_etag),
+                    }),
+                    Err(e) => {
+                        let error = self.error("CompleteMultipartUpload", Some(key), e);
+                        self.abort(key, &upload_id).await;
+                        Err(error)
+                    }
+                }
+            }
+            Err(error) => {
+                self.abort(key, &upload_id).await;
+                Err(error)
+            }
+        }
+    }
+
+    async fn upload_parts(
+        &self,
+        key: &Key,
+        path: &Path,
+        size: u64,
+        chunk: u64,
+        upload_id: &str,
+    ) -> Result<Vec<CompletedPart>, Error> {
+        let count = size.div_ceil(chunk).max(1);
+        let mut parts: Vec<CompletedPart> = stream::iter(0..count)
+            .map(|index| async move {
+                let _permit = self
+                    .parts
+                    .acquire()
+                    .await
+                    .expect("semaphore is never closed");
+                let offset = index * chunk;
+                let length = chunk.min(size - offset);
+                self.upload_part(key, path, index as i32 + 1, offset, length, upload_id)
+                    .await
+            })
+            .buffer_unordered(self.parts.available_permits().max(1))
+            .try_collect()
+            .await?;
+        parts.sort_by_key(|part| part.part_number());
+        Ok(parts)
+    }
+
+    async fn upload_part(
+        &self,
+        key: &Key,
+        path: &Path,
+        number: i32,
+        offset: u64,
+        length: u64,
+        upload_id: &str,
+    ) -> Result<CompletedPart, Error> {
+        let io = |source| Error::Io {
+            path: path.to_owned(),
+            source,
+        };
+        // Checksum the range first (from the page cache), then stream it: the body is rebuilt
+        // from the file on every retry, so nothing is held in memory.
+        let checksum = {
+            let path = path.to_owned();
+            let integrity = self.integrity;
+            tokio::task::spawn_blocking(move || range_checksum(&path, offset, length, integrity))
+                .await
+                .expect("checksum task does not panic")
+                .map_err(io)?
+        };
+        let body = ByteStream::read_from()
+            .path(path)
+            .offset(offset)
+            .length(Length::Exact(length))
+            .build()
+            .await
+            .map_err(|e| io(std::io::Error::other(e)))?;
+        let mut request = self
+            .client
+            .upload_part()
+            .bucket(&self.bucket)
+            .key(self.full(key))
+            .upload_id(upload_id)
+            .part_number(number)
+            .content_length(length as i64);
+        request = match self.integrity {
+            Integrity::Crc32 => request.checksum_crc32(checksum.clone()),
+            Integrity::Md5 => request.content_md5(checksum.clone()),
+        };
+        let output = request
+            .body(body)
+            .customize()
+            .disable_payload_signing()
+            .send()
+            .await
+            .map_err(|e| self.error("UploadPart", Some(key), e))?;
+        let mut part = CompletedPart::builder()
+            .part_number(number)
+            .set_e_tag(output.e_tag().map(str::to_string));
+        if self.integrity == Integrity::Crc32 {
+            part = part.checksum_crc32(checksum);
+        }
+        Ok(part.build())
+    }
+
+    async fn abort(&self, key: &Key, upload_id: &str) {
+        let result = self
+            .client
+            .abort_multipart_upload()
+            .bucket(&self.bucket)
+            .key(self.full(key))
+            .upload_id(upload_id)
+            .send()
+            .await;
+        if let Err(e) = result {
+            tracing::warn!(
+                "could not abort the multipart upload of {}: {}",
+                self.url(Some(key)),
+                self.error("AbortMultipartUpload", Some(key), e)
+            );
+        }
+    }
+
+    /// Aborts every multipart upload left under the prefix (by an interrupted run).
+    pub async fn abort_stale_uploads(&self) -> Result<usize, Error> {
+        let listed = self
+            .client
+            .list_multipart_uploads()
+            .bucket(&self.bucket)
+            .prefix(self.prefix.as_str())
+            .send()
+            .await
+            .map_err(|e| self.error("ListMultipartUploads", None, e))?;
+        let mut aborted = 0;
+        for upload in listed.uploads() {
+            if let (Some(key), Some(id)) = (upload.key(), upload.upload_id()) {
+                let result = self
+                    .client
+                    .abort_multipart_upload()
+                    .bucket(&self.bucket)
+                    .key(key)
+                    .upload_id(id)
+                    .send()
+                    .await;
+                if result.is_ok() {
+                    aborted += 1;
+                }
+            }
+        }
+        Ok(aborted)
+    }
+}
+
+/// Sets the headers an upload or a replacing copy carries. A macro because the SDK's request
+/// builders share these setters without sharing a trait.
+macro_rules! apply_put_headers {
+    ($request:expr, $headers:expr) => {{
+        let headers: &Headers = $headers;
+        let mut request = $request
+            .set_content_type(headers.content_type.clone())
+            .set_cache_control(headers.cache_control.clone())
+            .set_content_encoding(headers.content_encoding.clone())
+            .set_content_language(headers.content_language.clone())
+            .set_content_disposition(headers.content_disposition.clone())
+            .set_website_redirect_location(headers.website_redirect.clone())
+            .set_ssekms_key_id(headers.sse_kms_key_id.clone())
+            .set_metadata(if headers.metadata.is_empty() {
+                None
+            } else {
+                Some(
+                    headers
+                        .metadata
+                        .iter()
+                        .map(|(k, v)| (k.clone(), v.clone()))
+                        .collect::<HashMap<_, _>>(),
+                )
+            });
+        if let Some(expires) = &headers.expires {
+            request = request.set_expires(
+                aws_smithy_types::DateTime::from_str(
+                    expires,
+                    aws_smithy_types::date_time::Format::HttpDate,
+                )
+                .ok(),
+            );
+        }
+        if let Some(acl) = &headers.acl {
+            request = request.acl(ObjectCannedAcl::from(acl.as_str()));
+        }
+        if let Some(class) = &headers.storage_class {
+            request = request.storage_class(StorageClass::from(class.as_str()));
+        }
+        if let Some(sse) = &headers.sse {
+            request = request.server_side_encryption(ServerSideEncryption::from(sse.as_str()));
+        }
+        request
+    }};
+}
+use apply_put_headers;
+
+fn range_checksum(
+    path: &Path,
+    offset: u64,
+    length: u64,
+    integrity: Integrity,
+) -> std::io::Result<String> {
+    let mut file = std::fs::File::open(path)?;
+    file.seek(SeekFrom::Start(offset))?;
+    let mut reader = file.take(length);
+    let mut buffer = vec![0; 256 * 1024];
+    let mut crc = crc32fast::Hasher::new();
+    let mut md5 = Md5::new();
+    let mut read = 0u64;
+    loop {
+        let n = reader.read(&mut buffer)?;
+        if n == 0 {
+            break;
+        }
+        match integrity {
+            Integrity::Crc32 => crc.update(&buffer[..n]),
+            Integrity::Md5 => md5.update(&buffer[..n]),
+        }
+        read += n as u64;
+    }
+    if read != length {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::UnexpectedEof,
+            "file shrank while it was uploaded",
+        ));
+    }
+    Ok(match integrity {
+        Integrity::Crc32 => {
+            base64::engine::general_purpose::STANDARD.encode(crc.finalize().to_be_bytes())
+        }
+        Integrity::Md5 => base64::engine::general_purpose::STANDARD.encode(md5.finalize()),
+    })
+}
+
+pub fn crc32_base64(bytes: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(crc32fast::hash(bytes).to_be_bytes())
+}
+
+pub fn md5_base64(bytes: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(Md5::digest(bytes))
+}
+
+/// `"abc"`, `abc` and `W/"abc"` all become `abc`.
+pub fn normalize_etag(etag: &str) -> String {
+    etag.trim()
+        .trim_start_matches("W/")
+        .trim_matches('"')
+        .to_string()
+}
+
+fn to_system_time(time: Option<&aws_smithy_types::DateTime>) -> Option<SystemTime> {
+    time.and_then(|t| SystemTime::try_from(*t).ok())
+}
+
+/// Percent-encodes a `bucket/key` for `x-amz-copy-source`, keeping `/`.
+pub fn copy_source(bucket: &str, key: &str) -> String {
+    const SET: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+        .remove(b'/')
+        .remove(b'-')
+        .remove(b'_')
+        .remove(b'.')
+        .remove(b'~');
+    format!(
+        "{}/{}",
+        bucket,
+        percent_encoding::utf8_percent_encode(key, SET)
+    )
+}
+
+/// Maps an SDK error to a semantic store error, keeping the service's code and message.
+pub fn map_sdk_error<E>(
+    op: &'static str,
+    url: &str,
+    bucket: &str,
+    endpoint: &str,
+    err: SdkError<E>,
+) -> Error
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    let url = url.to_string();
+    match &err {
+        SdkError::ServiceError(service) => {
+            let code = service.err().code().map(str::to_string);
+            let message = service.err().message().map(str::to_string);
+            let status = service.raw().status().as_u16();
+            match (code.as_deref(), status) {
+                (Some("NoSuchBucket"), _) => Error::NoSuchBucket {
+                    bucket: bucket.to_string(),
+                },
+                (Some("NoSuchKey" | "NotFound"), _) | (None, 404) => Error::NotFound { url },
+                (
+                    Some(
+                        "AccessDenied"
+                        | "InvalidAccessKeyId"
+                        | "SignatureDoesNotMatch"
+                        | "ExpiredToken"
+                        | "InvalidToken"
+                        | "AllAccessDisabled",
+                    ),
+                    _,
+                )
+                | (None, 403) => Error::AccessDenied {
+                    op,
+                    url,
+                    message: message.or(code),
+                },
+                _ => Error::Service {
+                    op,
+                    url,
+                    code,
+                    message,
+                    status: Some(status),
+                },
+            }
+        }
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) => {
+            if is_credentials_error(&err) {
+                return Error::NoCredentials {
+                    source: Box::new(err),
+                };
+            }
+            Error::Unreachable {
+                endpoint: endpoint.to_string(),
+                source: Box::new(err),
+            }
+        }
+        _ => {
+            if is_credentials_error(&err) {
+                return Error::NoCredentials {
+                    source: Box::new(err),
+                };
+            }
+            Error::Other {
+                op,
+                url,
+                source: Box::new(err),
+            }
+        }
+    }
+}
+
+fn is_credentials_error(err: &(dyn std::error::Error + 'static)) -> bool {
+    let mut current: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(e) = current {
+        if e.downcast_ref::<aws_credential_types::provider::error::CredentialsError>()
+            .is_some()
+        {
+            return true;
+        }
+        let text = e.to_string();
+        if text.contains("no credentials") || text.contains("resolve identity") {
+            return true;
+        }
+        current = e.source();
+    }
+    false
+}
+
+fn decode_key(raw: &str, url_encoded: bool) -> String {
+    if !url_encoded {
+        return raw.to_string();
+    }
+    // `encoding-type=url` encodes spaces as `+`.
+    let plus_as_space = raw.replace('+', " ");
+    percent_encoding::percent_decode_str(&plus_as_space)
+        .decode_utf8_lossy()
+        .into_owned()
+}
+
+#[async_trait]
+impl Store for S3Store {
+    fn url(&self, key: Option<&Key>) -> String {
+        match key {
+            Some(key) => format!("s3://{}/{}", self.bucket, self.full(key)),
+            None => format!("s3://{}/{}", self.bucket, self.prefix),
+        }
+    }
+
+    fn list(&self) -> BoxStream<'_, Result<Listing, Error>> {
+        let pages = self
+            .client
+            .list_objects_v2()
+            .bucket(&self.bucket)
+            .prefix(self.prefix.as_str())
+            .encoding_type(EncodingType::Url)
+            .into_paginator()
+            .send();
+        stream::unfold(pages, |mut pages| async move {
+            let page = pages.next().await?;
+            Some((page, pages))
+        })
+        .map(move |page| -> Result<Vec<Listing>, Error> {
+            let page = page.map_err(|e| self.error("ListObjectsV2", None, e))?;
+            let encoded = page.encoding_type() == Some(&EncodingType::Url);
+            let mut out = Vec::with_capacity(page.contents().len());
+            for object in page.contents() {
+                let Some(raw) = object.key() else { continue };
+                let full = decode_key(raw, encoded);
+                let Some(name) = self.prefix.strip(&full) else {
+                    continue;
+                };
+                match Key::new(name) {
+                    Ok(key) => out.push(Listing::Object(ObjectMeta {
+                        key,
+                        size: object.size().unwrap_or(0).max(0) as u64,
+                        etag: object.e_tag().map(normalize_etag).filter(|e| !e.is_empty()),
+                        last_modified: to_system_time(object.last_modified()),
+                    })),
+                    Err(reason) => out.push(Listing::Unnamed {
+                        name: name.to_string(),
+                        reason,
+                    }),
+                }
+            }
+            Ok(out)
+        })
+        .flat_map(|page| match page {
+            Ok(entries) => stream::iter(entries.into_iter().map(Ok)).boxed(),
+            Err(e) => stream::iter([Err(e)]).boxed(),
+        })
+        .boxed()
+    }
+
+    async fn head(&self, key: &Key) -> Result<ObjectInfo, Error> {
+        let output = self
+            .client
+            .head_object()
+            .bucket(&self.bucket)
+            .key(self.full(key))
+            .send()
+            .await
+            .map_err(|e| self.error("HeadObject", Some(key), e))?;
+        let metadata = output
+            .metadata()
+            .map(|m| {
+                m.iter()
+                    .map(|(k, v)| (k.to_ascii_lowercase(), v.clone()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        Ok(ObjectInfo {
+            meta: ObjectMeta {
+                key: key.clone(),
+                size: output.content_length().unwrap_or(0).max(0) as u64,
+                etag: output.e_tag().map(normalize_etag),
+                last_modified: to_system_time(output.last_modified()),
+            },
+            headers: Headers {
+                content_type: output.content_type().map(str::to_string),
+                cache_control: output.cache_control().map(str::to_string),
+                content_encoding: output.content_encoding().map(str::to_string),
+                content_language: output.content_language().map(str::to_string),
+                content_disposition: output.content_disposition().map(str::to_string),
+                expires: output.expires_string().map(str::to_string),
+                website_redirect: output.website_redirect_location().map(str::to_string),
+                metadata,
+                acl: None,
+                storage_class: output.storage_class().map(|c| c.as_str().to_string()),
+                sse: output
+                    .server_side_encryption()
+                    .map(|s| s.as_str().to_string()),
+                sse_kms_key_id: output.ssekms_key_id().map(str::to_string),
+            },
+        })
+    }
+
+    async fn get(&self, key: &Key) -> Result<Bytes, Error> {
+        let output = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(self.full(key))
+            .send()
+            .await
+            .map_err(|e| self.error("GetObject", Some(key), e))?;
+        let body = output.body.collect().await.map_err(|e| Error::Other {
+            op: "GetObject",
+            url: self.url(Some(key)),
+            source: Box::new(e),
+        })?;
+        Ok(body.into_bytes())
+    }
+
+    async fn put(&self, key: &Key, body: Body, headers: &Headers) -> Result<PutResult, Error> {
+        match body {
+            Body::Bytes(bytes) => self.put_bytes(key, bytes, headers).await,
+            Body::File { path, size } if size < self.multipart.threshold => {
+                let bytes = tokio::fs::read(&path).await.map_err(|source| Error::Io {
+                    path: path.clone(),
+                    source,
+                })?;
+                if bytes.len() as u64 != size {
+                    return Err(Error::Changed { path });
+                }
+                self.put_bytes(key, Bytes::from(bytes), headers).await
+            }
+            Body::File { path, size } => self.put_multipart(key, &path, size, headers).await,
+        }
+    }
+
+    async fn copy_replace_headers(&self, key: &Key, headers: &Headers) -> Result<PutResult, Error> {
+        let mut request = self
+            .client
+            .copy_object()
+            .bucket(&self.bucket)
+            .key(self.full(key))
+            .copy_source(copy_source(&self.bucket, &self.full(key)))
+            .metadata_directive(MetadataDirective::Replace);
+        request = apply_put_headers!(request, headers);
+        let output = request
+            .send()
+            .await
+            .map_err(|e| self.error("CopyObject", Some(key), e))?;
+        Ok(PutResult {
+            etag: output
+                .copy_object_result()
+                .and_then(|r| r.e_tag())
+                .map(normalize_etag),
+        })
+    }
+
+    async fn delete_batch(&self, keys: &[Key]) -> Vec<(Key, Error)> {
+        let mut failed = Vec::new();
+        // DeleteObjects takes at most 1,000 keys a call (S3-PITFALLS.md).
+        for chunk in keys.chunks(1000) {
+            let objects = chunk
+                .iter()
+                .map(|key| {
+                    ObjectIdentifier::builder()
+                        .key(self.full(key))
+                        .build()
+                        .expect("key is set")
+                })
+                .collect::<Vec<_>>();
+            let delete = Delete::builder()
+                .set_objects(Some(objects))
+                .quiet(true)
+                .build()
+                .expect("objects are set");
+            let result = self
+                .client
+                .delete_objects()
+                .bucket(&self.bucket)
+                .delete(delete)
+                .send()
+                .await;
+            match result {
+                // A 200 answer can still carry a per-key <Error>: read each one.
+                Ok(output) => {
+                    for error in output.errors() {
+                        let full = error.key().unwrap_or_default();
+                        let Some(key) = chunk.iter().find(|k| self.full(k) == full) else {
+                            continue;
+                        };
+                        failed.push((
+                            key.clone(),
+                            Error::Service {
+                                op: "DeleteObjects",
+                                url: self.url(Some(key)),
+                                code: error.code().map(str::to_string),
+                                message: error.message().map(str::to_string),
+                                status: None,
+                            },
+                        ));
+                    }
+                }
+                Err(e) => {
+                    let error = self.error("DeleteObjects", None, e);
+                    let shared = Arc::new(error.to_string());
+                    for key in chunk {
+                        failed.push((
+                            key.clone(),
+                            Error::Service {
+                                op: "DeleteObjects",
+                                url: self.url(Some(key)),
+                                code: None,
+                                message: Some(shared.to_string()),
+                                status: None,
+                            },
+                        ));
+                    }
+                }
+            }
+        }
+        failed
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn etags_normalize() {
+        assert_eq!(normalize_etag("\"abc\""), "abc");
+        assert_eq!(normalize_etag("abc"), "abc");
+        assert_eq!(normalize_etag("W/\"abc-2\""), "abc-2");
+    }
+
+    #[test]
+    fn copy_source_encodes_key() {
+        assert_eq!(copy_source("b", "a b/c+d%e.txt"), "b/a%20b/c%2Bd%25e.txt");
+        assert_eq!(copy_source("b", "ü.txt"), "b/%C3%BC.txt");
+    }
+
+    #[test]
+    fn url_encoded_listing_keys_decode() {
+        assert_eq!(decode_key("a+b%2Bc%25", true), "a b+c%");
+        assert_eq!(decode_key("a+b", false), "a+b");
+        assert_eq!(decode_key("%E6%96%87", true), "文");
+    }
+
+    #[test]
+    fn checksums() {
+        // CRC32 of "hello" is 0x3610a686.
+        assert_eq!(crc32_base64(b"hello"), "NhCmhg==");
+        assert_eq!(md5_base64(b""), "1B2M2Y8AsgTpgAmY7PhCfg==");
+    }
+}
