@@ -67,6 +67,7 @@ impl Summary {
 /// Opens the store a target names. Sends no request.
 pub async fn open_store(
     settings: &DeploySettings,
+    interrupt: &Interrupt,
 ) -> Result<(Arc<dyn Store>, Option<aws_config::SdkConfig>), Error> {
     match &settings.target {
         Target::Local { path } => Ok((Arc::new(LocalStore::new(path.clone())), None)),
@@ -86,7 +87,8 @@ pub async fn open_store(
                 crate::aws::endpoint_label(&sdk, &settings.aws),
             )
             .with_integrity(integrity)
-            .with_multipart(settings.multipart, settings.concurrency.get());
+            .with_multipart(settings.multipart, settings.concurrency.get())
+            .with_interrupt(interrupt.clone());
             Ok((Arc::new(store), Some(sdk)))
         }
     }
@@ -98,7 +100,7 @@ pub async fn run(
     interrupt: &Interrupt,
 ) -> Result<(), Error> {
     let started = Instant::now();
-    let (store, sdk) = open_store(&settings).await?;
+    let (store, sdk) = open_store(&settings, interrupt).await?;
     let store = store.as_ref();
     let mut warnings = Vec::new();
 

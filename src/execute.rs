@@ -165,16 +165,17 @@ impl Executor<'_> {
             } else {
                 self.write_phase(&actions, &memory, &mut executed).await
             };
+            // An interrupt explains any failure it caused (aborted multipart uploads).
+            if self.interrupt.is_set() {
+                return Err(ExecuteError::Interrupted {
+                    phase,
+                    not_started: not_started_after(phase, self.after),
+                });
+            }
             if !failed.is_empty() {
                 return Err(ExecuteError::PhaseFailed {
                     phase,
                     failed,
-                    not_started: not_started_after(phase, self.after),
-                });
-            }
-            if self.interrupt.is_set() {
-                return Err(ExecuteError::Interrupted {
-                    phase,
                     not_started: not_started_after(phase, self.after),
                 });
             }

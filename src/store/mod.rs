@@ -126,6 +126,8 @@ pub enum Error {
     },
     #[error("`{}` changed after it was scanned; run again to publish the new content", path.display())]
     Changed { path: PathBuf },
+    #[error("upload of `{url}` stopped by an interrupt")]
+    Interrupted { url: String },
     #[error("`{key}` is reserved by the local store")]
     Reserved { key: String },
 }

@@ -31,7 +31,7 @@ use futures::{StreamExt, TryStreamExt};
 use md5::{Digest, Md5};
 use tokio::sync::Semaphore;
 
-use super::{Body, Error, Listing, ObjectInfo, ObjectMeta, PutResult, Store};
+use super::{Body, BoxError, Error, Listing, ObjectInfo, ObjectMeta, PutResult, Store};
 use crate::headers::Headers;
 use crate::key::{Key, Prefix};
 
@@ -74,6 +74,8 @@ pub struct S3Store {
     multipart: Multipart,
     /// Bounds the parts in flight across every multipart upload of this store.
     parts: Arc<Semaphore>,
+    /// Once set, multipart uploads start no new part and are aborted.
+    interrupt: Option<crate::interrupt::Interrupt>,
 }
 
 impl S3Store {
@@ -91,7 +93,17 @@ impl S3Store {
             integrity: Integrity::Crc32,
             multipart: Multipart::default(),
             parts: Arc::new(Semaphore::new(8)),
+            interrupt: None,
         }
+    }
+
+    pub fn with_interrupt(mut self, interrupt: crate::interrupt::Interrupt) -> Self {
+        self.interrupt = Some(interrupt);
+        self
+    }
+
+    fn interrupted(&self) -> bool {
+        self.interrupt.as_ref().is_some_and(|i| i.is_set())
     }
 
     pub fn with_integrity(mut self, integrity: Integrity) -> Self {
@@ -168,6 +180,7 @@ impl S3Store {
         while size.div_ceil(chunk) > MAX_PARTS {
             chunk *= 2;
         }
+        let started = SystemTime::now();
         let mut create = self
             .client
             .create_multipart_upload()
@@ -177,11 +190,24 @@ impl S3Store {
             create = create.checksum_algorithm(ChecksumAlgorithm::Crc32);
         }
         create = apply_put_headers!(create, headers);
-        let created = create
-            .send()
-            .await
-            .map_err(|e| self.error("CreateMultipartUpload", Some(key), e))?;
-        let upload_id = created.upload_id().unwrap_or_default().to_string();
+        let upload_id = match create.send().await {
+            Ok(created) => created.upload_id().map(str::to_string),
+            // rclone serve s3 names the root element `InitiateMultipartUpload` (S3:
+            // `InitiateMultipartUploadResult`), which the SDK refuses; take the id from the body.
+            Err(error) => match upload_id_from_raw(&error) {
+                Some(id) => Some(id),
+                None => return Err(self.error("CreateMultipartUpload", Some(key), error)),
+            },
+        };
+        let Some(upload_id) = upload_id.filter(|id| !id.is_empty()) else {
+            return Err(Error::Service {
+                op: "CreateMultipartUpload",
+                url: self.url(Some(key)),
+                code: None,
+                message: Some("the answer carried no UploadId".into()),
+                status: Some(200),
+            });
+        };
 
         let result = self.upload_parts(key, path, size, chunk, &upload_id).await;
         match result {
@@ -200,11 +226,22 @@ impl S3Store {
                     .send()
                     .await;
                 match completed {
+                    // Some servers (rclone serve s3) answer CompleteMultipartUpload with a
+                    // multipart ETag but list the object with its MD5; the manifest must hold
+                    // what listings show, so ask once.
                     Ok(output) => Ok(PutResult {
-                        etag: output.e_tag().map(normalize_etag),
+                        etag: match self.head(key).await {
+                            Ok(info) => info.meta.etag,
+                            Err(_) => output.e_tag().map(normalize_etag),
+                        },
                     }),
                     Err(e) => {
                         let error = self.error("CompleteMultipartUpload", Some(key), e);
+                        // A retried Complete whose first answer was lost finds the upload gone
+                        // (NoSuchUpload) although it succeeded: accept it if the object is ours.
+                        if let Some(etag) = self.completed_anyway(key, size, headers, started, &error).await {
+                            return Ok(PutResult { etag });
+                        }
                         self.abort(key, &upload_id).await;
                         Err(error)
                     }
@@ -215,6 +252,27 @@ impl S3Store {
                 Err(error)
             }
         }
+    }
+
+    /// Whether a failed CompleteMultipartUpload in fact completed: the object exists with the
+    /// size and metadata of this upload and was written after the upload began.
+    async fn completed_anyway(
+        &self,
+        key: &Key,
+        size: u64,
+        headers: &Headers,
+        started: SystemTime,
+        error: &Error,
+    ) -> Option<Option<String>> {
+        if !matches!(error, Error::Service { code: Some(code), .. } if code == "NoSuchUpload") {
+            return None;
+        }
+        let info = self.head(key).await.ok()?;
+        let recent = info.meta.last_modified.is_some_and(|modified| {
+            modified + std::time::Duration::from_secs(60) >= started
+        });
+        let ours = info.meta.size == size && info.headers.metadata == headers.metadata && recent;
+        ours.then_some(info.meta.etag)
     }
 
     async fn upload_parts(
@@ -233,6 +291,11 @@ impl S3Store {
                     .acquire()
                     .await
                     .expect("semaphore is never closed");
+                if self.interrupted() {
+                    return Err(Error::Interrupted {
+                        url: self.url(Some(key)),
+                    });
+                }
                 let offset = index * chunk;
                 let length = chunk.min(size - offset);
                 self.upload_part(key, path, index as i32 + 1, offset, length, upload_id)
@@ -442,6 +505,22 @@ pub fn crc32_base64(bytes: &[u8]) -> String {
 
 pub fn md5_base64(bytes: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(Md5::digest(bytes))
+}
+
+/// The UploadId in a successful (200) CreateMultipartUpload answer the SDK could not parse.
+fn upload_id_from_raw<E>(error: &SdkError<E>) -> Option<String> {
+    let raw = match error {
+        SdkError::ServiceError(e) => e.raw(),
+        SdkError::ResponseError(e) => e.raw(),
+        _ => return None,
+    };
+    if raw.status().as_u16() != 200 {
+        return None;
+    }
+    let body = std::str::from_utf8(raw.body().bytes()?).ok()?;
+    let start = body.find("<UploadId>")? + "<UploadId>".len();
+    let end = start + body[start..].find("</UploadId>")?;
+    Some(body[start..end].trim().to_string())
 }
 
 /// `"abc"`, `abc` and `W/"abc"` all become `abc`.
@@ -670,20 +749,49 @@ impl Store for S3Store {
     }
 
     async fn get(&self, key: &Key) -> Result<Bytes, Error> {
-        let output = self
-            .client
-            .get_object()
-            .bucket(&self.bucket)
-            .key(self.full(key))
-            .send()
-            .await
-            .map_err(|e| self.error("GetObject", Some(key), e))?;
-        let body = output.body.collect().await.map_err(|e| Error::Other {
-            op: "GetObject",
-            url: self.url(Some(key)),
-            source: Box::new(e),
-        })?;
-        Ok(body.into_bytes())
+        // The SDK retries failed requests but not an error while reading a body stream
+        // (S3-PITFALLS.md): re-issue the GET, pinned to the first answer's ETag.
+        const ATTEMPTS: u32 = 5;
+        let mut etag: Option<String> = None;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let output = self
+                .client
+                .get_object()
+                .bucket(&self.bucket)
+                .key(self.full(key))
+                .set_if_match(etag.clone())
+                .send()
+                .await
+                .map_err(|e| self.error("GetObject", Some(key), e))?;
+            etag = etag.or_else(|| output.e_tag().map(str::to_string));
+            let expected = output.content_length();
+            let error: BoxError = match output.body.collect().await {
+                Ok(body) => {
+                    let bytes = body.into_bytes();
+                    if expected.is_none_or(|n| n == bytes.len() as i64) {
+                        return Ok(bytes);
+                    }
+                    format!(
+                        "body was {} bytes, expected {}",
+                        bytes.len(),
+                        expected.unwrap_or_default()
+                    )
+                    .into()
+                }
+                Err(e) => Box::new(e),
+            };
+            if attempt >= ATTEMPTS {
+                return Err(Error::Other {
+                    op: "GetObject",
+                    url: self.url(Some(key)),
+                    source: error,
+                });
+            }
+            tracing::debug!("reading {} failed ({error}); retrying", self.url(Some(key)));
+            tokio::time::sleep(std::time::Duration::from_millis(200 * u64::from(attempt))).await;
+        }
     }
 
     async fn put(&self, key: &Key, body: Body, headers: &Headers) -> Result<PutResult, Error> {
@@ -789,6 +897,15 @@ impl Store for S3Store {
         }
         failed
     }
+}
+
+/// One object of a [`S3Store::list_names`] listing: the name relative to the prefix, verbatim.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NamedObject {
+    pub name: String,
+    pub size: u64,
+    pub last_modified: Option<SystemTime>,
+    pub storage_class: Option<String>,
 }
 
 #[cfg(test)]
