@@ -137,10 +137,9 @@ fn walk(root: &Path, rules: &Rules) -> Result<(Vec<Entry>, Vec<PathBuf>), ScanEr
                     ancestor: ancestor.to_owned(),
                 };
             }
-            let path = source.path().unwrap_or(root).to_owned();
-            match source.into_io_error() {
-                Some(io) => ScanError::Read { path, source: io },
-                None => unreachable!("walkdir errors are loops or I/O errors"),
+            ScanError::Walk {
+                path: source.path().unwrap_or(root).to_owned(),
+                source,
             }
         })?;
         let path = entry.path();
