@@ -1,0 +1,350 @@
+//! The store contract (`hoist::store::Store`), checked on every backend: the local directory,
+//! moto_server and rclone serve s3. Like object_store's `integration.rs`: a list of cases, each
+//! `async fn(&dyn Store)`, expanded into one test per backend × case so a failure names both.
+//!
+//! The servers differ (rclone lists ETags without quotes, moto with them; s3s-fs lists none);
+//! the cases assert the normalized form hoist promises everywhere.
+
+use std::collections::BTreeMap;
+
+use bytes::Bytes;
+use futures::TryStreamExt;
+use hoist::headers::Headers;
+use hoist::key::{Key, Prefix};
+use hoist::store::local::LocalStore;
+use hoist::store::s3::{Multipart, S3Store};
+use hoist::store::{Body, Error, Listing, ObjectMeta, Store};
+
+use crate::backends::Server;
+use crate::util::{block_on, fresh_bucket};
+
+fn key(k: &str) -> Key {
+    Key::new(k).expect("valid key")
+}
+
+async fn listed(store: &dyn Store) -> Vec<ObjectMeta> {
+    store
+        .list()
+        .try_collect::<Vec<_>>()
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|entry| match entry {
+            Listing::Object(meta) => meta,
+            Listing::Unnamed { name, .. } => panic!("unexpected unnamed entry {name}"),
+        })
+        .collect()
+}
+
+fn bytes(text: &str) -> Body {
+    Body::Bytes(Bytes::from(text.to_string()))
+}
+
+fn full_headers() -> Headers {
+    let mut metadata = BTreeMap::new();
+    metadata.insert("team".to_string(), "web".to_string());
+    metadata.insert("hoist-blake3".to_string(), "abc123".to_string());
+    Headers {
+        content_type: Some("text/html; charset=utf-8".into()),
+        cache_control: Some("public, max-age=60".into()),
+        content_disposition: Some("inline".into()),
+        content_language: Some("en".into()),
+        metadata,
+        ..Headers::default()
+    }
+}
+
+async fn put_then_head_round_trips_headers(store: &dyn Store) {
+    let headers = full_headers();
+    let put = store
+        .put(&key("page.html"), bytes("<p>hi</p>"), &headers)
+        .await
+        .expect("put");
+    let info = store.head(&key("page.html")).await.expect("head");
+    assert_eq!(info.meta.size, 9);
+    assert_eq!(info.headers.content_type, headers.content_type);
+    assert_eq!(info.headers.cache_control, headers.cache_control);
+    assert_eq!(info.headers.metadata.get("team").map(String::as_str), Some("web"));
+    assert_eq!(
+        info.headers.metadata.get("hoist-blake3").map(String::as_str),
+        Some("abc123")
+    );
+    assert!(!headers.differs_from_remote(&info.headers), "{:?}", info.headers);
+    // The ETag from PUT is the ETag HEAD shows, normalized (no quotes).
+    assert!(put.etag.is_some());
+    assert_eq!(put.etag, info.meta.etag);
+    assert!(!put.etag.as_deref().unwrap_or("").contains('"'));
+}
+
+async fn list_is_sorted_and_normalized(store: &dyn Store) {
+    let names = ["b.txt", "a/b.txt", "a-b.txt", "a.txt", "a/a/z.txt", "Z.txt"];
+    let mut etags = BTreeMap::new();
+    for name in names {
+        let put = store
+            .put(&key(name), bytes(name), &Headers::default())
+            .await
+            .expect("put");
+        etags.insert(name.to_string(), put.etag);
+    }
+    let metas = listed(store).await;
+    let got: Vec<&str> = metas.iter().map(|m| m.key.as_str()).collect();
+    // UTF-8 byte order: `-` (0x2d) < `.` (0x2e) < `/` (0x2f); upper case first.
+    assert_eq!(got, ["Z.txt", "a-b.txt", "a.txt", "a/a/z.txt", "a/b.txt", "b.txt"]);
+    for meta in &metas {
+        assert_eq!(meta.size, meta.key.as_str().len() as u64, "{}", meta.key);
+        if let Some(etag) = &meta.etag {
+            assert!(!etag.contains('"'), "ETag not normalized: {etag}");
+            assert_eq!(Some(etag), etags[meta.key.as_str()].as_ref(), "{}", meta.key);
+        }
+        assert!(meta.last_modified.is_some(), "{}", meta.key);
+    }
+}
+
+async fn missing_objects_are_not_found(store: &dyn Store) {
+    assert!(matches!(
+        store.head(&key("missing.txt")).await,
+        Err(Error::NotFound { .. })
+    ));
+    assert!(matches!(
+        store.get(&key("missing/deeper.txt")).await,
+        Err(Error::NotFound { .. })
+    ));
+}
+
+async fn get_returns_the_bytes(store: &dyn Store) {
+    let body = "x".repeat(100_000);
+    store
+        .put(&key("big/x.bin"), bytes(&body), &Headers::default())
+        .await
+        .expect("put");
+    let got = store.get(&key("big/x.bin")).await.expect("get");
+    assert_eq!(got.len(), body.len());
+    assert_eq!(&got[..], body.as_bytes());
+}
+
+async fn copy_replaces_headers_and_keeps_bytes(store: &dyn Store) {
+    store
+        .put(&key("style.css"), bytes("body{}"), &full_headers())
+        .await
+        .expect("put");
+    let mut changed = full_headers();
+    changed.cache_control = Some("no-cache".into());
+    changed.content_type = Some("text/css".into());
+    changed.metadata.remove("team");
+    store
+        .copy_replace_headers(&key("style.css"), &changed)
+        .await
+        .expect("copy");
+    let info = store.head(&key("style.css")).await.expect("head");
+    assert_eq!(info.headers.cache_control.as_deref(), Some("no-cache"));
+    assert_eq!(info.headers.content_type.as_deref(), Some("text/css"));
+    assert_eq!(info.headers.metadata.get("team"), None);
+    assert_eq!(
+        info.headers.metadata.get("hoist-blake3").map(String::as_str),
+        Some("abc123")
+    );
+    assert_eq!(&store.get(&key("style.css")).await.expect("get")[..], b"body{}");
+}
+
+async fn delete_batch_deletes_and_tolerates_missing(store: &dyn Store) {
+    for name in ["a.txt", "d/b.txt", "d/c.txt", "keep.txt"] {
+        store
+            .put(&key(name), bytes(name), &Headers::default())
+            .await
+            .expect("put");
+    }
+    let failed = store
+        .delete_batch(&[key("a.txt"), key("d/b.txt"), key("d/c.txt"), key("never-existed.txt")])
+        .await;
+    assert!(failed.is_empty(), "{failed:?}");
+    let left: Vec<String> = listed(store)
+        .await
+        .into_iter()
+        .map(|m| m.key.to_string())
+        .collect();
+    assert_eq!(left, ["keep.txt"]);
+}
+
+async fn delete_batch_over_a_thousand_keys(store: &dyn Store) {
+    let keys: Vec<Key> = (0..1005).map(|i| key(&format!("many/{i:04}.txt"))).collect();
+    let headers = Headers::default();
+    futures::future::try_join_all(keys.iter().map(|k| store.put(k, bytes("x"), &headers)))
+    .await
+    .expect("puts");
+    assert_eq!(listed(store).await.len(), 1005, "listing pages past 1,000 keys");
+    let failed = store.delete_batch(&keys).await;
+    assert!(failed.is_empty(), "{failed:?}");
+    assert!(listed(store).await.is_empty());
+}
+
+async fn awkward_keys_round_trip(store: &dyn Store) {
+    let names = [
+        "with space.txt",
+        "plus+sign.txt",
+        "per%cent.txt",
+        "ünïcödé/文件.txt",
+        "amp&eq=semi;colon.txt",
+        "tilde~star*.txt",
+    ];
+    for name in names {
+        store
+            .put(&key(name), bytes(name), &Headers::default())
+            .await
+            .expect(name);
+    }
+    let mut got: Vec<String> = listed(store)
+        .await
+        .into_iter()
+        .map(|m| m.key.to_string())
+        .collect();
+    got.sort();
+    let mut want: Vec<String> = names.iter().map(|s| s.to_string()).collect();
+    want.sort();
+    assert_eq!(got, want);
+    for name in names {
+        assert_eq!(&store.get(&key(name)).await.expect(name)[..], name.as_bytes());
+    }
+}
+
+async fn large_file_streams_in_parts(store: &dyn Store) {
+    // 11 MiB with a 5 MiB threshold and chunk: three parts on S3, a streamed copy locally.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("big.bin");
+    let data: Vec<u8> = (0..11 * 1024 * 1024u32).map(|i| (i % 251) as u8).collect();
+    std::fs::write(&path, &data).expect("write");
+    let put = store
+        .put(
+            &key("big.bin"),
+            Body::File {
+                path: path.clone(),
+                size: data.len() as u64,
+            },
+            &full_headers(),
+        )
+        .await
+        .expect("put");
+    let info = store.head(&key("big.bin")).await.expect("head");
+    assert_eq!(info.meta.size, data.len() as u64);
+    assert_eq!(info.headers.cache_control, full_headers().cache_control);
+    assert_eq!(put.etag, info.meta.etag);
+    let got = store.get(&key("big.bin")).await.expect("get");
+    assert!(got[..] == data[..], "content differs");
+}
+
+macro_rules! conformance {
+    ($($case:ident),* $(,)?) => {
+        mod local {
+            $(
+                #[test]
+                fn $case() {
+                    let dir = tempfile::tempdir().expect("temp dir");
+                    let store = hoist::store::local::LocalStore::new(dir.path().join("store"));
+                    crate::util::block_on(super::$case(&store));
+                }
+            )*
+        }
+        mod moto {
+            $(
+                #[test]
+                fn $case() {
+                    let Some(server) = crate::backends::Server::moto() else { return };
+                    let store = super::s3_store(&server, "");
+                    crate::util::block_on(super::$case(&store));
+                }
+            )*
+        }
+        mod rclone {
+            $(
+                #[test]
+                fn $case() {
+                    let Some(server) = crate::backends::Server::rclone() else { return };
+                    let store = super::s3_store(&server, "");
+                    crate::util::block_on(super::$case(&store));
+                }
+            )*
+        }
+        mod moto_prefixed {
+            $(
+                #[test]
+                fn $case() {
+                    let Some(server) = crate::backends::Server::moto() else { return };
+                    let store = super::s3_store(&server, "site/");
+                    crate::util::block_on(super::$case(&store));
+                }
+            )*
+        }
+    };
+}
+
+conformance!(
+    put_then_head_round_trips_headers,
+    list_is_sorted_and_normalized,
+    missing_objects_are_not_found,
+    get_returns_the_bytes,
+    copy_replaces_headers_and_keeps_bytes,
+    delete_batch_deletes_and_tolerates_missing,
+    delete_batch_over_a_thousand_keys,
+    awkward_keys_round_trip,
+    large_file_streams_in_parts,
+);
+
+/// A store over a fresh bucket, created through the binary's own client construction.
+pub fn s3_store(server: &Server, prefix: &str) -> S3Store {
+    let bucket = fresh_bucket(server.name());
+    server.create_bucket(&bucket);
+    let endpoint = server.endpoint();
+    let store = S3Store::new(
+        endpoint.client(),
+        bucket,
+        Prefix::new(prefix).expect("prefix"),
+        endpoint.url.clone(),
+    )
+    .with_multipart(
+        Multipart {
+            threshold: 5 << 20,
+            chunk_size: 5 << 20,
+        },
+        4,
+    );
+    if !prefix.is_empty() {
+        // A neighbour that shares the prefix's first characters must stay invisible.
+        let client = endpoint.client();
+        let bucket = store.bucket().to_string();
+        let neighbour = format!("{}-old/x.txt", prefix.trim_end_matches('/'));
+        block_on(async {
+            client
+                .put_object()
+                .bucket(bucket)
+                .key(neighbour)
+                .body(b"neighbour".to_vec().into())
+                .send()
+                .await
+                .expect("put neighbour");
+        });
+    }
+    store
+}
+
+#[test]
+fn local_store_keeps_metadata_out_of_the_keyspace() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = LocalStore::new(dir.path());
+    block_on(async {
+        store
+            .put(&key("a.txt"), bytes("a"), &full_headers())
+            .await
+            .expect("put");
+        let names: Vec<String> = listed(&store)
+            .await
+            .into_iter()
+            .map(|m| m.key.to_string())
+            .collect();
+        assert_eq!(names, ["a.txt"]);
+        assert!(matches!(
+            store
+                .put(&key(".hoist-store/x"), bytes("x"), &Headers::default())
+                .await,
+            Err(Error::Reserved { .. })
+        ));
+    });
+}

@@ -1,0 +1,239 @@
+//! Bad input: each case ends with a one-line error naming what is wrong, the documented exit
+//! code, and nothing changed in the target. Plus the security checks of issue #6: secrets never
+//! printed, hostile keys escaped.
+
+use std::time::{Duration, Instant};
+
+use crate::backends::Server;
+use crate::deploy::{FILES, Site};
+use crate::util::{Hoist, write_tree};
+
+/// A deploy in a temp dir with a local target, for cases that need no server.
+fn local_case(config: &str, files: &[(&str, &str)]) -> (tempfile::TempDir, Hoist) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    write_tree(&dir.path().join("site"), files);
+    std::fs::write(dir.path().join("deploy.yaml"), config).expect("config");
+    let hoist = Hoist::new(dir.path()).arg("deploy");
+    (dir, hoist)
+}
+
+#[track_caller]
+fn assert_error(stderr: &str, wants: &[&str]) {
+    let first = stderr.lines().next().unwrap_or_default();
+    assert!(first.starts_with("error: "), "{stderr}");
+    for want in wants {
+        assert!(stderr.contains(want), "`{want}` missing from:\n{stderr}");
+    }
+}
+
+#[test]
+fn config_errors_name_file_line_and_key_with_exit_2() {
+    let cases: &[(&str, &[&str])] = &[
+        ("source: site\ntarget: file://out\nrules: [\n", &["deploy.yaml", "line"]),
+        (
+            "source: site\ntarget: file://out\nrulez: []\n",
+            &["deploy.yaml", "unknown field `rulez`", "line 3"],
+        ),
+        (
+            "source: site\ntarget: file://out\nmax_deletes: many\n",
+            &["deploy.yaml", "max_deletes", "invalid type", "line 3"],
+        ),
+        (
+            "source: site\ntarget: file://out\nrules:\n  - match: 'a/[z-a]'\n",
+            &["deploy.yaml", "rules[0].match", "invalid glob", "line 4"],
+        ),
+        (
+            "source: site\ntarget: file://out\nrules:\n  - match: '*'\n    acl: everyone\n",
+            &["rules[0].acl", "unknown canned ACL `everyone`", "line 5"],
+        ),
+        (
+            "source: site\ntarget: file://out\nrules:\n  - match: '*'\n    immutable: sometimes\n",
+            &["rules[0].immutable", "line 5"],
+        ),
+    ];
+    for (config, wants) in cases {
+        let (dir, hoist) = local_case(config, &[("index.html", "x")]);
+        let ran = hoist.run().exit(2);
+        assert_error(&ran.stderr, wants);
+        assert!(!dir.path().join("out").exists(), "{config}: target touched");
+    }
+}
+
+#[test]
+fn source_problems_exit_2_and_name_the_path() {
+    let (dir, hoist) = local_case("source: nowhere\ntarget: file://out\n", &[]);
+    let ran = hoist.run().exit(2);
+    assert_error(&ran.stderr, &["nowhere", "does not exist"]);
+    assert!(!dir.path().join("out").exists());
+
+    let (dir, hoist) = local_case("source: file.txt\ntarget: file://out\n", &[]);
+    std::fs::write(dir.path().join("file.txt"), "x").expect("write");
+    let ran = hoist.run().exit(2);
+    assert_error(&ran.stderr, &["file.txt", "not a directory"]);
+
+    let (_dir, hoist) = local_case("target: file://out\n", &[]);
+    assert_error(&hoist.run().exit(2).stderr, &["no source directory"]);
+
+    let (_dir, hoist) = local_case("source: site\n", &[("a", "b")]);
+    assert_error(&hoist.run().exit(2).stderr, &["no target"]);
+
+    let (_dir, hoist) = local_case("source: site\ntarget: s4://bucket\n", &[("a", "b")]);
+    assert_error(&hoist.run().exit(2).stderr, &["malformed target `s4://bucket`"]);
+
+    let (_dir, hoist) = local_case("source: site\ntarget: s3://x\n", &[("a", "b")]);
+    assert_error(&hoist.run().exit(2).stderr, &["bucket name `x`"]);
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let ran = Hoist::new(dir.path())
+        .args(["deploy", "--config", "missing.yaml"])
+        .run()
+        .exit(2);
+    assert_error(&ran.stderr, &["missing.yaml"]);
+}
+
+#[test]
+fn empty_source_never_wipes_a_site() {
+    let (dir, hoist) = local_case("source: site\ntarget: file://out\n", &[("index.html", "x")]);
+    hoist.success();
+    std::fs::remove_file(dir.path().join("site/index.html")).expect("rm");
+    let ran = Hoist::new(dir.path()).arg("deploy").run().exit(1);
+    assert_error(&ran.stderr, &["no files to publish", "--force"]);
+    assert!(dir.path().join("out/index.html").exists(), "the site was wiped");
+    Hoist::new(dir.path()).args(["deploy", "--force"]).success();
+    assert!(!dir.path().join("out/index.html").exists());
+}
+
+#[cfg(unix)]
+#[test]
+fn unpublishable_files_exit_2_before_any_change() {
+    use std::os::unix::ffi::OsStrExt;
+    // A symlink loop.
+    let (dir, hoist) = local_case("source: site\ntarget: file://out\n", &[("a/index.html", "x")]);
+    std::os::unix::fs::symlink("..", dir.path().join("site/a/up")).expect("symlink");
+    assert_error(&hoist.run().exit(2).stderr, &["symlink loop"]);
+    assert!(!dir.path().join("out").exists());
+
+    // A non-UTF-8 name.
+    let (dir, hoist) = local_case("source: site\ntarget: file://out\n", &[("ok.html", "x")]);
+    let name = std::ffi::OsStr::from_bytes(b"bad\xffname.html");
+    std::fs::write(dir.path().join("site").join(name), "x").expect("write");
+    assert_error(&hoist.run().exit(2).stderr, &["not valid UTF-8"]);
+    assert!(!dir.path().join("out").exists());
+
+    // A key longer than S3 allows (a deep path of long names).
+    let (dir, hoist) = local_case("source: site\ntarget: file://out\n", &[("ok.html", "x")]);
+    let long: std::path::PathBuf = (0..5).map(|i| format!("{i}{}", "d".repeat(240))).collect();
+    let deep = dir.path().join("site").join(long);
+    std::fs::create_dir_all(&deep).expect("mkdir");
+    std::fs::write(deep.join("f.html"), "x").expect("write");
+    assert_error(&hoist.run().exit(2).stderr, &["longer than the 1024 bytes"]);
+    assert!(!dir.path().join("out").exists());
+
+    // A broken symlink.
+    let (dir, hoist) = local_case("source: site\ntarget: file://out\n", &[("ok.html", "x")]);
+    std::os::unix::fs::symlink("nothing-here", dir.path().join("site/dangling")).expect("symlink");
+    assert_error(&hoist.run().exit(2).stderr, &["dangling"]);
+    assert!(!dir.path().join("out").exists());
+}
+
+#[test]
+fn missing_bucket_exits_1_and_names_it() {
+    let Some(server) = Server::moto() else { return };
+    let site = Site::new(&server, FILES);
+    let ran = site
+        .deploy()
+        .args(["--target", "s3://no-such-bucket-here/"])
+        .run()
+        .exit(1);
+    assert_error(&ran.stderr, &["bucket `no-such-bucket-here` does not exist"]);
+}
+
+#[test]
+fn no_credentials_exit_1_with_a_hint() {
+    let Some(server) = Server::moto() else { return };
+    let site = Site::new(&server, FILES);
+    let ran = site
+        .deploy()
+        .remove_env("AWS_ACCESS_KEY_ID")
+        .remove_env("AWS_SECRET_ACCESS_KEY")
+        .run()
+        .exit(1);
+    assert_error(&ran.stderr, &["no AWS credentials", "hint:", "AWS_ACCESS_KEY_ID"]);
+}
+
+#[test]
+fn wrong_secret_is_access_denied() {
+    let Some(server) = Server::rclone() else { return };
+    let site = Site::new(&server, FILES);
+    let before = site.contents();
+    let ran = site
+        .deploy()
+        .env("AWS_SECRET_ACCESS_KEY", "not-the-secret")
+        .run()
+        .exit(1);
+    assert_error(&ran.stderr, &["access denied"]);
+    assert!(!ran.stderr.contains("not-the-secret"));
+    assert_eq!(site.contents(), before);
+}
+
+#[test]
+fn unreachable_endpoint_fails_fast() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    write_tree(&dir.path().join("site"), &[("index.html", "x")]);
+    // A port nothing listens on: connection refused, retried, then a clear error.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let started = Instant::now();
+    let ran = Hoist::new(dir.path())
+        .env("AWS_ACCESS_KEY_ID", "k")
+        .env("AWS_SECRET_ACCESS_KEY", "s")
+        .args([
+            "deploy",
+            "--source",
+            "site",
+            "--target",
+            "s3://some-bucket/",
+            "--endpoint-url",
+            &format!("http://127.0.0.1:{port}"),
+        ])
+        .run()
+        .exit(1);
+    assert!(started.elapsed() < Duration::from_secs(30), "took {:?}", started.elapsed());
+    assert_error(&ran.stderr, &["cannot reach the endpoint", &port.to_string()]);
+}
+
+#[test]
+fn secrets_never_appear_in_output() {
+    let Some(server) = Server::moto() else { return };
+    let site = Site::new(&server, FILES);
+    let secret = "SENTINELsecretKEY0123456789abcdefSENTINEL";
+    let token = "SENTINELsessionTOKENzyxwvutsrqponmSENTINEL";
+    for args in [&["-vv"][..], &["-vv", "--dryrun"][..], &["-vv", "--output", "json"][..]] {
+        let ran = site
+            .deploy()
+            .env("AWS_SECRET_ACCESS_KEY", secret)
+            .env("AWS_SESSION_TOKEN", token)
+            .args(args)
+            .run();
+        let all = format!("{}{}", ran.stdout, ran.stderr);
+        assert!(all.len() > 1000, "-vv printed little: {all}");
+        assert!(!all.contains(secret), "secret key printed with {args:?}");
+        assert!(!all.contains(token), "session token printed with {args:?}");
+        assert!(!all.contains("SENTINEL"), "part of a secret printed with {args:?}");
+    }
+}
+
+#[test]
+fn hostile_keys_are_escaped_on_the_terminal() {
+    let (dir, hoist) = local_case(
+        "source: site\ntarget: file://out\n",
+        &[("evil\u{1b}[2Jname.html", "x"), ("ok.html", "y")],
+    );
+    let ran = hoist.success();
+    assert!(!ran.stdout.contains('\u{1b}'), "{:?}", ran.stdout);
+    assert!(ran.stdout.contains("evil\\u{1b}[2Jname.html"), "{}", ran.stdout);
+    let _ = dir;
+}

@@ -1,0 +1,306 @@
+//! Reliability (issue #6): faults injected by `proxy.rs` between hoist and the servers,
+//! interruptions, and files changing under hoist's feet. In every case the destination ends in
+//! the intended state (now, or after one more run) and the live site never points at something
+//! missing.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use crate::backends::{Server, for_servers};
+use crate::deploy::Site;
+use crate::proxy::{Fault, FaultProxy, Plan, RequestHead};
+use crate::util::{Hoist, block_on, head};
+
+const FAULT_CONFIG: &str = r#"
+source: site
+multipart_threshold: 5MB
+multipart_chunksize: 5MB
+concurrency: 8
+rules:
+  - match: "*.html"
+    cache_control: "public, max-age=300"
+  - match: "assets/**"
+    cache_control: "public, max-age=31536000, immutable"
+    immutable: true
+  - match: "**"
+    cache_control: "public, max-age=3600"
+"#;
+
+/// A site of 40 small files and one 11 MiB file (three multipart parts).
+fn site_files(version: &str) -> Vec<(String, Vec<u8>)> {
+    let mut files = Vec::new();
+    for i in 0..12 {
+        files.push((format!("page{i}.html"), format!("<p>{version} {i}</p>").into_bytes()));
+        files.push((format!("assets/app{i}.{version}.js"), format!("js {version} {i}").into_bytes()));
+        files.push((format!("img/pic{i}.svg"), format!("<svg>{version}{i}</svg>").into_bytes()));
+    }
+    for i in 0..4 {
+        files.push((format!("docs/{i}/index.html"), format!("doc {version} {i}").into_bytes()));
+    }
+    let big: Vec<u8> = (0..11 * 1024 * 1024u32)
+        .map(|i| (i.wrapping_mul(31) ^ version.len() as u32) as u8)
+        .collect();
+    // Sorts first in the immutable phase, so interrupts land while its parts are in flight.
+    files.push((format!("assets/a-big.{version}.bin"), big));
+    files
+}
+
+fn write_files(site: &Site, files: &[(String, Vec<u8>)]) {
+    let source = site.source();
+    let _ = std::fs::remove_dir_all(&source);
+    for (path, content) in files {
+        let path = source.join(path);
+        std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+        std::fs::write(path, content).expect("write");
+    }
+}
+
+/// Asserts the bucket holds exactly the files (plus the manifest) with the rules' headers.
+#[track_caller]
+fn assert_published(site: &Site, files: &[(String, Vec<u8>)]) {
+    let contents = site.contents();
+    let want: BTreeMap<&str, &[u8]> = files.iter().map(|(k, v)| (k.as_str(), v.as_slice())).collect();
+    let got: BTreeMap<&str, &[u8]> = contents
+        .iter()
+        .filter(|(k, _)| k.as_str() != ".hoist/manifest.json")
+        .map(|(k, v)| (k.as_str(), v.as_slice()))
+        .collect();
+    assert_eq!(
+        got.keys().collect::<Vec<_>>(),
+        want.keys().collect::<Vec<_>>(),
+        "keys differ"
+    );
+    for (key, body) in &want {
+        assert!(got[key] == *body, "{key}: content differs");
+    }
+    let client = site.client();
+    for (key, _) in files {
+        let object = head(&client, &site.bucket, key);
+        let expected = if key.ends_with(".html") {
+            "public, max-age=300"
+        } else if key.starts_with("assets/") {
+            "public, max-age=31536000, immutable"
+        } else {
+            "public, max-age=3600"
+        };
+        assert_eq!(object.cache_control(), Some(expected), "{key}");
+    }
+}
+
+fn via(site: &Site, proxy: &FaultProxy) -> Hoist {
+    site.deploy()
+        .args(["--endpoint-url", &proxy.endpoint()])
+        .env("AWS_MAX_ATTEMPTS", "10")
+        .env("HOIST_READ_TIMEOUT", "3")
+}
+
+for_servers!(deploy_converges_under_random_faults);
+
+fn deploy_converges_under_random_faults(server: &Server) {
+    for seed in [1u64, 2, 3] {
+        let site = Site::with_config(server, &[], FAULT_CONFIG, "");
+        write_files(&site, &site_files("v1"));
+        site.put("stale/old.html", "stale");
+        let proxy = FaultProxy::start(&server.endpoint().url, Plan::new().random(0.2, seed));
+        let ran = via(&site, &proxy).run();
+        assert_eq!(
+            ran.code(),
+            Some(0),
+            "seed {seed}: {}\n{}\nfaults: {:?}",
+            ran.stdout,
+            ran.stderr,
+            proxy.stats.log.lock().expect("log")
+        );
+        assert!(proxy.faults() >= 3, "seed {seed}: only {} faults", proxy.faults());
+        let files = site_files("v1");
+        assert_published(&site, &files);
+
+        // A second version through the same faults: uploads, header-free no-ops and deletes.
+        let v2 = site_files("v2");
+        write_files(&site, &v2);
+        let ran = via(&site, &proxy).run();
+        assert_eq!(ran.code(), Some(0), "seed {seed} v2: {}", ran.stderr);
+        assert_published(&site, &v2);
+        // And then nothing is left to do.
+        let ran = via(&site, &proxy).args(["--output", "json"]).success();
+        assert!(ran.actions().is_empty(), "seed {seed}: {}", ran.stdout);
+    }
+}
+
+fn is_put_of(request: &RequestHead, key: &str) -> bool {
+    request.method == "PUT" && request.path().ends_with(&format!("/{key}"))
+}
+
+#[test]
+fn a_key_that_keeps_failing_stops_every_later_phase() {
+    let Some(server) = Server::moto() else { return };
+    let moto = server.moto_server().expect("moto");
+    let site = Site::with_config(&server, &[], FAULT_CONFIG, "");
+    let v1 = site_files("v1");
+    write_files(&site, &v1);
+    site.deploy().success();
+    let manifest_before = site.contents()[".hoist/manifest.json"].clone();
+
+    let v2 = site_files("v2");
+    write_files(&site, &v2);
+    site.put("stale.html", "stale");
+    let proxy = FaultProxy::start(
+        &server.endpoint().url,
+        Plan::new().rule(|r| is_put_of(r, "img/pic3.svg"), Fault::InternalError, None),
+    );
+    moto.start_recording();
+    let ran = via(&site, &proxy).env("AWS_MAX_ATTEMPTS", "2").run().exit(1);
+    moto.stop_recording();
+    assert!(ran.stderr.contains("img/pic3.svg"), "{}", ran.stderr);
+    assert!(ran.stderr.contains("InternalError"), "{}", ran.stderr);
+    assert!(ran.stderr.contains("not started: html uploads, deletes, manifest"), "{}", ran.stderr);
+
+    let recording = moto.recording();
+    let html_puts: Vec<&str> = recording
+        .iter()
+        .filter(|r| r.method == "PUT" && r.path().ends_with(".html"))
+        .map(|r| r.url.as_str())
+        .collect();
+    assert!(html_puts.is_empty(), "HTML published after a failed phase: {html_puts:?}");
+    assert!(!recording.iter().any(|r| r.is_delete_objects()), "a delete was sent");
+    let contents = site.contents();
+    assert_eq!(contents[".hoist/manifest.json"], manifest_before, "manifest rewritten");
+    assert_eq!(contents["stale.html"], b"stale");
+    // Immutable assets of v2 are in place; the old pages still point at v1 assets, still there.
+    assert!(contents.contains_key("assets/app0.v2.js") && contents.contains_key("assets/app0.v1.js"));
+
+    // Once the fault is gone, the next run converges.
+    site.deploy().success();
+    assert_published(&site, &v2);
+}
+
+#[test]
+fn a_stalled_server_times_out_and_is_retried() {
+    let Some(server) = Server::moto() else { return };
+    let site = Site::new(&server, &[("index.html", "x"), ("a.css", "y")]);
+    let proxy = FaultProxy::start(
+        &server.endpoint().url,
+        Plan::new().rule(|r| r.method == "GET", Fault::Stall(Duration::from_secs(20)), Some(1)),
+    );
+    let started = Instant::now();
+    let ran = site
+        .deploy()
+        .args(["--endpoint-url", &proxy.endpoint()])
+        .env("HOIST_READ_TIMEOUT", "1")
+        .run();
+    assert_eq!(ran.code(), Some(0), "{}", ran.stderr);
+    assert!(started.elapsed() < Duration::from_secs(15), "took {:?}", started.elapsed());
+    assert_eq!(proxy.faults(), 1);
+    assert_eq!(site.contents()["index.html"], b"x");
+}
+
+fn multipart_uploads(site: &Site) -> usize {
+    let client = site.client();
+    block_on(async {
+        client
+            .list_multipart_uploads()
+            .bucket(&site.bucket)
+            .send()
+            .await
+            .expect("list multipart uploads")
+            .uploads()
+            .len()
+    })
+}
+
+#[test]
+fn sigint_stops_cleanly_and_the_next_run_converges() {
+    let Some(server) = Server::moto() else { return };
+    let site = Site::with_config(&server, &[], FAULT_CONFIG, "");
+    write_files(&site, &site_files("v1"));
+    site.deploy().success();
+    let manifest_before = site.contents()[".hoist/manifest.json"].clone();
+
+    let v2 = site_files("v2");
+    write_files(&site, &v2);
+    site.put("stale.html", "stale");
+    // Slow every upload down so the interrupt lands mid-phase, with parts in flight.
+    let proxy = FaultProxy::start(
+        &server.endpoint().url,
+        Plan::new().rule(|r| r.method == "PUT", Fault::Delay(Duration::from_millis(400)), None),
+    );
+    let running = via(&site, &proxy).args(["--concurrency", "2"]).spawn();
+    std::thread::sleep(Duration::from_millis(1500));
+    running.signal("INT");
+    let ran = running.wait(Duration::from_secs(60));
+    assert_eq!(ran.code(), Some(130), "{}\n{}", ran.stdout, ran.stderr);
+    assert!(ran.stderr.contains("interrupted"), "{}", ran.stderr);
+
+    assert_eq!(multipart_uploads(&site), 0, "orphaned multipart uploads");
+    let contents = site.contents();
+    assert_eq!(contents[".hoist/manifest.json"], manifest_before, "manifest changed");
+    assert_eq!(contents["stale.html"], b"stale", "deleted after an interrupt");
+    assert!(
+        contents.keys().filter(|k| k.ends_with(".html")).all(|k| !contents[k].starts_with(b"<p>v2")),
+        "HTML replaced before every asset was uploaded"
+    );
+
+    site.deploy().success();
+    assert_published(&site, &v2);
+}
+
+#[test]
+fn sigkill_leaves_the_old_site_working_and_the_next_run_converges() {
+    let Some(server) = Server::rclone() else { return };
+    let site = Site::with_config(&server, &[], FAULT_CONFIG, "");
+    write_files(&site, &site_files("v1"));
+    site.deploy().success();
+    let v2 = site_files("v2");
+    write_files(&site, &v2);
+    let proxy = FaultProxy::start(
+        &server.endpoint().url,
+        Plan::new().rule(|r| r.method == "PUT", Fault::Delay(Duration::from_millis(300)), None),
+    );
+    let running = via(&site, &proxy).args(["--concurrency", "2"]).spawn();
+    std::thread::sleep(Duration::from_millis(2000));
+    running.signal("KILL");
+    let _ = running.wait(Duration::from_secs(30));
+    drop(proxy);
+
+    // Every page (old or new) finds its assets.
+    let contents = site.contents();
+    for (key, body) in &contents {
+        if key.starts_with("page") && body.starts_with(b"<p>v2") {
+            let n = key.trim_start_matches("page").trim_end_matches(".html");
+            assert!(contents.contains_key(&format!("assets/app{n}.v2.js")), "{key}");
+        }
+    }
+    site.deploy().success();
+    assert_published(&site, &v2);
+}
+
+#[test]
+fn a_file_changed_after_the_scan_is_not_uploaded_under_the_old_hash() {
+    let Some(server) = Server::moto() else { return };
+    let site = Site::new(&server, &[("index.html", "original"), ("b.css", "b")]);
+    // Hold the listing so the scan finishes first, then change a file before the upload.
+    let proxy = FaultProxy::start(
+        &server.endpoint().url,
+        Plan::new().rule(
+            |r| r.method == "GET" && r.target.contains("list-type=2"),
+            Fault::Delay(Duration::from_millis(2500)),
+            Some(1),
+        ),
+    );
+    let running = site.deploy().args(["--endpoint-url", &proxy.endpoint()]).spawn();
+    std::thread::sleep(Duration::from_millis(1000));
+    site.write("index.html", "changed while hoist was running");
+    let ran = running.wait(Duration::from_secs(60)).exit(1);
+    assert!(ran.stderr.contains("index.html"), "{}", ran.stderr);
+    assert!(ran.stderr.contains("changed after it was scanned"), "{}", ran.stderr);
+    // Whatever is stored under the key carries the digest of what is stored.
+    let client = site.client();
+    let contents = site.contents();
+    if let Some(body) = contents.get("index.html") {
+        let object = head(&client, &site.bucket, "index.html");
+        let digest = object.metadata().and_then(|m| m.get("hoist-blake3")).cloned();
+        assert_eq!(digest.as_deref(), Some(blake3::hash(body).to_hex().as_str()));
+    }
+    site.deploy().success();
+    assert_eq!(site.contents()["index.html"], b"changed while hoist was running");
+}
