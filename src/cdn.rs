@@ -433,10 +433,8 @@ pub async fn invalidate(
     let invalidation = created.invalidation();
     report.id = invalidation.map(|i| i.id().to_string());
     report.status = invalidation.map_or("InProgress".into(), |i| i.status().to_string());
-    if settings.wait {
-        if let Some(id) = report.id.clone() {
-            report.status = wait_until_complete(&client, settings, &id, printer, interrupt).await?;
-        }
+    if let (true, Some(id)) = (settings.wait, report.id.clone()) {
+        report.status = wait_until_complete(&client, settings, &id, printer, interrupt).await?;
     }
     Ok(report)
 }

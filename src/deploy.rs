@@ -285,7 +285,7 @@ pub async fn run(
                 &headers,
             )
             .await
-            .map_err(|e| Error::Store(e))?;
+            .map_err(Error::Store)?;
     }
 
     let summary = Summary::of(

@@ -15,7 +15,7 @@ rules:
   - match: "*.html"
     cache_control: "public, max-age=300, must-revalidate"
     content_type: "text/html; charset=utf-8"
-  - match: "assets/**"
+  - match: "static/**"
     cache_control: "public, max-age=31536000, immutable"
     immutable: true
     metadata: { team: web }
@@ -27,9 +27,9 @@ pub const FILES: &[(&str, &str)] = &[
     ("index.html", "<html>home</html>"),
     ("about/index.html", "<html>about</html>"),
     ("docs/guide/index.html", "<html>guide</html>"),
-    ("assets/app.3f2a1c.js", "console.log(1)"),
-    ("assets/style.9b8e7d.css", "body{}"),
-    ("assets/app.3f2a1c.js.map", "{}"),
+    ("static/app.3f2a1c.js", "console.log(1)"),
+    ("static/style.9b8e7d.css", "body{}"),
+    ("static/app.3f2a1c.js.map", "{}"),
     ("images/logo.svg", "<svg/>"),
     ("robots.txt", "User-agent: *"),
 ];
@@ -47,7 +47,12 @@ impl Site {
         Site::with_config(server, files, CONFIG, "")
     }
 
-    pub fn with_config(server: &Server, files: &[(&str, &str)], config: &str, prefix: &str) -> Site {
+    pub fn with_config(
+        server: &Server,
+        files: &[(&str, &str)],
+        config: &str,
+        prefix: &str,
+    ) -> Site {
         let dir = tempfile::tempdir().expect("temp dir");
         let bucket = fresh_bucket(server.name());
         server.create_bucket(&bucket);
@@ -158,19 +163,29 @@ fn headers_follow_rules(server: &Server) {
             None,
         ),
         (
-            "assets/app.3f2a1c.js",
+            "static/app.3f2a1c.js",
             "public, max-age=31536000, immutable",
             "text/javascript; charset=utf-8",
             Some("web"),
         ),
         (
-            "assets/style.9b8e7d.css",
+            "static/style.9b8e7d.css",
             "public, max-age=31536000, immutable",
             "text/css; charset=utf-8",
             Some("web"),
         ),
-        ("images/logo.svg", "public, max-age=3600", "image/svg+xml; charset=utf-8", None),
-        ("robots.txt", "public, max-age=3600", "text/plain; charset=utf-8", None),
+        (
+            "images/logo.svg",
+            "public, max-age=3600",
+            "image/svg+xml; charset=utf-8",
+            None,
+        ),
+        (
+            "robots.txt",
+            "public, max-age=3600",
+            "text/plain; charset=utf-8",
+            None,
+        ),
     ];
     for (key, cache_control, content_type, team) in cases {
         let object = head(&client, &site.bucket, key);
@@ -187,7 +202,7 @@ fn headers_follow_rules(server: &Server) {
     }
     // Excluded files are never uploaded; the manifest is there.
     let contents = site.contents();
-    assert!(!contents.contains_key("assets/app.3f2a1c.js.map"));
+    assert!(!contents.contains_key("static/app.3f2a1c.js.map"));
     assert!(contents.contains_key(".hoist/manifest.json"));
     assert_eq!(contents.len(), FILES.len() - 1 + 1);
 }
@@ -255,7 +270,7 @@ fn uploads_are_ordered_immutable_then_other_then_html_then_deletes() {
             .position(|k| k == key)
             .unwrap_or_else(|| panic!("{key} was not uploaded: {uploaded:?}"))
     };
-    let immutable = ["assets/app.3f2a1c.js", "assets/style.9b8e7d.css"];
+    let immutable = ["static/app.3f2a1c.js", "static/style.9b8e7d.css"];
     let other = ["images/logo.svg", "robots.txt"];
     let html = ["index.html", "about/index.html", "docs/guide/index.html"];
     let last_immutable = immutable.iter().map(|k| position(k)).max().expect("some");
@@ -290,7 +305,10 @@ fn uploads_are_ordered_immutable_then_other_then_html_then_deletes() {
         .iter()
         .rposition(|r| r.is_mutating())
         .expect("the deploy mutated the bucket");
-    assert_eq!(manifest_puts[0], last_mutating, "the manifest is written last");
+    assert_eq!(
+        manifest_puts[0], last_mutating,
+        "the manifest is written last"
+    );
     let body = &recording[deletes[0]].body;
     for stale in ["old/page.html", "old/asset.js", "zzz.txt"] {
         assert!(body.contains(stale), "{stale} not in {body}");
@@ -305,7 +323,10 @@ fn one_change_reuploads_one_file(server: &Server) {
 
     site.write("robots.txt", "User-agent: *\nDisallow: /private");
     let ran = site.deploy_json().success();
-    assert_eq!(keys(&ran), [triple("upload", "robots.txt", "content changed")]);
+    assert_eq!(
+        keys(&ran),
+        [triple("upload", "robots.txt", "content changed")]
+    );
     assert_eq!(
         site.contents()["robots.txt"],
         b"User-agent: *\nDisallow: /private"
@@ -333,7 +354,10 @@ fn one_change_reuploads_one_file(server: &Server) {
     // The copy kept the bytes and hoist's digest.
     let object = head(&client, &site.bucket, "images/logo.svg");
     assert_eq!(
-        object.metadata().and_then(|m| m.get("hoist-blake3")).map(String::as_str),
+        object
+            .metadata()
+            .and_then(|m| m.get("hoist-blake3"))
+            .map(String::as_str),
         Some(blake3::hash(b"<svg/>").to_hex().as_str())
     );
     assert_eq!(site.contents()["images/logo.svg"], b"<svg/>");
@@ -360,7 +384,11 @@ fn header_update_is_a_copy_not_a_reupload() {
     copied.sort();
     assert_eq!(copied, ["images/logo.svg", "robots.txt"]);
     let uploaded = uploads(&recording, &site.bucket);
-    assert_eq!(uploaded, [".hoist/manifest.json"], "only the manifest is re-uploaded");
+    assert_eq!(
+        uploaded,
+        [".hoist/manifest.json"],
+        "only the manifest is re-uploaded"
+    );
 }
 
 #[test]
@@ -389,7 +417,13 @@ fn dryrun_sends_no_mutating_request_and_predicts_the_deploy() {
 
     // `--dry-run` is the same flag; human output marks every line.
     let human = site.deploy().arg("--dry-run").success();
-    assert!(human.stdout.lines().filter(|l| l.contains("  (")).all(|l| l.starts_with("(dryrun) ")));
+    assert!(
+        human
+            .stdout
+            .lines()
+            .filter(|l| l.contains("  ("))
+            .all(|l| l.starts_with("(dryrun) "))
+    );
 
     let real = site.deploy_json().success();
     assert_eq!(dry.actions(), real.actions());
@@ -505,8 +539,14 @@ fn manifest_missing_falls_back_to_the_objects() {
     site.put("index.html", "<html>OLD</html>");
     let ran = site.deploy_json().success();
     let actions = keys(&ran);
-    assert!(actions.contains(&triple("update_headers", "robots.txt", "headers changed")), "{actions:?}");
-    assert!(actions.contains(&triple("upload", "index.html", "content changed")), "{actions:?}");
+    assert!(
+        actions.contains(&triple("update_headers", "robots.txt", "headers changed")),
+        "{actions:?}"
+    );
+    assert!(
+        actions.contains(&triple("upload", "index.html", "content changed")),
+        "{actions:?}"
+    );
 
     // Deleting the manifest changes nothing but costs HEADs: still a no-op.
     let client = site.client();
@@ -520,5 +560,8 @@ fn manifest_missing_falls_back_to_the_objects() {
             .expect("delete manifest");
     });
     assert!(site.deploy_json().success().actions().is_empty());
-    assert!(site.contents().contains_key(".hoist/manifest.json"), "manifest rewritten");
+    assert!(
+        site.contents().contains_key(".hoist/manifest.json"),
+        "manifest rewritten"
+    );
 }

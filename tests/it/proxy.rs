@@ -52,17 +52,9 @@ pub struct RequestHead {
     pub method: String,
     /// Path and query, as sent.
     pub target: String,
-    pub headers: Vec<(String, String)>,
 }
 
 impl RequestHead {
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-
     /// The path, percent-decoded.
     pub fn path(&self) -> String {
         let path = self.target.split('?').next().unwrap_or("");
@@ -97,11 +89,6 @@ impl Plan {
     pub fn random(mut self, rate: f64, seed: u64) -> Plan {
         self.random = Some((rate, seed));
         self.random_faults = RANDOM_FAULTS.to_vec();
-        self
-    }
-
-    pub fn random_kinds(mut self, kinds: &[Fault]) -> Plan {
-        self.random_faults = kinds.to_vec();
         self
     }
 
@@ -191,10 +178,6 @@ impl FaultProxy {
 
     pub fn faults(&self) -> usize {
         self.stats.faults.load(Ordering::SeqCst)
-    }
-
-    pub fn requests(&self) -> usize {
-        self.stats.requests.load(Ordering::SeqCst)
     }
 }
 
@@ -423,7 +406,6 @@ async fn serve_connection(client: TcpStream, state: Arc<State>) -> std::io::Resu
         let request = RequestHead {
             method: method.clone(),
             target,
-            headers: headers.clone(),
         };
         state.stats.requests.fetch_add(1, Ordering::SeqCst);
         let fault = state.choose(&request);
@@ -456,7 +438,11 @@ async fn serve_connection(client: TcpStream, state: Arc<State>) -> std::io::Resu
             Some(Fault::InternalError) => {
                 client
                     .stream
-                    .write_all(&error_response(500, "Internal Server Error", "InternalError"))
+                    .write_all(&error_response(
+                        500,
+                        "Internal Server Error",
+                        "InternalError",
+                    ))
                     .await?;
                 continue;
             }
@@ -528,7 +514,12 @@ async fn serve_connection(client: TcpStream, state: Arc<State>) -> std::io::Resu
         let _ = status_line;
         client.stream.write_all(&response_head).await?;
         client.stream.write_all(&response_body).await?;
-        if close || matches!(response_framing(&method, status, &response_headers), Framing::UntilClose) {
+        if close
+            || matches!(
+                response_framing(&method, status, &response_headers),
+                Framing::UntilClose
+            )
+        {
             let _ = client.stream.shutdown().await;
             return Ok(());
         }

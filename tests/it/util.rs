@@ -109,10 +109,6 @@ impl Hoist {
             .env("AWS_REGION", "us-east-1")
     }
 
-    pub fn home(&self) -> &Path {
-        self.home.path()
-    }
-
     pub fn arg(mut self, arg: impl AsRef<str>) -> Hoist {
         self.args.push(arg.as_ref().to_string());
         self
@@ -129,7 +125,8 @@ impl Hoist {
     }
 
     pub fn env(mut self, name: &str, value: impl AsRef<str>) -> Hoist {
-        self.env.insert(name.to_string(), value.as_ref().to_string());
+        self.env
+            .insert(name.to_string(), value.as_ref().to_string());
         self
     }
 
@@ -251,9 +248,8 @@ impl Ran {
     }
 
     pub fn json(&self) -> serde_json::Value {
-        serde_json::from_str(&self.stdout).unwrap_or_else(|e| {
-            panic!("stdout is not one JSON document ({e}):\n{}", self.stdout)
-        })
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("stdout is not one JSON document ({e}):\n{}", self.stdout))
     }
 
     /// `(op, key, reason, phase, bytes)` of each action in a JSON report.
@@ -288,7 +284,11 @@ pub fn write_tree(root: &Path, files: &[(&str, &str)]) {
 pub fn bucket_contents(client: &Client, bucket: &str) -> BTreeMap<String, Vec<u8>> {
     block_on(async {
         let mut out = BTreeMap::new();
-        let mut pages = client.list_objects_v2().bucket(bucket).into_paginator().send();
+        let mut pages = client
+            .list_objects_v2()
+            .bucket(bucket)
+            .into_paginator()
+            .send();
         while let Some(page) = pages.next().await {
             let page = page.expect("list");
             for object in page.contents() {
@@ -326,7 +326,11 @@ pub fn put_object(client: &Client, bucket: &str, key: &str, body: &str) {
     });
 }
 
-pub fn head(client: &Client, bucket: &str, key: &str) -> aws_sdk_s3::operation::head_object::HeadObjectOutput {
+pub fn head(
+    client: &Client,
+    bucket: &str,
+    key: &str,
+) -> aws_sdk_s3::operation::head_object::HeadObjectOutput {
     block_on(async {
         client
             .head_object()
@@ -343,5 +347,9 @@ pub fn fresh_bucket(tag: &str) -> String {
     use std::sync::atomic::{AtomicUsize, Ordering};
     static NEXT: AtomicUsize = AtomicUsize::new(0);
     let n = NEXT.fetch_add(1, Ordering::Relaxed);
-    format!("{}-{}-{n}", tag.to_ascii_lowercase().replace('_', "-"), std::process::id())
+    format!(
+        "{}-{}-{n}",
+        tag.to_ascii_lowercase().replace('_', "-"),
+        std::process::id()
+    )
 }
