@@ -35,7 +35,11 @@ fn cloudfront(server: &Server) -> aws_sdk_cloudfront::Client {
 }
 
 /// Creates a distribution whose origin is `bucket` with the given OriginPath; returns its id.
-fn create_distribution(client: &aws_sdk_cloudfront::Client, bucket: &str, origin_path: &str) -> String {
+fn create_distribution(
+    client: &aws_sdk_cloudfront::Client,
+    bucket: &str,
+    origin_path: &str,
+) -> String {
     let origin = Origin::builder()
         .id("site")
         .domain_name(format!("{bucket}.s3.amazonaws.com"))
@@ -47,7 +51,13 @@ fn create_distribution(client: &aws_sdk_cloudfront::Client, bucket: &str, origin
         .caller_reference(uuid::Uuid::new_v4().to_string())
         .comment("hoist test")
         .enabled(true)
-        .origins(Origins::builder().quantity(1).items(origin).build().expect("origins"))
+        .origins(
+            Origins::builder()
+                .quantity(1)
+                .items(origin)
+                .build()
+                .expect("origins"),
+        )
         .default_cache_behavior(
             DefaultCacheBehavior::builder()
                 .target_origin_id("site")
@@ -106,7 +116,13 @@ fn invalidations(client: &aws_sdk_cloudfront::Client, id: &str) -> Vec<Vec<Strin
     })
 }
 
-fn site_with_distribution(server: &Server, files: &[(&str, &str)], extra: &str, prefix: &str, origin_path: &str) -> (Site, String, aws_sdk_cloudfront::Client) {
+fn site_with_distribution(
+    server: &Server,
+    files: &[(&str, &str)],
+    extra: &str,
+    prefix: &str,
+    origin_path: &str,
+) -> (Site, String, aws_sdk_cloudfront::Client) {
     let client = cloudfront(server);
     let site = Site::with_config(server, files, CDN_CONFIG, prefix);
     let id = create_distribution(&client, &site.bucket, origin_path);
@@ -177,7 +193,12 @@ fn deletes_and_header_updates_are_invalidated_and_origin_path_is_removed() {
     site.deploy().success();
     assert_eq!(
         invalidations(&client, &id),
-        [vec!["/docs".to_string(), "/docs/".into(), "/docs/index.html".into(), "/style.css".into()]]
+        [vec![
+            "/docs".to_string(),
+            "/docs/".into(),
+            "/docs/index.html".into(),
+            "/style.css".into()
+        ]]
     );
 }
 
@@ -187,9 +208,11 @@ fn many_pages_collapse_into_few_wildcards() {
     let pages: Vec<(String, String)> = (0..500)
         .map(|i| (format!("section{}/page{i}.html", i % 5), format!("v1 {i}")))
         .collect();
-    let files: Vec<(&str, &str)> = pages.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    let (site, id, client) =
-        site_with_distribution(&server, &files, "  max_paths: 100\n", "", "");
+    let files: Vec<(&str, &str)> = pages
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let (site, id, client) = site_with_distribution(&server, &files, "  max_paths: 100\n", "", "");
     site.deploy().success();
     for (key, _) in &pages {
         site.write(key, "v2");
@@ -218,12 +241,26 @@ fn dryrun_prints_paths_and_creates_nothing() {
     site.deploy().success();
     site.write("index.html", "home v2");
     let ran = site.deploy().arg("--dryrun").success();
-    assert!(ran.stdout.contains("(dryrun) invalidate  /index.html"), "{}", ran.stdout);
-    assert!(ran.stdout.contains("(dryrun) invalidate  /\n"), "{}", ran.stdout);
+    assert!(
+        ran.stdout.contains("(dryrun) invalidate  /index.html"),
+        "{}",
+        ran.stdout
+    );
+    assert!(
+        ran.stdout.contains("(dryrun) invalidate  /\n"),
+        "{}",
+        ran.stdout
+    );
     let json = site.deploy_json().arg("--dryrun").success().json();
-    assert_eq!(json["invalidation"]["paths"], serde_json::json!(["/", "/index.html"]));
+    assert_eq!(
+        json["invalidation"]["paths"],
+        serde_json::json!(["/", "/index.html"])
+    );
     assert_eq!(json["invalidation"]["status"], "dryrun");
-    assert!(invalidations(&client, &id).is_empty(), "a dry run created an invalidation");
+    assert!(
+        invalidations(&client, &id).is_empty(),
+        "a dry run created an invalidation"
+    );
 
     // --no-invalidate skips it; --wait waits for completion.
     site.deploy().arg("--no-invalidate").success();
@@ -231,7 +268,10 @@ fn dryrun_prints_paths_and_creates_nothing() {
     site.write("index.html", "home v3");
     let ran = site.deploy_json().arg("--wait").success();
     // CloudFront says `Completed`; moto says `COMPLETED`.
-    let status = ran.json()["invalidation"]["status"].as_str().unwrap_or_default().to_string();
+    let status = ran.json()["invalidation"]["status"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
     assert!(status.eq_ignore_ascii_case("completed"), "{status}");
     assert_eq!(invalidations(&client, &id).len(), 1);
 }

@@ -64,12 +64,22 @@ async fn put_then_head_round_trips_headers(store: &dyn Store) {
     assert_eq!(info.meta.size, 9);
     assert_eq!(info.headers.content_type, headers.content_type);
     assert_eq!(info.headers.cache_control, headers.cache_control);
-    assert_eq!(info.headers.metadata.get("team").map(String::as_str), Some("web"));
     assert_eq!(
-        info.headers.metadata.get("hoist-blake3").map(String::as_str),
+        info.headers.metadata.get("team").map(String::as_str),
+        Some("web")
+    );
+    assert_eq!(
+        info.headers
+            .metadata
+            .get("hoist-blake3")
+            .map(String::as_str),
         Some("abc123")
     );
-    assert!(!headers.differs_from_remote(&info.headers), "{:?}", info.headers);
+    assert!(
+        !headers.differs_from_remote(&info.headers),
+        "{:?}",
+        info.headers
+    );
     // The ETag from PUT is the ETag HEAD shows, normalized (no quotes).
     assert!(put.etag.is_some());
     assert_eq!(put.etag, info.meta.etag);
@@ -89,12 +99,20 @@ async fn list_is_sorted_and_normalized(store: &dyn Store) {
     let metas = listed(store).await;
     let got: Vec<&str> = metas.iter().map(|m| m.key.as_str()).collect();
     // UTF-8 byte order: `-` (0x2d) < `.` (0x2e) < `/` (0x2f); upper case first.
-    assert_eq!(got, ["Z.txt", "a-b.txt", "a.txt", "a/a/z.txt", "a/b.txt", "b.txt"]);
+    assert_eq!(
+        got,
+        ["Z.txt", "a-b.txt", "a.txt", "a/a/z.txt", "a/b.txt", "b.txt"]
+    );
     for meta in &metas {
         assert_eq!(meta.size, meta.key.as_str().len() as u64, "{}", meta.key);
         if let Some(etag) = &meta.etag {
             assert!(!etag.contains('"'), "ETag not normalized: {etag}");
-            assert_eq!(Some(etag), etags[meta.key.as_str()].as_ref(), "{}", meta.key);
+            assert_eq!(
+                Some(etag),
+                etags[meta.key.as_str()].as_ref(),
+                "{}",
+                meta.key
+            );
         }
         assert!(meta.last_modified.is_some(), "{}", meta.key);
     }
@@ -140,10 +158,16 @@ async fn copy_replaces_headers_and_keeps_bytes(store: &dyn Store) {
     assert_eq!(info.headers.content_type.as_deref(), Some("text/css"));
     assert_eq!(info.headers.metadata.get("team"), None);
     assert_eq!(
-        info.headers.metadata.get("hoist-blake3").map(String::as_str),
+        info.headers
+            .metadata
+            .get("hoist-blake3")
+            .map(String::as_str),
         Some("abc123")
     );
-    assert_eq!(&store.get(&key("style.css")).await.expect("get")[..], b"body{}");
+    assert_eq!(
+        &store.get(&key("style.css")).await.expect("get")[..],
+        b"body{}"
+    );
 }
 
 async fn delete_batch_deletes_and_tolerates_missing(store: &dyn Store) {
@@ -154,7 +178,12 @@ async fn delete_batch_deletes_and_tolerates_missing(store: &dyn Store) {
             .expect("put");
     }
     let failed = store
-        .delete_batch(&[key("a.txt"), key("d/b.txt"), key("d/c.txt"), key("never-existed.txt")])
+        .delete_batch(&[
+            key("a.txt"),
+            key("d/b.txt"),
+            key("d/c.txt"),
+            key("never-existed.txt"),
+        ])
         .await;
     assert!(failed.is_empty(), "{failed:?}");
     let left: Vec<String> = listed(store)
@@ -166,12 +195,18 @@ async fn delete_batch_deletes_and_tolerates_missing(store: &dyn Store) {
 }
 
 async fn delete_batch_over_a_thousand_keys(store: &dyn Store) {
-    let keys: Vec<Key> = (0..1005).map(|i| key(&format!("many/{i:04}.txt"))).collect();
+    let keys: Vec<Key> = (0..1005)
+        .map(|i| key(&format!("many/{i:04}.txt")))
+        .collect();
     let headers = Headers::default();
     futures::future::try_join_all(keys.iter().map(|k| store.put(k, bytes("x"), &headers)))
-    .await
-    .expect("puts");
-    assert_eq!(listed(store).await.len(), 1005, "listing pages past 1,000 keys");
+        .await
+        .expect("puts");
+    assert_eq!(
+        listed(store).await.len(),
+        1005,
+        "listing pages past 1,000 keys"
+    );
     let failed = store.delete_batch(&keys).await;
     assert!(failed.is_empty(), "{failed:?}");
     assert!(listed(store).await.is_empty());
@@ -202,7 +237,10 @@ async fn awkward_keys_round_trip(store: &dyn Store) {
     want.sort();
     assert_eq!(got, want);
     for name in names {
-        assert_eq!(&store.get(&key(name)).await.expect(name)[..], name.as_bytes());
+        assert_eq!(
+            &store.get(&key(name)).await.expect(name)[..],
+            name.as_bytes()
+        );
     }
 }
 

@@ -29,7 +29,10 @@ fn assert_error(stderr: &str, wants: &[&str]) {
 #[test]
 fn config_errors_name_file_line_and_key_with_exit_2() {
     let cases: &[(&str, &[&str])] = &[
-        ("source: site\ntarget: file://out\nrules: [\n", &["deploy.yaml", "line"]),
+        (
+            "source: site\ntarget: file://out\nrules: [\n",
+            &["deploy.yaml", "line"],
+        ),
         (
             "source: site\ntarget: file://out\nrulez: []\n",
             &["deploy.yaml", "unknown field `rulez`", "line 3"],
@@ -78,7 +81,10 @@ fn source_problems_exit_2_and_name_the_path() {
     assert_error(&hoist.run().exit(2).stderr, &["no target"]);
 
     let (_dir, hoist) = local_case("source: site\ntarget: s4://bucket\n", &[("a", "b")]);
-    assert_error(&hoist.run().exit(2).stderr, &["malformed target `s4://bucket`"]);
+    assert_error(
+        &hoist.run().exit(2).stderr,
+        &["malformed target `s4://bucket`"],
+    );
 
     let (_dir, hoist) = local_case("source: site\ntarget: s3://x\n", &[("a", "b")]);
     assert_error(&hoist.run().exit(2).stderr, &["bucket name `x`"]);
@@ -98,7 +104,10 @@ fn empty_source_never_wipes_a_site() {
     std::fs::remove_file(dir.path().join("site/index.html")).expect("rm");
     let ran = Hoist::new(dir.path()).arg("deploy").run().exit(1);
     assert_error(&ran.stderr, &["no files to publish", "--force"]);
-    assert!(dir.path().join("out/index.html").exists(), "the site was wiped");
+    assert!(
+        dir.path().join("out/index.html").exists(),
+        "the site was wiped"
+    );
     Hoist::new(dir.path()).args(["deploy", "--force"]).success();
     assert!(!dir.path().join("out/index.html").exists());
 }
@@ -108,7 +117,10 @@ fn empty_source_never_wipes_a_site() {
 fn unpublishable_files_exit_2_before_any_change() {
     use std::os::unix::ffi::OsStrExt;
     // A symlink loop.
-    let (dir, hoist) = local_case("source: site\ntarget: file://out\n", &[("a/index.html", "x")]);
+    let (dir, hoist) = local_case(
+        "source: site\ntarget: file://out\n",
+        &[("a/index.html", "x")],
+    );
     std::os::unix::fs::symlink("..", dir.path().join("site/a/up")).expect("symlink");
     assert_error(&hoist.run().exit(2).stderr, &["symlink loop"]);
     assert!(!dir.path().join("out").exists());
@@ -145,7 +157,10 @@ fn missing_bucket_exits_1_and_names_it() {
         .args(["--target", "s3://no-such-bucket-here/"])
         .run()
         .exit(1);
-    assert_error(&ran.stderr, &["bucket `no-such-bucket-here` does not exist"]);
+    assert_error(
+        &ran.stderr,
+        &["bucket `no-such-bucket-here` does not exist"],
+    );
 }
 
 #[test]
@@ -158,12 +173,17 @@ fn no_credentials_exit_1_with_a_hint() {
         .remove_env("AWS_SECRET_ACCESS_KEY")
         .run()
         .exit(1);
-    assert_error(&ran.stderr, &["no AWS credentials", "hint:", "AWS_ACCESS_KEY_ID"]);
+    assert_error(
+        &ran.stderr,
+        &["no AWS credentials", "hint:", "AWS_ACCESS_KEY_ID"],
+    );
 }
 
 #[test]
 fn wrong_secret_is_access_denied() {
-    let Some(server) = Server::rclone() else { return };
+    let Some(server) = Server::rclone() else {
+        return;
+    };
     let site = Site::new(&server, FILES);
     let before = site.contents();
     let ran = site
@@ -201,8 +221,15 @@ fn unreachable_endpoint_fails_fast() {
         ])
         .run()
         .exit(1);
-    assert!(started.elapsed() < Duration::from_secs(30), "took {:?}", started.elapsed());
-    assert_error(&ran.stderr, &["cannot reach the endpoint", &port.to_string()]);
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert_error(
+        &ran.stderr,
+        &["cannot reach the endpoint", &port.to_string()],
+    );
 }
 
 #[test]
@@ -211,7 +238,11 @@ fn secrets_never_appear_in_output() {
     let site = Site::new(&server, FILES);
     let secret = "SENTINELsecretKEY0123456789abcdefSENTINEL";
     let token = "SENTINELsessionTOKENzyxwvutsrqponmSENTINEL";
-    for args in [&["-vv"][..], &["-vv", "--dryrun"][..], &["-vv", "--output", "json"][..]] {
+    for args in [
+        &["-vv"][..],
+        &["-vv", "--dryrun"][..],
+        &["-vv", "--output", "json"][..],
+    ] {
         let ran = site
             .deploy()
             .env("AWS_SECRET_ACCESS_KEY", secret)
@@ -222,7 +253,10 @@ fn secrets_never_appear_in_output() {
         assert!(all.len() > 1000, "-vv printed little: {all}");
         assert!(!all.contains(secret), "secret key printed with {args:?}");
         assert!(!all.contains(token), "session token printed with {args:?}");
-        assert!(!all.contains("SENTINEL"), "part of a secret printed with {args:?}");
+        assert!(
+            !all.contains("SENTINEL"),
+            "part of a secret printed with {args:?}"
+        );
     }
 }
 
@@ -234,6 +268,10 @@ fn hostile_keys_are_escaped_on_the_terminal() {
     );
     let ran = hoist.success();
     assert!(!ran.stdout.contains('\u{1b}'), "{:?}", ran.stdout);
-    assert!(ran.stdout.contains("evil\\u{1b}[2Jname.html"), "{}", ran.stdout);
+    assert!(
+        ran.stdout.contains("evil\\u{1b}[2Jname.html"),
+        "{}",
+        ran.stdout
+    );
     let _ = dir;
 }

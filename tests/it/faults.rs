@@ -30,12 +30,24 @@ rules:
 fn site_files(version: &str) -> Vec<(String, Vec<u8>)> {
     let mut files = Vec::new();
     for i in 0..12 {
-        files.push((format!("page{i}.html"), format!("<p>{version} {i}</p>").into_bytes()));
-        files.push((format!("assets/app{i}.{version}.js"), format!("js {version} {i}").into_bytes()));
-        files.push((format!("img/pic{i}.svg"), format!("<svg>{version}{i}</svg>").into_bytes()));
+        files.push((
+            format!("page{i}.html"),
+            format!("<p>{version} {i}</p>").into_bytes(),
+        ));
+        files.push((
+            format!("assets/app{i}.{version}.js"),
+            format!("js {version} {i}").into_bytes(),
+        ));
+        files.push((
+            format!("img/pic{i}.svg"),
+            format!("<svg>{version}{i}</svg>").into_bytes(),
+        ));
     }
     for i in 0..4 {
-        files.push((format!("docs/{i}/index.html"), format!("doc {version} {i}").into_bytes()));
+        files.push((
+            format!("docs/{i}/index.html"),
+            format!("doc {version} {i}").into_bytes(),
+        ));
     }
     let big: Vec<u8> = (0..11 * 1024 * 1024u32)
         .map(|i| (i.wrapping_mul(31) ^ version.len() as u32) as u8)
@@ -59,7 +71,10 @@ fn write_files(site: &Site, files: &[(String, Vec<u8>)]) {
 #[track_caller]
 fn assert_published(site: &Site, files: &[(String, Vec<u8>)]) {
     let contents = site.contents();
-    let want: BTreeMap<&str, &[u8]> = files.iter().map(|(k, v)| (k.as_str(), v.as_slice())).collect();
+    let want: BTreeMap<&str, &[u8]> = files
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_slice()))
+        .collect();
     let got: BTreeMap<&str, &[u8]> = contents
         .iter()
         .filter(|(k, _)| k.as_str() != ".hoist/manifest.json")
@@ -111,7 +126,11 @@ fn deploy_converges_under_random_faults(server: &Server) {
             ran.stderr,
             proxy.stats.log.lock().expect("log")
         );
-        assert!(proxy.faults() >= 3, "seed {seed}: only {} faults", proxy.faults());
+        assert!(
+            proxy.faults() >= 3,
+            "seed {seed}: only {} faults",
+            proxy.faults()
+        );
         let files = site_files("v1");
         assert_published(&site, &files);
 
@@ -149,11 +168,19 @@ fn a_key_that_keeps_failing_stops_every_later_phase() {
         Plan::new().rule(|r| is_put_of(r, "img/pic3.svg"), Fault::InternalError, None),
     );
     moto.start_recording();
-    let ran = via(&site, &proxy).env("AWS_MAX_ATTEMPTS", "2").run().exit(1);
+    let ran = via(&site, &proxy)
+        .env("AWS_MAX_ATTEMPTS", "2")
+        .run()
+        .exit(1);
     moto.stop_recording();
     assert!(ran.stderr.contains("img/pic3.svg"), "{}", ran.stderr);
     assert!(ran.stderr.contains("InternalError"), "{}", ran.stderr);
-    assert!(ran.stderr.contains("not started: html uploads, deletes, manifest"), "{}", ran.stderr);
+    assert!(
+        ran.stderr
+            .contains("not started: html uploads, deletes, manifest"),
+        "{}",
+        ran.stderr
+    );
 
     let recording = moto.recording();
     let html_puts: Vec<&str> = recording
@@ -161,13 +188,24 @@ fn a_key_that_keeps_failing_stops_every_later_phase() {
         .filter(|r| r.method == "PUT" && r.path().ends_with(".html"))
         .map(|r| r.url.as_str())
         .collect();
-    assert!(html_puts.is_empty(), "HTML published after a failed phase: {html_puts:?}");
-    assert!(!recording.iter().any(|r| r.is_delete_objects()), "a delete was sent");
+    assert!(
+        html_puts.is_empty(),
+        "HTML published after a failed phase: {html_puts:?}"
+    );
+    assert!(
+        !recording.iter().any(|r| r.is_delete_objects()),
+        "a delete was sent"
+    );
     let contents = site.contents();
-    assert_eq!(contents[".hoist/manifest.json"], manifest_before, "manifest rewritten");
+    assert_eq!(
+        contents[".hoist/manifest.json"], manifest_before,
+        "manifest rewritten"
+    );
     assert_eq!(contents["stale.html"], b"stale");
     // Immutable assets of v2 are in place; the old pages still point at v1 assets, still there.
-    assert!(contents.contains_key("assets/app0.v2.js") && contents.contains_key("assets/app0.v1.js"));
+    assert!(
+        contents.contains_key("assets/app0.v2.js") && contents.contains_key("assets/app0.v1.js")
+    );
 
     // Once the fault is gone, the next run converges.
     site.deploy().success();
@@ -180,7 +218,11 @@ fn a_stalled_server_times_out_and_is_retried() {
     let site = Site::new(&server, &[("index.html", "x"), ("a.css", "y")]);
     let proxy = FaultProxy::start(
         &server.endpoint().url,
-        Plan::new().rule(|r| r.method == "GET", Fault::Stall(Duration::from_secs(20)), Some(1)),
+        Plan::new().rule(
+            |r| r.method == "GET",
+            Fault::Stall(Duration::from_secs(20)),
+            Some(1),
+        ),
     );
     let started = Instant::now();
     let ran = site
@@ -189,7 +231,11 @@ fn a_stalled_server_times_out_and_is_retried() {
         .env("HOIST_READ_TIMEOUT", "1")
         .run();
     assert_eq!(ran.code(), Some(0), "{}", ran.stderr);
-    assert!(started.elapsed() < Duration::from_secs(15), "took {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "took {:?}",
+        started.elapsed()
+    );
     assert_eq!(proxy.faults(), 1);
     assert_eq!(site.contents()["index.html"], b"x");
 }
@@ -222,7 +268,11 @@ fn sigint_stops_cleanly_and_the_next_run_converges() {
     // Slow every upload down so the interrupt lands mid-phase, with parts in flight.
     let proxy = FaultProxy::start(
         &server.endpoint().url,
-        Plan::new().rule(|r| r.method == "PUT", Fault::Delay(Duration::from_millis(400)), None),
+        Plan::new().rule(
+            |r| r.method == "PUT",
+            Fault::Delay(Duration::from_millis(400)),
+            None,
+        ),
     );
     let running = via(&site, &proxy).args(["--concurrency", "2"]).spawn();
     std::thread::sleep(Duration::from_millis(1500));
@@ -233,10 +283,19 @@ fn sigint_stops_cleanly_and_the_next_run_converges() {
 
     assert_eq!(multipart_uploads(&site), 0, "orphaned multipart uploads");
     let contents = site.contents();
-    assert_eq!(contents[".hoist/manifest.json"], manifest_before, "manifest changed");
-    assert_eq!(contents["stale.html"], b"stale", "deleted after an interrupt");
+    assert_eq!(
+        contents[".hoist/manifest.json"], manifest_before,
+        "manifest changed"
+    );
+    assert_eq!(
+        contents["stale.html"], b"stale",
+        "deleted after an interrupt"
+    );
     assert!(
-        contents.keys().filter(|k| k.ends_with(".html")).all(|k| !contents[k].starts_with(b"<p>v2")),
+        contents
+            .keys()
+            .filter(|k| k.ends_with(".html"))
+            .all(|k| !contents[k].starts_with(b"<p>v2")),
         "HTML replaced before every asset was uploaded"
     );
 
@@ -246,7 +305,9 @@ fn sigint_stops_cleanly_and_the_next_run_converges() {
 
 #[test]
 fn sigkill_leaves_the_old_site_working_and_the_next_run_converges() {
-    let Some(server) = Server::rclone() else { return };
+    let Some(server) = Server::rclone() else {
+        return;
+    };
     let site = Site::with_config(&server, &[], FAULT_CONFIG, "");
     write_files(&site, &site_files("v1"));
     site.deploy().success();
@@ -254,7 +315,11 @@ fn sigkill_leaves_the_old_site_working_and_the_next_run_converges() {
     write_files(&site, &v2);
     let proxy = FaultProxy::start(
         &server.endpoint().url,
-        Plan::new().rule(|r| r.method == "PUT", Fault::Delay(Duration::from_millis(300)), None),
+        Plan::new().rule(
+            |r| r.method == "PUT",
+            Fault::Delay(Duration::from_millis(300)),
+            None,
+        ),
     );
     let running = via(&site, &proxy).args(["--concurrency", "2"]).spawn();
     std::thread::sleep(Duration::from_millis(2000));
@@ -267,7 +332,10 @@ fn sigkill_leaves_the_old_site_working_and_the_next_run_converges() {
     for (key, body) in &contents {
         if key.starts_with("page") && body.starts_with(b"<p>v2") {
             let n = key.trim_start_matches("page").trim_end_matches(".html");
-            assert!(contents.contains_key(&format!("assets/app{n}.v2.js")), "{key}");
+            assert!(
+                contents.contains_key(&format!("assets/app{n}.v2.js")),
+                "{key}"
+            );
         }
     }
     site.deploy().success();
@@ -287,20 +355,36 @@ fn a_file_changed_after_the_scan_is_not_uploaded_under_the_old_hash() {
             Some(1),
         ),
     );
-    let running = site.deploy().args(["--endpoint-url", &proxy.endpoint()]).spawn();
+    let running = site
+        .deploy()
+        .args(["--endpoint-url", &proxy.endpoint()])
+        .spawn();
     std::thread::sleep(Duration::from_millis(1000));
     site.write("index.html", "changed while hoist was running");
     let ran = running.wait(Duration::from_secs(60)).exit(1);
     assert!(ran.stderr.contains("index.html"), "{}", ran.stderr);
-    assert!(ran.stderr.contains("changed after it was scanned"), "{}", ran.stderr);
+    assert!(
+        ran.stderr.contains("changed after it was scanned"),
+        "{}",
+        ran.stderr
+    );
     // Whatever is stored under the key carries the digest of what is stored.
     let client = site.client();
     let contents = site.contents();
     if let Some(body) = contents.get("index.html") {
         let object = head(&client, &site.bucket, "index.html");
-        let digest = object.metadata().and_then(|m| m.get("hoist-blake3")).cloned();
-        assert_eq!(digest.as_deref(), Some(blake3::hash(body).to_hex().as_str()));
+        let digest = object
+            .metadata()
+            .and_then(|m| m.get("hoist-blake3"))
+            .cloned();
+        assert_eq!(
+            digest.as_deref(),
+            Some(blake3::hash(body).to_hex().as_str())
+        );
     }
     site.deploy().success();
-    assert_eq!(site.contents()["index.html"], b"changed while hoist was running");
+    assert_eq!(
+        site.contents()["index.html"],
+        b"changed while hoist was running"
+    );
 }
