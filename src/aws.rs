@@ -6,7 +6,16 @@
 //! Clients are built from `aws_config` with the latest behaviour version: clients built from a
 //! bare `Config::builder()` had no retries before BehaviorVersion 2026-01-12 (S3-PITFALLS.md).
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
+
+use aws_smithy_runtime_api::box_error::BoxError;
+use aws_smithy_runtime_api::client::interceptors::Intercept;
+use aws_smithy_runtime_api::client::interceptors::context::{
+    BeforeSerializationInterceptorContextRef, BeforeTransmitInterceptorContextRef,
+};
+use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
+use aws_smithy_types::config_bag::ConfigBag;
 
 use aws_config::meta::region::RegionProviderChain;
 use aws_config::timeout::TimeoutConfig;
@@ -77,8 +86,58 @@ pub fn wants_path_style(endpoint: &str) -> bool {
         || host.parse::<std::net::Ipv4Addr>().is_ok()
 }
 
+/// Requests and attempts of every S3 client in this process, to report how much was retried.
+/// Process-wide because a run has one S3 configuration and the report is the process's.
+#[derive(Debug, Default)]
+pub struct RequestStats {
+    operations: AtomicU64,
+    attempts: AtomicU64,
+}
+
+impl RequestStats {
+    /// Attempts beyond the first of each operation.
+    pub fn retries(&self) -> u64 {
+        self.attempts
+            .load(Ordering::Relaxed)
+            .saturating_sub(self.operations.load(Ordering::Relaxed))
+    }
+}
+
+pub static REQUEST_STATS: RequestStats = RequestStats {
+    operations: AtomicU64::new(0),
+    attempts: AtomicU64::new(0),
+};
+
+#[derive(Debug)]
+struct CountAttempts;
+
+impl Intercept for CountAttempts {
+    fn name(&self) -> &'static str {
+        "CountAttempts"
+    }
+
+    fn read_before_execution(
+        &self,
+        _context: &BeforeSerializationInterceptorContextRef<'_>,
+        _cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        REQUEST_STATS.operations.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    fn read_before_attempt(
+        &self,
+        _context: &BeforeTransmitInterceptorContextRef<'_>,
+        _runtime_components: &RuntimeComponents,
+        _cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        REQUEST_STATS.attempts.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+}
+
 pub fn s3_client(sdk: &SdkConfig, options: &AwsOptions) -> aws_sdk_s3::Client {
-    let mut builder = aws_sdk_s3::config::Builder::from(sdk);
+    let mut builder = aws_sdk_s3::config::Builder::from(sdk).interceptor(CountAttempts);
     let endpoint = options
         .endpoint_url
         .clone()

@@ -46,6 +46,8 @@ pub struct Summary {
     pub unchanged: usize,
     pub stale_kept: usize,
     pub bytes: u64,
+    /// Requests that were retried (transport errors, throttling, 5xx), counted per attempt.
+    pub retries: u64,
     pub seconds: f64,
 }
 
@@ -59,6 +61,7 @@ impl Summary {
             unchanged,
             stale_kept,
             bytes: actions.iter().map(|a| a.bytes).sum(),
+            retries: crate::aws::REQUEST_STATS.retries(),
             seconds: (seconds * 1000.0).round() / 1000.0,
         }
     }
@@ -465,6 +468,9 @@ fn finish(printer: &Printer, report: DeployReport) {
     );
     if s.stale_kept > 0 {
         line.push_str(&format!(", {} stale kept", s.stale_kept));
+    }
+    if s.retries > 0 {
+        line.push_str(&format!(", {} retried request(s)", s.retries));
     }
     if let Some(invalidation) = &report.invalidation {
         line.push_str(&format!(", {}", invalidation.summary()));

@@ -565,3 +565,118 @@ fn manifest_missing_falls_back_to_the_objects() {
         "manifest rewritten"
     );
 }
+
+#[test]
+fn every_upload_carries_a_checksum_computed_independently() {
+    // Neither moto nor rclone verifies checksums (TEST-SERVERS.md), so check what hoist
+    // sends: each PutObject and UploadPart body against its CRC32 header, computed here.
+    let Some(server) = Server::moto() else { return };
+    let moto = server.moto_server().expect("moto");
+    let config = format!("{CONFIG}\nmultipart_threshold: 5MB\nmultipart_chunksize: 5MB\n");
+    let site = Site::with_config(&server, FILES, &config, "");
+    let big: String = (0..(11 << 20))
+        .map(|i| char::from(b'a' + (i % 26) as u8))
+        .collect();
+    site.write("downloads/big.txt", &big);
+    moto.start_recording();
+    site.deploy().success();
+    moto.stop_recording();
+    let mut checked = 0;
+    for request in moto.recording() {
+        if request.method != "PUT" || request.is_copy() {
+            continue;
+        }
+        let payload = request.payload();
+        let sent = request
+            .header_or_trailer("x-amz-checksum-crc32")
+            .unwrap_or_else(|| panic!("no checksum on {}", request.url));
+        let want = base64::Engine::encode(
+            &base64::engine::general_purpose::STANDARD,
+            crc32fast::hash(&payload).to_be_bytes(),
+        );
+        assert_eq!(sent, want, "{}", request.url);
+        checked += 1;
+    }
+    // 8 site files, the manifest, and three parts of the big file.
+    assert_eq!(checked, FILES.len() - 1 + 1 + 3);
+    assert_eq!(site.contents()["downloads/big.txt"], big.as_bytes());
+}
+
+#[test]
+fn remote_keys_hoist_cannot_name_are_left_alone() {
+    let Some(server) = Server::moto() else { return };
+    let site = Site::with_config(&server, &[("index.html", "x")], CONFIG, "site/");
+    for key in [
+        "site/a/../b.html",
+        "site/folder/",
+        "site//double.html",
+        "site/./dot.html",
+    ] {
+        site.put(key, "foreign");
+    }
+    site.put("site/stale.html", "stale");
+    let ran = site.deploy_json().success();
+    let warnings = ran.json()["warnings"].to_string();
+    for name in ["a/../b.html", "folder/", "/double.html", "./dot.html"] {
+        assert!(warnings.contains(name), "{name} not reported: {warnings}");
+    }
+    assert_eq!(
+        keys(&ran),
+        [
+            triple("upload", "index.html", "new"),
+            triple("delete", "stale.html", "stale")
+        ]
+    );
+    let contents = site.contents();
+    for key in [
+        "site/a/../b.html",
+        "site/folder/",
+        "site//double.html",
+        "site/./dot.html",
+    ] {
+        assert_eq!(
+            contents.get(key).map(Vec::as_slice),
+            Some(&b"foreign"[..]),
+            "{key}"
+        );
+    }
+}
+
+#[test]
+fn credentials_come_from_a_named_profile() {
+    // rclone checks signatures, so only the right secret from the right profile works.
+    let Some(server) = Server::rclone() else {
+        return;
+    };
+    let site = Site::new(&server, FILES);
+    let endpoint = server.endpoint();
+    let profiles = site.root().join("credentials");
+    std::fs::write(
+        &profiles,
+        format!(
+            "[default]\naws_access_key_id = wrong\naws_secret_access_key = wrong\n\n\
+             [ci]\naws_access_key_id = {}\naws_secret_access_key = {}\n",
+            endpoint.access_key, endpoint.secret_key
+        ),
+    )
+    .expect("credentials file");
+    let base = || {
+        site.deploy()
+            .remove_env("AWS_ACCESS_KEY_ID")
+            .remove_env("AWS_SECRET_ACCESS_KEY")
+            .env(
+                "AWS_SHARED_CREDENTIALS_FILE",
+                profiles.display().to_string(),
+            )
+    };
+    base().run().exit(1);
+    base().args(["--profile", "ci"]).success();
+    assert!(
+        base()
+            .env("AWS_PROFILE", "ci")
+            .args(["--output", "json"])
+            .success()
+            .actions()
+            .is_empty()
+    );
+}

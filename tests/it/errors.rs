@@ -141,6 +141,16 @@ fn unpublishable_files_exit_2_before_any_change() {
     assert_error(&hoist.run().exit(2).stderr, &["longer than the 1024 bytes"]);
     assert!(!dir.path().join("out").exists());
 
+    // A FIFO (reading it would block forever).
+    let (dir, hoist) = local_case("source: site\ntarget: file://out\n", &[("ok.html", "x")]);
+    let status = std::process::Command::new("mkfifo")
+        .arg(dir.path().join("site/pipe"))
+        .status()
+        .expect("mkfifo runs");
+    assert!(status.success());
+    assert_error(&hoist.run().exit(2).stderr, &["pipe", "not a regular file"]);
+    assert!(!dir.path().join("out").exists());
+
     // A broken symlink.
     let (dir, hoist) = local_case("source: site\ntarget: file://out\n", &[("ok.html", "x")]);
     std::os::unix::fs::symlink("nothing-here", dir.path().join("site/dangling")).expect("symlink");

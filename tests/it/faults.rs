@@ -388,3 +388,17 @@ fn a_file_changed_after_the_scan_is_not_uploaded_under_the_old_hash() {
         b"changed while hoist was running"
     );
 }
+
+#[test]
+fn retries_are_counted_and_reported() {
+    let Some(server) = Server::moto() else { return };
+    let site = Site::new(&server, &[("index.html", "x"), ("a.css", "y")]);
+    let proxy = FaultProxy::start(
+        &server.endpoint().url,
+        Plan::new().rule(|r| r.method == "PUT", Fault::SlowDown, Some(2)),
+    );
+    let ran = via(&site, &proxy).args(["--output", "json"]).success();
+    assert_eq!(ran.json()["summary"]["retries"], 2, "{}", ran.stdout);
+    let human = via(&site, &proxy).arg("--force").run();
+    assert!(human.stdout.contains("unchanged"), "{}", human.stdout);
+}
