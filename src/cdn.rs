@@ -255,22 +255,60 @@ fn cdn_error<E>(what: &str, distribution: &str, err: SdkError<E>) -> Error
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
-    let detail = match &err {
-        SdkError::ServiceError(service) => format!(
-            ": {}{}",
-            service.err().code().unwrap_or("error"),
-            service
-                .err()
-                .message()
-                .map(|m| format!(" ({m})"))
-                .unwrap_or_default()
+    // A service error's code and message go in the message; anything else (no connection,
+    // a timeout) is the cause. Never both, or the chain prints it twice.
+    let (detail, source): (String, Option<Box<dyn std::error::Error + Send + Sync>>) = match &err {
+        SdkError::ServiceError(service) => (
+            format!(
+                ": {}{}",
+                service.err().code().unwrap_or("error"),
+                service
+                    .err()
+                    .message()
+                    .map(|m| format!(" ({m})"))
+                    .unwrap_or_default()
+            ),
+            None,
         ),
-        _ => String::new(),
+        _ => (String::new(), Some(Box::new(err))),
     };
     Error::Cdn {
         message: format!("{what} for distribution {distribution} failed{detail}"),
         hint: None,
-        source: Some(Box::new(err)),
+        source,
+    }
+}
+
+/// Adds to a CloudFront error which paths were not invalidated and how to do it by hand. The
+/// site itself is deployed by then; a rerun finds nothing to upload and so nothing to
+/// invalidate, so the user must act.
+fn not_invalidated(error: Error, settings: &CloudFrontSettings, paths: &[String]) -> Error {
+    let Error::Cdn {
+        message, source, ..
+    } = error
+    else {
+        return error;
+    };
+    let quoted: Vec<String> = paths.iter().map(|p| format!("'{p}'")).collect();
+    Error::Cdn {
+        message: format!(
+            "{message}; the site is deployed but these paths were not invalidated: {}",
+            if paths.is_empty() {
+                "(none known)".to_string()
+            } else {
+                paths.join(" ")
+            }
+        ),
+        hint: Some(format!(
+            "invalidate them by hand: aws cloudfront create-invalidation --distribution-id {} --paths {}",
+            settings.distribution_id,
+            if quoted.is_empty() {
+                "'/*'".to_string()
+            } else {
+                quoted.join(" ")
+            }
+        )),
+        source,
     }
 }
 
@@ -365,7 +403,19 @@ pub async fn invalidate(
     interrupt: &Interrupt,
 ) -> Result<InvalidationReport, Error> {
     let client = client(sdk, settings);
-    let paths = compute(&client, settings, target, changes, printer).await?;
+    let paths = match compute(&client, settings, target, changes, printer).await {
+        Ok(paths) => paths,
+        Err(error) => {
+            // Without the OriginPath the exact paths are unknown; name them as the bucket has them.
+            let fallback = match target {
+                Target::S3 { prefix, .. } => {
+                    invalidation_paths(changes, prefix, "", settings.max_paths)
+                }
+                Target::Local { .. } => Vec::new(),
+            };
+            return Err(not_invalidated(error, settings, &fallback));
+        }
+    };
     let mut report = InvalidationReport {
         distribution_id: settings.distribution_id.clone(),
         paths: paths.clone(),
@@ -375,17 +425,6 @@ pub async fn invalidate(
     if paths.is_empty() {
         return Ok(report);
     }
-    let retry_hint = |paths: &[String]| {
-        format!(
-            "the site is deployed; invalidate by hand: aws cloudfront create-invalidation --distribution-id {} --paths {}",
-            settings.distribution_id,
-            paths
-                .iter()
-                .map(|p| format!("'{p}'"))
-                .collect::<Vec<_>>()
-                .join(" ")
-        )
-    };
     let caller_reference = uuid::Uuid::new_v4().to_string();
     let mut delay = Duration::from_secs(2);
     let deadline = Instant::now() + Duration::from_secs(300);
@@ -422,11 +461,8 @@ pub async fn invalidate(
                 delay = (delay * 2).min(Duration::from_secs(60));
             }
             Err(e) => {
-                let mut error = cdn_error("CreateInvalidation", &settings.distribution_id, e);
-                if let Error::Cdn { hint, .. } = &mut error {
-                    *hint = Some(retry_hint(&paths));
-                }
-                return Err(error);
+                let error = cdn_error("CreateInvalidation", &settings.distribution_id, e);
+                return Err(not_invalidated(error, settings, &paths));
             }
         }
     };

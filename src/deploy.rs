@@ -103,6 +103,8 @@ pub async fn run(
     interrupt: &Interrupt,
 ) -> Result<(), Error> {
     let started = Instant::now();
+    // A source that cannot be published is a usage error, found before any request.
+    scan::check_root(&settings.source)?;
     let (store, sdk) = open_store(&settings, interrupt).await?;
     let store = store.as_ref();
     let mut warnings = Vec::new();

@@ -75,8 +75,8 @@ struct Entry {
     mtime: SystemTime,
 }
 
-/// Walks and hashes `root`. Excluded paths are pruned during the walk.
-pub fn scan(root: &Path, rules: &Rules) -> Result<ScanReport, ScanError> {
+/// Checks that `root` is a readable directory, before anything else happens.
+pub fn check_root(root: &Path) -> Result<(), ScanError> {
     let metadata = std::fs::metadata(root).map_err(|source| match source.kind() {
         std::io::ErrorKind::NotFound => ScanError::Missing {
             path: root.to_owned(),
@@ -96,7 +96,12 @@ pub fn scan(root: &Path, rules: &Rules) -> Result<ScanReport, ScanError> {
         path: root.to_owned(),
         source,
     })?;
+    Ok(())
+}
 
+/// Walks and hashes `root`. Excluded paths are pruned during the walk.
+pub fn scan(root: &Path, rules: &Rules) -> Result<ScanReport, ScanError> {
+    check_root(root)?;
     let (entries, reserved) = walk(root, rules)?;
     let files = hash_all(entries, rules)?;
     Ok(ScanReport { files, reserved })

@@ -288,6 +288,16 @@ fn unknown_distribution_fails_with_exit_1_after_the_upload() {
     site.write("index.html", "v2");
     let ran = site.deploy().run().exit(1);
     assert!(ran.stderr.contains("ENOSUCHDIST"), "{}", ran.stderr);
+    assert!(
+        ran.stderr.contains("were not invalidated: / /index.html"),
+        "{}",
+        ran.stderr
+    );
+    assert!(
+        ran.stderr.contains("aws cloudfront create-invalidation --distribution-id ENOSUCHDIST --paths '/' '/index.html'"),
+        "{}",
+        ran.stderr
+    );
     // The upload happened; the manifest was not written, so the next run re-checks.
     assert_eq!(site.contents()["index.html"], b"v2");
 }
