@@ -26,9 +26,13 @@ pub struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
+// Parsed once per run; boxing the larger variant would buy nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum Command {
     /// Publish a built site to S3 following deploy.yaml: assets first, HTML last, then deletes.
     Deploy(DeployArgs),
+    /// Sync directories and S3 prefixes, exactly like `aws s3 sync` (see `hoist sync --help`).
+    Sync(SyncArgs),
 }
 
 #[derive(Debug, Args)]
@@ -100,6 +104,221 @@ pub struct DeployArgs {
     pub wait: bool,
 }
 
+/// `hoist sync SRC DST`: the flags of `aws s3 sync` (aws-cli v1), plus `--concurrency`.
+///
+/// Long options may be abbreviated to any unambiguous prefix (`--dry`), as argparse allows.
+#[derive(Debug, Args)]
+#[command(infer_long_args = true)]
+pub struct SyncArgs {
+    /// Source: a local directory or s3://bucket[/prefix]
+    #[arg(value_name = "SRC")]
+    pub source: String,
+
+    /// Destination: a local directory or s3://bucket[/prefix]
+    #[arg(value_name = "DST")]
+    pub destination: String,
+
+    /// Delete files at the destination that are not at the source (never excluded ones)
+    #[arg(long)]
+    pub delete: bool,
+
+    /// Show what would be done without doing it
+    #[arg(long = "dryrun")]
+    pub dryrun: bool,
+
+    /// --exclude/--include/--exclude-from, in command-line order (the last match wins)
+    #[command(flatten)]
+    pub filters: FilterArgs,
+
+    /// Compare sizes only, not modification times
+    #[arg(long)]
+    pub size_only: bool,
+
+    /// Downloads: transfer when the times differ at all, not only when the local file is newer
+    #[arg(long)]
+    pub exact_timestamps: bool,
+
+    /// Follow symbolic links (the default)
+    #[arg(long, overrides_with = "no_follow_symlinks")]
+    pub follow_symlinks: bool,
+
+    /// Skip symbolic links silently
+    #[arg(long, overrides_with = "follow_symlinks")]
+    pub no_follow_symlinks: bool,
+
+    #[arg(long, value_name = "VALUE")]
+    pub cache_control: Option<String>,
+
+    /// Content-Type for every upload or copy (default: guessed from the file name on upload)
+    #[arg(long, value_name = "TYPE")]
+    pub content_type: Option<String>,
+
+    #[arg(long, value_name = "VALUE")]
+    pub content_encoding: Option<String>,
+
+    #[arg(long, value_name = "VALUE")]
+    pub content_language: Option<String>,
+
+    #[arg(long, value_name = "VALUE")]
+    pub content_disposition: Option<String>,
+
+    /// ISO-8601 date or epoch seconds
+    #[arg(long, value_name = "DATE")]
+    pub expires: Option<String>,
+
+    /// User metadata: KEY=VALUE,KEY2=VALUE2 or a JSON object
+    #[arg(long, value_name = "KEY=VALUE,...")]
+    pub metadata: Option<String>,
+
+    /// Copies: COPY keeps the source's metadata, REPLACE uses the flags
+    #[arg(long, value_name = "DIRECTIVE", value_parser = ["COPY", "REPLACE"])]
+    pub metadata_directive: Option<String>,
+
+    #[arg(long, value_name = "URL")]
+    pub website_redirect: Option<String>,
+
+    #[arg(long, value_name = "ACL", value_parser = [
+        "private", "public-read", "public-read-write", "authenticated-read", "aws-exec-read",
+        "bucket-owner-read", "bucket-owner-full-control", "log-delivery-write",
+    ])]
+    pub acl: Option<String>,
+
+    /// Server-side encryption [default when given without a value: AES256]
+    #[arg(long, value_name = "ALGORITHM", num_args = 0..=1, default_missing_value = "AES256",
+        value_parser = ["AES256", "aws:kms"])]
+    pub sse: Option<String>,
+
+    #[arg(long, value_name = "KEY_ID")]
+    pub sse_kms_key_id: Option<String>,
+
+    #[arg(long, value_name = "CLASS", value_parser = [
+        "STANDARD", "REDUCED_REDUNDANCY", "STANDARD_IA", "ONEZONE_IA", "INTELLIGENT_TIERING",
+        "GLACIER", "DEEP_ARCHIVE", "GLACIER_IR",
+    ])]
+    pub storage_class: Option<String>,
+
+    /// Send no Content-Type unless --content-type is given
+    #[arg(long)]
+    pub no_guess_mime_type: bool,
+
+    /// Region of the source bucket (S3 to S3)
+    #[arg(long, value_name = "REGION")]
+    pub source_region: Option<String>,
+
+    #[arg(long, value_name = "REGION")]
+    pub region: Option<String>,
+
+    /// S3 endpoint for S3-compatible stores (also AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL)
+    #[arg(long, value_name = "URL")]
+    pub endpoint_url: Option<String>,
+
+    /// A profile from the AWS shared config and credentials files
+    #[arg(long, value_name = "NAME")]
+    pub profile: Option<String>,
+
+    /// Print nothing at all (the exit code still tells)
+    #[arg(long)]
+    pub quiet: bool,
+
+    /// Print only warnings, errors and dry-run lines
+    #[arg(long)]
+    pub only_show_errors: bool,
+
+    /// Show no progress
+    #[arg(long)]
+    pub no_progress: bool,
+
+    /// Transfers in flight at once [default: s3.max_concurrent_requests in the AWS profile, or 10]
+    #[arg(long, value_name = "N")]
+    pub concurrency: Option<NonZeroUsize>,
+}
+
+/// One `--exclude`, `--include` or `--exclude-from`, in command-line order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FilterArg {
+    Exclude(String),
+    Include(String),
+    /// A file of exclude patterns, one a line.
+    ExcludeFrom(PathBuf),
+}
+
+/// The filter flags in the order they were typed. clap's derive keeps each flag's values apart,
+/// so this reads them back with their indices (`ArgMatches::indices_of`) and merges them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FilterArgs {
+    pub filters: Vec<FilterArg>,
+}
+
+impl clap::FromArgMatches for FilterArgs {
+    fn from_arg_matches(matches: &clap::ArgMatches) -> Result<Self, clap::Error> {
+        let mut indexed: Vec<(usize, FilterArg)> = Vec::new();
+        for id in ["exclude", "include"] {
+            if let (Some(values), Some(indices)) =
+                (matches.get_many::<String>(id), matches.indices_of(id))
+            {
+                for (value, index) in values.zip(indices) {
+                    let filter = if id == "exclude" {
+                        FilterArg::Exclude(value.clone())
+                    } else {
+                        FilterArg::Include(value.clone())
+                    };
+                    indexed.push((index, filter));
+                }
+            }
+        }
+        if let (Some(values), Some(indices)) = (
+            matches.get_many::<PathBuf>("exclude_from"),
+            matches.indices_of("exclude_from"),
+        ) {
+            for (value, index) in values.zip(indices) {
+                indexed.push((index, FilterArg::ExcludeFrom(value.clone())));
+            }
+        }
+        indexed.sort_by_key(|(index, _)| *index);
+        Ok(FilterArgs {
+            filters: indexed.into_iter().map(|(_, filter)| filter).collect(),
+        })
+    }
+
+    fn update_from_arg_matches(&mut self, matches: &clap::ArgMatches) -> Result<(), clap::Error> {
+        *self = Self::from_arg_matches(matches)?;
+        Ok(())
+    }
+}
+
+impl Args for FilterArgs {
+    fn augment_args(command: clap::Command) -> clap::Command {
+        use clap::{Arg, ArgAction};
+        command
+            .arg(
+                Arg::new("exclude")
+                    .long("exclude")
+                    .value_name("PATTERN")
+                    .action(ArgAction::Append)
+                    .help("Exclude files matching PATTERN (fnmatch; `*` also matches `/`)"),
+            )
+            .arg(
+                Arg::new("include")
+                    .long("include")
+                    .value_name("PATTERN")
+                    .action(ArgAction::Append)
+                    .help("Include files matching PATTERN again (the last matching filter wins)"),
+            )
+            .arg(
+                Arg::new("exclude_from")
+                    .long("exclude-from")
+                    .value_name("FILE")
+                    .value_parser(clap::value_parser!(PathBuf))
+                    .action(ArgAction::Append)
+                    .help("Exclude the patterns in FILE, one a line (blank lines and # comments skipped)"),
+            )
+    }
+
+    fn augment_args_for_update(command: clap::Command) -> clap::Command {
+        Self::augment_args(command)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -109,6 +328,7 @@ mod tests {
         let cli = Cli::try_parse_from([&["hoist", "deploy"], args].concat()).expect("parses");
         match cli.command {
             Command::Deploy(args) => args,
+            Command::Sync(_) => panic!("expected deploy"),
         }
     }
 
@@ -188,5 +408,170 @@ mod tests {
                 .as_deref(),
             Some("E1")
         );
+    }
+    fn sync(args: &[&str]) -> SyncArgs {
+        let cli = Cli::try_parse_from([&["hoist", "sync", "src", "s3://b/p"], args].concat())
+            .expect("parses");
+        match cli.command {
+            Command::Sync(args) => args,
+            Command::Deploy(_) => panic!("expected sync"),
+        }
+    }
+
+    #[test]
+    fn sync_positionals_and_defaults() {
+        let args = sync(&[]);
+        assert_eq!(args.source, "src");
+        assert_eq!(args.destination, "s3://b/p");
+        assert!(!args.delete && !args.dryrun && !args.size_only && !args.exact_timestamps);
+        assert!(!args.follow_symlinks && !args.no_follow_symlinks);
+        assert!(args.filters.filters.is_empty());
+        assert_eq!(args.concurrency, None);
+        assert_eq!(args.sse, None);
+        assert!(Cli::try_parse_from(["hoist", "sync", "only-one"]).is_err());
+    }
+
+    #[test]
+    fn sync_filters_keep_their_order() {
+        let args = sync(&[
+            "--exclude",
+            "*",
+            "--include",
+            "*.txt",
+            "--exclude-from",
+            "list",
+            "--exclude",
+            "b*",
+            "--include",
+            "b1",
+        ]);
+        assert_eq!(
+            args.filters.filters,
+            [
+                FilterArg::Exclude("*".into()),
+                FilterArg::Include("*.txt".into()),
+                FilterArg::ExcludeFrom(PathBuf::from("list")),
+                FilterArg::Exclude("b*".into()),
+                FilterArg::Include("b1".into()),
+            ]
+        );
+        // `--include=x` and `--exclude x` spellings, interleaved with other flags.
+        let args = sync(&["--include=a", "--delete", "--exclude", "a"]);
+        assert_eq!(
+            args.filters.filters,
+            [
+                FilterArg::Include("a".into()),
+                FilterArg::Exclude("a".into())
+            ]
+        );
+        assert!(args.delete);
+    }
+
+    #[test]
+    fn sync_flags_parse() {
+        let args = sync(&[
+            "--delete",
+            "--dryrun",
+            "--size-only",
+            "--exact-timestamps",
+            "--no-follow-symlinks",
+            "--cache-control",
+            "max-age=60",
+            "--content-type",
+            "text/plain",
+            "--content-encoding",
+            "gzip",
+            "--content-language",
+            "en",
+            "--content-disposition",
+            "inline",
+            "--expires",
+            "2030-01-01T00:00:00Z",
+            "--metadata",
+            "a=1,b=2",
+            "--metadata-directive",
+            "REPLACE",
+            "--website-redirect",
+            "/other",
+            "--acl",
+            "public-read",
+            "--sse",
+            "aws:kms",
+            "--sse-kms-key-id",
+            "k1",
+            "--storage-class",
+            "STANDARD_IA",
+            "--no-guess-mime-type",
+            "--source-region",
+            "eu-west-1",
+            "--region",
+            "us-west-2",
+            "--endpoint-url",
+            "http://127.0.0.1:5000",
+            "--profile",
+            "ci",
+            "--quiet",
+            "--only-show-errors",
+            "--no-progress",
+            "--concurrency",
+            "32",
+        ]);
+        assert!(args.delete && args.dryrun && args.size_only && args.exact_timestamps);
+        assert!(args.no_follow_symlinks && !args.follow_symlinks);
+        assert_eq!(args.cache_control.as_deref(), Some("max-age=60"));
+        assert_eq!(args.content_type.as_deref(), Some("text/plain"));
+        assert_eq!(args.content_encoding.as_deref(), Some("gzip"));
+        assert_eq!(args.content_language.as_deref(), Some("en"));
+        assert_eq!(args.content_disposition.as_deref(), Some("inline"));
+        assert_eq!(args.expires.as_deref(), Some("2030-01-01T00:00:00Z"));
+        assert_eq!(args.metadata.as_deref(), Some("a=1,b=2"));
+        assert_eq!(args.metadata_directive.as_deref(), Some("REPLACE"));
+        assert_eq!(args.website_redirect.as_deref(), Some("/other"));
+        assert_eq!(args.acl.as_deref(), Some("public-read"));
+        assert_eq!(args.sse.as_deref(), Some("aws:kms"));
+        assert_eq!(args.sse_kms_key_id.as_deref(), Some("k1"));
+        assert_eq!(args.storage_class.as_deref(), Some("STANDARD_IA"));
+        assert!(args.no_guess_mime_type);
+        assert_eq!(args.source_region.as_deref(), Some("eu-west-1"));
+        assert_eq!(args.region.as_deref(), Some("us-west-2"));
+        assert_eq!(args.endpoint_url.as_deref(), Some("http://127.0.0.1:5000"));
+        assert_eq!(args.profile.as_deref(), Some("ci"));
+        assert!(args.quiet && args.only_show_errors && args.no_progress);
+        assert_eq!(args.concurrency.map(NonZeroUsize::get), Some(32));
+    }
+
+    #[test]
+    fn sync_sse_value_is_optional() {
+        assert_eq!(sync(&["--sse"]).sse.as_deref(), Some("AES256"));
+        assert_eq!(sync(&["--sse", "AES256"]).sse.as_deref(), Some("AES256"));
+    }
+
+    #[test]
+    fn sync_symlink_flags_override_each_other() {
+        let args = sync(&["--no-follow-symlinks", "--follow-symlinks"]);
+        assert!(args.follow_symlinks && !args.no_follow_symlinks);
+    }
+
+    #[test]
+    fn sync_long_options_may_be_abbreviated() {
+        assert!(sync(&["--dry"]).dryrun);
+        assert!(sync(&["--del"]).delete);
+    }
+
+    #[test]
+    fn sync_invalid_values_are_rejected() {
+        for bad in [
+            &["--acl", "everyone"][..],
+            &["--sse", "rot13"][..],
+            &["--storage-class", "cold"][..],
+            &["--metadata-directive", "MERGE"][..],
+            &["--concurrency", "0"][..],
+            &["--bogus"][..],
+        ] {
+            assert!(
+                Cli::try_parse_from([&["hoist", "sync", "a", "s3://b"], bad].concat()).is_err(),
+                "{bad:?}"
+            );
+        }
     }
 }

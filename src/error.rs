@@ -6,6 +6,11 @@
 //! | 1 | the run failed: a store error, a failed phase, a safety guard refused |
 //! | 2 | bad usage, an invalid config, or a source tree hoist will not publish |
 //! | 130 | interrupted (SIGINT/SIGTERM) |
+//! | 255 | `sync`: arguments aws-cli rejects after parsing (local to local, a missing local source,
+//! an invalid `s3` setting in the AWS profile), with aws-cli's code |
+//!
+//! `sync` reports transfer failures and skipped files itself, aws-cli style, and exits 1 or 2
+//! through [`crate::sync::Outcome`]; only fatal errors reach this type.
 
 use crate::config::ConfigError;
 use crate::execute::ExecuteError;
@@ -34,6 +39,9 @@ pub enum Error {
         #[source]
         source: Option<Box<dyn std::error::Error + Send + Sync>>,
     },
+    /// `sync` arguments that aws-cli rejects after parsing, with its exit code 255.
+    #[error("{0}")]
+    SyncInvalid(String),
 }
 
 impl From<ExecuteError> for Error {
@@ -48,6 +56,7 @@ impl Error {
             Error::Usage(_) | Error::Config(_) | Error::Scan(_) => 2,
             Error::Execute(ExecuteError::Interrupted { .. }) => 130,
             Error::Store(_) | Error::Guard { .. } | Error::Execute(_) | Error::Cdn { .. } => 1,
+            Error::SyncInvalid(_) => 255,
         }
     }
 

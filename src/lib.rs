@@ -7,8 +7,10 @@
 //! local directory) lists the target; `manifest` remembers what the last deploy published; `plan`
 //! compares the two without I/O and orders the actions into phases; `execute` alone mutates the
 //! store, phase by phase; `cdn` invalidates CloudFront; `report` prints. `deploy` wires these
-//! together. Names of remote objects are `key::Key`s, relative to the target prefix, so nothing
-//! above the store can name an object outside the target.
+//! together. `sync` is `aws s3 sync` with aws-cli's semantics: its own listing, filters and
+//! comparison strategies, over the same stores. Names of remote objects are `key::Key`s,
+//! relative to the target prefix, so nothing above the store can name an object outside the
+//! target.
 
 pub mod aws;
 pub mod cdn;
@@ -27,6 +29,7 @@ pub mod rules;
 pub mod scan;
 pub mod settings;
 pub mod store;
+pub mod sync;
 pub mod target;
 
 pub use error::Error;

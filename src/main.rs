@@ -29,12 +29,18 @@ fn main() -> ExitCode {
             Command::Deploy(args) => {
                 let settings = DeploySettings::resolve(&args)?;
                 let printer = Printer::new(settings.output, settings.quiet);
-                hoist::deploy::run(settings, &printer, &interrupt).await
+                hoist::deploy::run(settings, &printer, &interrupt)
+                    .await
+                    .map(|()| 0)
             }
+            // sync prints its own failures and warnings, aws-cli style; its outcome is the code.
+            Command::Sync(args) => hoist::sync::run(&args, &interrupt)
+                .await
+                .map(|outcome| outcome.exit_code()),
         }
     });
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => ExitCode::from(code),
         Err(error) => {
             print_error(&error);
             ExitCode::from(error.exit_code() as u8)
@@ -58,8 +64,10 @@ fn print_error(error: &hoist::Error) {
 /// `-v`: hoist's own events; `-vv`: the AWS SDK's too. `RUST_LOG` overrides both.
 fn init_logging(verbose: u8) {
     let default = match verbose {
-        0 => "warn",
-        1 => "warn,hoist=debug",
+        // The SDK's own warnings (an instance-metadata probe that fails outside EC2, say)
+        // are noise at the default level; hoist reports the errors that matter itself.
+        0 => "hoist=warn",
+        1 => "hoist=debug",
         _ => "debug",
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()

@@ -239,7 +239,10 @@ impl S3Store {
                         let error = self.error("CompleteMultipartUpload", Some(key), e);
                         // A retried Complete whose first answer was lost finds the upload gone
                         // (NoSuchUpload) although it succeeded: accept it if the object is ours.
-                        if let Some(etag) = self.completed_anyway(key, size, headers, started, &error).await {
+                        if let Some(etag) = self
+                            .completed_anyway(key, size, headers, started, &error)
+                            .await
+                        {
                             return Ok(PutResult { etag });
                         }
                         self.abort(key, &upload_id).await;
@@ -268,9 +271,10 @@ impl S3Store {
             return None;
         }
         let info = self.head(key).await.ok()?;
-        let recent = info.meta.last_modified.is_some_and(|modified| {
-            modified + std::time::Duration::from_secs(60) >= started
-        });
+        let recent = info
+            .meta
+            .last_modified
+            .is_some_and(|modified| modified + std::time::Duration::from_secs(60) >= started);
         let ours = info.meta.size == size && info.headers.metadata == headers.metadata && recent;
         ours.then_some(info.meta.etag)
     }
@@ -906,6 +910,285 @@ pub struct NamedObject {
     pub size: u64,
     pub last_modified: Option<SystemTime>,
     pub storage_class: Option<String>,
+    /// Normalized ETag; a multipart object's ends in `-N`.
+    pub etag: Option<String>,
+}
+
+/// Sync-only operations (`hoist sync`). aws-cli names objects by their raw key, so these take
+/// names relative to the prefix *verbatim* (`a//b`, `x/../y`, `dir/`): on S3 such a name still
+/// lies under the prefix. `sync` decides which of them are safe to download.
+impl S3Store {
+    fn named_url(&self, name: &str) -> String {
+        format!("s3://{}/{}{}", self.bucket, self.prefix, name)
+    }
+
+    /// A single-request upload of an in-memory body, like [`Store::put`], except that without a
+    /// Content-Type none is sent (the SDK would send `application/octet-stream`; aws-cli sends
+    /// nothing and S3 stores `binary/octet-stream`).
+    pub async fn put_small(
+        &self,
+        key: &Key,
+        bytes: Bytes,
+        headers: &Headers,
+    ) -> Result<PutResult, Error> {
+        let mut request = self
+            .client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(self.full(key))
+            .content_length(bytes.len() as i64);
+        request = match self.integrity {
+            Integrity::Crc32 => request.checksum_crc32(crc32_base64(&bytes)),
+            Integrity::Md5 => request.content_md5(md5_base64(&bytes)),
+        };
+        request = apply_put_headers!(request, headers);
+        let untyped = headers.content_type.is_none();
+        let output = request
+            .body(ByteStream::from(bytes))
+            .customize()
+            .disable_payload_signing()
+            .mutate_request(move |request| {
+                if untyped {
+                    request.headers_mut().remove("content-type");
+                }
+            })
+            .send()
+            .await
+            .map_err(|e| self.error("PutObject", Some(key), e))?;
+        Ok(PutResult {
+            etag: output.e_tag().map(normalize_etag),
+        })
+    }
+
+    /// Every object under the prefix with its raw name, in the order the server lists them.
+    pub fn list_names(&self) -> BoxStream<'_, Result<NamedObject, Error>> {
+        let pages = self
+            .client
+            .list_objects_v2()
+            .bucket(&self.bucket)
+            .prefix(self.prefix.as_str())
+            .encoding_type(EncodingType::Url)
+            .into_paginator()
+            .send();
+        stream::unfold(pages, |mut pages| async move {
+            let page = pages.next().await?;
+            Some((page, pages))
+        })
+        .map(move |page| -> Result<Vec<NamedObject>, Error> {
+            let page = page.map_err(|e| self.error("ListObjectsV2", None, e))?;
+            let encoded = page.encoding_type() == Some(&EncodingType::Url);
+            Ok(page
+                .contents()
+                .iter()
+                .filter_map(|object| {
+                    let full = decode_key(object.key()?, encoded);
+                    let name = self.prefix.strip(&full)?.to_string();
+                    Some(NamedObject {
+                        name,
+                        size: object.size().unwrap_or(0).max(0) as u64,
+                        last_modified: to_system_time(object.last_modified()),
+                        storage_class: object.storage_class().map(|c| c.as_str().to_string()),
+                        etag: object.e_tag().map(normalize_etag),
+                    })
+                })
+                .collect())
+        })
+        .flat_map(|page| match page {
+            Ok(entries) => stream::iter(entries.into_iter().map(Ok)).boxed(),
+            Err(e) => stream::iter([Err(e)]).boxed(),
+        })
+        .boxed()
+    }
+
+    /// Streams an object into a temporary file beside `destination`, checks it received every
+    /// byte the response announced, sets its access and modification times to `modified`, and
+    /// renames it over `destination` (replacing a file or symlink, never writing through one).
+    /// The temporary file is removed on failure. The parent directory must exist.
+    ///
+    /// Returns the error of setting the times, if that alone failed (the file is kept).
+    ///
+    /// `multipart`: the listing's ETag ends in `-N`. Such objects carry part-level checksums the
+    /// SDK cannot validate (it logs a warning per object), so response validation is turned off
+    /// for them; the received length is still checked.
+    pub async fn download_to(
+        &self,
+        name: &str,
+        destination: &Path,
+        modified: Option<SystemTime>,
+        multipart: bool,
+    ) -> Result<Option<std::io::Error>, Error> {
+        use tokio::io::AsyncWriteExt;
+        let url = self.named_url(name);
+        let mut request = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(format!("{}{}", self.prefix, name))
+            .customize();
+        if multipart {
+            request = request.config_override(
+                aws_sdk_s3::config::Builder::default().response_checksum_validation(
+                    aws_sdk_s3::config::ResponseChecksumValidation::WhenRequired,
+                ),
+            );
+        }
+        let output = request
+            .send()
+            .await
+            .map_err(|e| map_sdk_error("GetObject", &url, &self.bucket, &self.endpoint, e))?;
+        let io = |path: &Path| {
+            let path = path.to_owned();
+            move |source| Error::Io { path, source }
+        };
+        let parent = destination.parent().unwrap_or(Path::new("."));
+        // aws-cli's temporary name: the file name (cut to fit 255 bytes) and 8 random characters.
+        let mut base = destination
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        while base.len() > 255 - 9 {
+            base.pop();
+        }
+        let temp_prefix = format!("{base}.");
+        let mut builder = tempfile::Builder::new();
+        builder.prefix(&temp_prefix).rand_bytes(8);
+        // tempfile creates 0600 files; a download gets the usual 0666 minus the umask.
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            builder.permissions(std::fs::Permissions::from_mode(0o666));
+        }
+        let temp = builder.tempfile_in(parent).map_err(io(parent))?;
+        let handle = temp.as_file().try_clone().map_err(io(temp.path()))?;
+        let mut file = tokio::fs::File::from_std(handle);
+        let expected = output.content_length();
+        let mut body = output.body;
+        let mut written: u64 = 0;
+        loop {
+            let chunk = body.try_next().await.map_err(|e| Error::Other {
+                op: "GetObject",
+                url: url.clone(),
+                source: Box::new(e),
+            })?;
+            let Some(chunk) = chunk else { break };
+            file.write_all(&chunk).await.map_err(io(temp.path()))?;
+            written += chunk.len() as u64;
+        }
+        file.flush().await.map_err(io(temp.path()))?;
+        drop(file);
+        if let Some(expected) = expected
+            && expected.max(0) as u64 != written
+        {
+            return Err(Error::Other {
+                op: "GetObject",
+                url,
+                source: format!("received {written} bytes of {expected}").into(),
+            });
+        }
+        let times_error = modified.and_then(|time| {
+            let times = std::fs::FileTimes::new()
+                .set_accessed(time)
+                .set_modified(time);
+            temp.as_file().set_times(times).err()
+        });
+        temp.persist(destination).map_err(|e| Error::Io {
+            path: destination.to_owned(),
+            source: e.error,
+        })?;
+        Ok(times_error)
+    }
+
+    /// Server-side copy of `source_bucket/source_key` (a full key) to `name` under this prefix,
+    /// with the given headers and metadata directive (S3's default, COPY, when `None`).
+    /// Single-request CopyObject: objects over 5 GiB fail with S3's error.
+    pub async fn copy_from(
+        &self,
+        source_bucket: &str,
+        source_key: &str,
+        name: &str,
+        headers: &Headers,
+        directive: Option<MetadataDirective>,
+    ) -> Result<(), Error> {
+        let url = self.named_url(name);
+        let mut request = self
+            .client
+            .copy_object()
+            .bucket(&self.bucket)
+            .key(format!("{}{}", self.prefix, name))
+            .copy_source(copy_source(source_bucket, source_key))
+            .set_metadata_directive(directive);
+        request = apply_put_headers!(request, headers);
+        request
+            .send()
+            .await
+            .map_err(|e| map_sdk_error("CopyObject", &url, &self.bucket, &self.endpoint, e))?;
+        Ok(())
+    }
+
+    /// Deletes objects by raw name (DeleteObjects, 1,000 a call, every per-key error read);
+    /// returns the names that failed.
+    pub async fn delete_names(&self, names: &[String]) -> Vec<(String, Error)> {
+        let mut failed = Vec::new();
+        for chunk in names.chunks(1000) {
+            let objects = chunk
+                .iter()
+                .map(|name| {
+                    ObjectIdentifier::builder()
+                        .key(format!("{}{}", self.prefix, name))
+                        .build()
+                        .expect("key is set")
+                })
+                .collect::<Vec<_>>();
+            let delete = Delete::builder()
+                .set_objects(Some(objects))
+                .quiet(true)
+                .build()
+                .expect("objects are set");
+            let result = self
+                .client
+                .delete_objects()
+                .bucket(&self.bucket)
+                .delete(delete)
+                .send()
+                .await;
+            match result {
+                Ok(output) => {
+                    for error in output.errors() {
+                        let full = error.key().unwrap_or_default();
+                        let Some(name) = self.prefix.strip(full) else {
+                            continue;
+                        };
+                        failed.push((
+                            name.to_string(),
+                            Error::Service {
+                                op: "DeleteObjects",
+                                url: self.named_url(name),
+                                code: error.code().map(str::to_string),
+                                message: error.message().map(str::to_string),
+                                status: None,
+                            },
+                        ));
+                    }
+                }
+                Err(e) => {
+                    let error = self.error("DeleteObjects", None, e).to_string();
+                    for name in chunk {
+                        failed.push((
+                            name.clone(),
+                            Error::Service {
+                                op: "DeleteObjects",
+                                url: self.named_url(name),
+                                code: None,
+                                message: Some(error.clone()),
+                                status: None,
+                            },
+                        ));
+                    }
+                }
+            }
+        }
+        failed
+    }
 }
 
 #[cfg(test)]

@@ -1,0 +1,895 @@
+//! Steps × stores → output lines and an exit code. The only part of `sync` that writes.
+//!
+//! Like `execute.rs`: transfers run concurrently (bounded `buffer_unordered`), every outcome is
+//! collected, an interrupt stops scheduling, and deletes start only after every transfer
+//! succeeded. Each completion prints its aws-cli line at once (`upload: a to s3://b/a`), so lines
+//! come in completion order as with aws-cli; `--dryrun` prints them in merged key order.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use aws_sdk_s3::types::MetadataDirective;
+use bytes::Bytes;
+use futures::StreamExt;
+use futures::stream;
+
+use super::compare::{Direction, Step};
+use super::paths::{self, Location, display_local, display_s3};
+use super::{Side, SyncSettings, local};
+use crate::interrupt::Interrupt;
+use crate::key::Key;
+use crate::report::{Printer, escape};
+use crate::store::s3::S3Store;
+use crate::store::{self, Body, Store};
+
+/// aws-cli's printers: `ResultPrinter`, `OnlyShowErrorsResultPrinter`, or none (`--quiet`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verbosity {
+    Normal,
+    /// `--only-show-errors`: no success lines; dry-run lines, warnings and errors still shown.
+    OnlyErrors,
+    /// `--quiet`: nothing at all, not even fatal errors; the exit code still tells.
+    Quiet,
+}
+
+/// How the run ended, for the exit code.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Outcome {
+    pub failed: usize,
+    pub warned: usize,
+    pub interrupted: bool,
+}
+
+impl Outcome {
+    /// aws-cli's rule: 1 if anything failed, else 2 if anything was skipped with a warning, else
+    /// 0. An interrupt is 130 (hoist's convention).
+    pub fn exit_code(&self) -> u8 {
+        if self.interrupted {
+            130
+        } else if self.failed > 0 {
+            1
+        } else if self.warned > 0 {
+            2
+        } else {
+            0
+        }
+    }
+}
+
+/// Prints aws-cli's lines and counts failures and warnings.
+#[derive(Debug)]
+pub struct Output<'a> {
+    printer: &'a Printer,
+    verbosity: Verbosity,
+    failed: AtomicUsize,
+    warned: AtomicUsize,
+}
+
+impl<'a> Output<'a> {
+    pub fn new(printer: &'a Printer, verbosity: Verbosity) -> Output<'a> {
+        Output {
+            printer,
+            verbosity,
+            failed: AtomicUsize::new(0),
+            warned: AtomicUsize::new(0),
+        }
+    }
+
+    pub fn printer(&self) -> &Printer {
+        self.printer
+    }
+
+    /// A success line on stdout.
+    pub fn done(&self, line: &str) {
+        if self.verbosity == Verbosity::Normal {
+            self.printer.line(line);
+        }
+    }
+
+    /// A `(dryrun) ` line on stdout (shown with `--only-show-errors` too).
+    pub fn dryrun(&self, line: &str) {
+        if self.verbosity != Verbosity::Quiet {
+            self.printer.data(&format!("(dryrun) {line}"));
+        }
+    }
+
+    /// `warning: <text>` on stderr; the run exits 2 unless something failed.
+    pub fn warn(&self, text: &str) {
+        self.warned.fetch_add(1, Ordering::SeqCst);
+        if self.verbosity != Verbosity::Quiet {
+            self.printer.warn(&escape(text));
+        }
+    }
+
+    /// A failure line on stderr; the run exits 1.
+    pub fn fail(&self, line: &str) {
+        self.failed.fetch_add(1, Ordering::SeqCst);
+        if self.verbosity != Verbosity::Quiet {
+            self.printer.status(line);
+        }
+    }
+
+    /// `fatal error: <text>` on stderr; the run exits 1.
+    pub fn fatal(&self, text: &str) {
+        self.fail(&format!("fatal error: {text}"));
+    }
+
+    /// A note of hoist's own on stderr, not counted.
+    pub fn note(&self, text: &str) {
+        if self.verbosity != Verbosity::Quiet {
+            self.printer.status(text);
+        }
+    }
+
+    pub fn outcome(&self, interrupted: bool) -> Outcome {
+        Outcome {
+            failed: self.failed.load(Ordering::SeqCst),
+            warned: self.warned.load(Ordering::SeqCst),
+            interrupted,
+        }
+    }
+}
+
+/// `{verb}: {src} to {dst}` — aws-cli's success line (and, with the prefix, its dry-run line).
+pub fn transfer_line(verb: &str, source: &str, destination: &str) -> String {
+    format!("{verb}: {} to {}", escape(source), escape(destination))
+}
+
+/// `{verb} failed: {src} to {dst} {exception}`.
+pub fn failure_line(verb: &str, source: &str, destination: &str, exception: &str) -> String {
+    format!(
+        "{verb} failed: {} to {} {exception}",
+        escape(source),
+        escape(destination)
+    )
+}
+
+pub fn delete_line(path: &str) -> String {
+    format!("delete: {}", escape(path))
+}
+
+/// The text of a Python `OSError`: `[Errno 13] Permission denied: '/path'`.
+pub fn os_error_text(error: &std::io::Error, path: &Path) -> String {
+    match error.raw_os_error() {
+        Some(code) => format!("[Errno {code}] {}: '{}'", strerror(error), path.display()),
+        None => format!("{error}: '{}'", path.display()),
+    }
+}
+
+/// `Permission denied` from `Permission denied (os error 13)`.
+pub fn strerror(error: &std::io::Error) -> String {
+    let text = error.to_string();
+    match text.rfind(" (os error ") {
+        Some(i) => text[..i].to_string(),
+        None => text,
+    }
+}
+
+/// How aws-cli words an exception (`str(exc)` of botocore's `ClientError` and friends), from
+/// hoist's semantic store error. `op` names the operation when the error does not.
+pub fn exception_text(error: &store::Error, op: &str) -> String {
+    use store::Error as E;
+    let client_error = |code: &str, op: &str, message: &str| {
+        format!("An error occurred ({code}) when calling the {op} operation: {message}")
+    };
+    match error {
+        E::NoSuchBucket { .. } => {
+            client_error("NoSuchBucket", op, "The specified bucket does not exist")
+        }
+        E::NotFound { .. } => client_error("404", op, "Not Found"),
+        E::AccessDenied { op, message, .. } => client_error(
+            "AccessDenied",
+            op,
+            message.as_deref().unwrap_or("Access Denied"),
+        ),
+        E::Service {
+            op, code, message, ..
+        } => client_error(
+            code.as_deref().unwrap_or("Unknown"),
+            op,
+            message.as_deref().unwrap_or(""),
+        ),
+        E::NoCredentials { .. } => "Unable to locate credentials".to_string(),
+        E::Unreachable { endpoint, .. } => {
+            format!("Could not connect to the endpoint URL: \"{endpoint}\"")
+        }
+        E::Io { path, source } => os_error_text(source, path),
+        other => crate::execute::ErrorChain(other).to_string(),
+    }
+}
+
+/// `--expires`: RFC 3339 (`2030-01-01T00:00:00Z`), an HTTP date, or epoch seconds, as the
+/// HTTP date S3 stores.
+pub fn http_date(text: &str) -> Result<String, String> {
+    use aws_smithy_types::DateTime;
+    use aws_smithy_types::date_time::Format;
+    let parsed = DateTime::from_str(text, Format::DateTime)
+        .or_else(|_| DateTime::from_str(text, Format::HttpDate))
+        .or_else(|_| {
+            text.trim()
+                .parse::<f64>()
+                .ok()
+                .filter(|s| s.is_finite())
+                .map(DateTime::from_secs_f64)
+                .ok_or(())
+        })
+        .map_err(|_| {
+            format!(
+                "invalid --expires `{text}`: expected an ISO-8601 date such as \
+                 2030-01-01T00:00:00Z, an HTTP date, or epoch seconds"
+            )
+        })?;
+    parsed
+        .fmt(Format::HttpDate)
+        .map_err(|e| format!("invalid --expires `{text}`: {e}"))
+}
+
+/// `--metadata`: `KEY=VALUE,KEY2=VALUE2` (aws-cli's shorthand) or a JSON object of strings.
+pub fn parse_metadata(text: &str) -> Result<BTreeMap<String, String>, String> {
+    let trimmed = text.trim();
+    if trimmed.starts_with('{') {
+        return serde_json::from_str(trimmed)
+            .map_err(|e| format!("invalid --metadata JSON `{text}`: {e}"));
+    }
+    let mut map = BTreeMap::new();
+    for pair in trimmed.split(',') {
+        let Some((key, value)) = pair.split_once('=') else {
+            return Err(format!(
+                "invalid --metadata `{text}`: expected KEY=VALUE,KEY2=VALUE2"
+            ));
+        };
+        map.insert(key.trim().to_string(), value.trim().to_string());
+    }
+    Ok(map)
+}
+
+/// The Content-Type aws-cli sends for an upload: Python's `mimetypes.guess_type(path)[0]`, which
+/// first maps `.tgz`-style suffixes, then drops one encoding suffix (`.gz`, `.bz2`, `.xz`, `.br`,
+/// `.Z`) and looks up the extension before it. `None` sends no Content-Type (S3 then stores
+/// `binary/octet-stream`). The table is mime_guess's, not the host's `/etc/mime.types`, so rare
+/// extensions can differ from aws-cli on a given machine.
+pub fn guess_content_type(file_name: &str) -> Option<String> {
+    let mut name = file_name.to_string();
+    loop {
+        let (base, ext) = split_extension(&name);
+        let mapped = match ext {
+            ".svgz" => ".svg.gz",
+            ".tgz" | ".taz" | ".tz" => ".tar.gz",
+            ".tbz2" => ".tar.bz2",
+            ".txz" => ".tar.xz",
+            _ => break,
+        };
+        name = format!("{base}{mapped}");
+    }
+    let (mut base, mut ext) = split_extension(&name);
+    if matches!(ext, ".gz" | ".Z" | ".bz2" | ".xz" | ".br") {
+        (base, ext) = split_extension(base);
+    }
+    let _ = base;
+    let ext = ext.strip_prefix('.')?;
+    // Python's table where mime_guess differs on common web types.
+    let python = match ext.to_ascii_lowercase().as_str() {
+        "js" | "mjs" => Some("text/javascript"),
+        "ico" => Some("image/vnd.microsoft.icon"),
+        "xml" => Some("text/xml"),
+        "wasm" => Some("application/wasm"),
+        _ => None,
+    };
+    if let Some(known) = python {
+        return Some(known.to_string());
+    }
+    mime_guess::from_ext(ext)
+        .first()
+        .map(|mime| mime.essence_str().to_string())
+}
+
+/// `posixpath.splitext`: the extension starts at the last `.` of the last segment, unless the
+/// segment is only dots before it (`.hf` has none).
+fn split_extension(path: &str) -> (&str, &str) {
+    let start = path.rfind('/').map_or(0, |i| i + 1);
+    let name = &path[start..];
+    match name.rfind('.') {
+        Some(dot) if name[..dot].chars().any(|c| c != '.') => {
+            (&path[..start + dot], &path[start + dot..])
+        }
+        _ => (path, ""),
+    }
+}
+
+/// A crude `max_bandwidth`: transfers are paced so that their body bytes average at most `rate`
+/// bytes a second (each transfer reserves its bytes before it starts; bursts within one large
+/// file are not smoothed).
+#[derive(Debug)]
+pub struct Bandwidth {
+    rate: u64,
+    next: tokio::sync::Mutex<Instant>,
+}
+
+impl Bandwidth {
+    pub fn new(rate: u64) -> Bandwidth {
+        Bandwidth {
+            rate: rate.max(1),
+            next: tokio::sync::Mutex::new(Instant::now()),
+        }
+    }
+
+    pub async fn reserve(&self, bytes: u64) {
+        let wait = {
+            let mut next = self.next.lock().await;
+            let now = Instant::now();
+            let start = (*next).max(now);
+            *next = start + Duration::from_secs_f64(bytes as f64 / self.rate as f64);
+            start - now
+        };
+        if !wait.is_zero() {
+            tokio::time::sleep(wait).await;
+        }
+    }
+}
+
+/// Whole seconds, as aws-cli sets a downloaded file's times (`int(time.mktime(...))`).
+fn whole_seconds(micros: i64) -> SystemTime {
+    let seconds = micros.div_euclid(1_000_000);
+    if seconds >= 0 {
+        UNIX_EPOCH + Duration::from_secs(seconds as u64)
+    } else {
+        UNIX_EPOCH - Duration::from_secs(seconds.unsigned_abs())
+    }
+}
+
+/// Everything a run needs.
+pub struct Job<'a> {
+    pub settings: &'a SyncSettings,
+    pub source: &'a Side,
+    pub destination: &'a Side,
+    pub source_store: Option<&'a S3Store>,
+    pub destination_store: Option<&'a S3Store>,
+    pub output: &'a Output<'a>,
+    pub interrupt: &'a Interrupt,
+}
+
+/// A transfer that passed the pre-checks.
+struct Transfer {
+    index: usize,
+    source_display: String,
+    destination_display: String,
+    bytes: u64,
+}
+
+impl Job<'_> {
+    fn source_name(&self, index: usize) -> &str {
+        &self.source.entries[index].name
+    }
+
+    fn display(&self, location: &Location, name: &str) -> String {
+        match location {
+            Location::S3 { bucket, prefix, .. } => display_s3(bucket, &format!("{prefix}{name}")),
+            Location::Local { absolute, .. } => {
+                display_local(&local_path(absolute, name), &self.settings.cwd)
+            }
+        }
+    }
+
+    /// Pre-checks a transfer (download safety, Glacier); `None` when it was skipped with a
+    /// warning.
+    fn admit(&self, index: usize) -> Option<Transfer> {
+        let settings = self.settings;
+        let entry = &self.source.entries[index];
+        let verb = settings.direction.verb();
+        let source_display = self.display(&settings.source, &entry.name);
+        if settings.direction != Direction::Upload {
+            let class = self.source.storage_classes[index].as_deref();
+            if matches!(class, Some("GLACIER" | "DEEP_ARCHIVE")) {
+                self.output.warn(&format!(
+                    "Skipping file {source_display}. Object is of storage class {}. Unable to \
+                     perform {verb} operations on {} objects. You must restore the object to be \
+                     able to perform the operation. See aws s3 {verb} help for additional \
+                     parameter options to ignore or force these transfers.",
+                    class.unwrap_or_default(),
+                    class.unwrap_or_default(),
+                ));
+                return None;
+            }
+        }
+        if let (Direction::Download, Location::Local { absolute, .. }) =
+            (settings.direction, &settings.destination)
+        {
+            if let Err(unsafe_key) = paths::check_download_key(&entry.name, entry.size) {
+                if let Some(warning) = unsafe_key.warning(&entry.name, &source_display) {
+                    self.output.warn(&warning);
+                }
+                return None;
+            }
+            if local::passes_through_symlink(absolute, &entry.name) {
+                self.output.warn(&format!(
+                    "Skipping file {source_display}. Its destination {} lies behind a symbolic \
+                     link to a directory; hoist does not write through it.",
+                    local_path(absolute, &entry.name).display()
+                ));
+                return None;
+            }
+        }
+        Some(Transfer {
+            index,
+            destination_display: self.display(&settings.destination, &entry.name),
+            source_display,
+            bytes: entry.size,
+        })
+    }
+
+    /// Runs (or, with `--dryrun`, prints) the steps and returns how the run ended.
+    pub async fn run(&self, steps: &[Step]) -> Outcome {
+        let settings = self.settings;
+        let verb = settings.direction.verb();
+        let mut transfers = Vec::new();
+        let mut deletes = Vec::new();
+        for step in steps {
+            match *step {
+                Step::Transfer { source, .. } => {
+                    if let Some(transfer) = self.admit(source) {
+                        if settings.dryrun {
+                            self.output.dryrun(&transfer_line(
+                                verb,
+                                &transfer.source_display,
+                                &transfer.destination_display,
+                            ));
+                        }
+                        transfers.push(transfer);
+                    }
+                }
+                Step::Delete { destination } => {
+                    let name = &self.destination.entries[destination].name;
+                    if !self.may_delete(destination) {
+                        continue;
+                    }
+                    if settings.dryrun {
+                        self.output
+                            .dryrun(&delete_line(&self.display(&settings.destination, name)));
+                    }
+                    deletes.push(destination);
+                }
+            }
+        }
+        if settings.dryrun {
+            return self.output.outcome(false);
+        }
+
+        let printer = self.output.printer();
+        if settings.progress {
+            printer.start_progress(
+                transfers.iter().map(|t| t.bytes).sum(),
+                (transfers.len() + deletes.len()) as u64,
+            );
+        }
+        let bandwidth = settings.transfer.max_bandwidth.map(Bandwidth::new);
+        let bandwidth = bandwidth.as_ref();
+        let done = AtomicUsize::new(0);
+        let total = (transfers.len() + deletes.len()) as u64;
+        let interrupt = self.interrupt;
+        let results: Vec<bool> = stream::iter(transfers.iter())
+            .take_while(|_| futures::future::ready(!interrupt.is_set()))
+            .map(|transfer| async {
+                if let Some(bandwidth) = bandwidth
+                    && settings.direction != Direction::Copy
+                {
+                    bandwidth.reserve(transfer.bytes).await;
+                }
+                let ok = self.transfer_one(transfer).await;
+                let count = done.fetch_add(1, Ordering::SeqCst) as u64 + 1;
+                printer.advance(transfer.bytes, count, total);
+                ok
+            })
+            .buffer_unordered(settings.concurrency.get())
+            .collect()
+            .await;
+        let failed = results.iter().filter(|ok| !**ok).count();
+        let interrupted = interrupt.is_set() || results.len() < transfers.len();
+        if failed > 0 || interrupted {
+            printer.finish_progress();
+            if !deletes.is_empty() {
+                self.output.note(&format!(
+                    "hoist: {} delete(s) not run because {}",
+                    deletes.len(),
+                    if interrupted {
+                        "the run was interrupted".to_string()
+                    } else {
+                        format!("{failed} transfer(s) failed")
+                    }
+                ));
+            }
+            return self.output.outcome(interrupted);
+        }
+        self.delete_all(&deletes, &done, total).await;
+        printer.finish_progress();
+        self.output.outcome(interrupt.is_set())
+    }
+
+    /// hoist's delete guards: never a file reached through a symlinked directory, never
+    /// something under a source directory the walk could not list.
+    fn may_delete(&self, destination: usize) -> bool {
+        let name = &self.destination.entries[destination].name;
+        let unknown = self.source.walk_incomplete.iter().any(|dir| {
+            dir.is_empty()
+                || name
+                    .strip_prefix(dir.as_str())
+                    .is_some_and(|rest| rest.starts_with('/'))
+        });
+        if unknown {
+            tracing::debug!("not deleting {name}: its source directory could not be listed");
+            return false;
+        }
+        if let Some(file) = self.destination.local.get(destination)
+            && file.through_symlink
+        {
+            self.output.warn(&format!(
+                "Skipping file {}. Not deleted: it lies behind a symbolic link to a directory.",
+                file.path.display()
+            ));
+            return false;
+        }
+        true
+    }
+
+    async fn transfer_one(&self, transfer: &Transfer) -> bool {
+        let verb = self.settings.direction.verb();
+        match self.transfer_inner(transfer.index).await {
+            Ok(warning) => {
+                self.output.done(&transfer_line(
+                    verb,
+                    &transfer.source_display,
+                    &transfer.destination_display,
+                ));
+                if let Some(warning) = warning {
+                    self.output.warn(&warning);
+                }
+                true
+            }
+            Err(exception) => {
+                self.output.fail(&failure_line(
+                    verb,
+                    &transfer.source_display,
+                    &transfer.destination_display,
+                    &exception,
+                ));
+                false
+            }
+        }
+    }
+
+    /// One transfer; `Ok(Some(warning))` when it succeeded with a warning.
+    async fn transfer_inner(&self, index: usize) -> Result<Option<String>, String> {
+        let settings = self.settings;
+        let name = self.source_name(index);
+        match (&settings.source, &settings.destination) {
+            (Location::Local { .. }, Location::S3 { .. }) => {
+                let file = &self.source.local[index];
+                let store = self.destination_store.expect("S3 destination has a store");
+                let key = Key::new(name).map_err(|e| format!("invalid key `{name}`: {e}"))?;
+                let mut headers = settings.headers.clone();
+                if headers.content_type.is_none() && settings.guess_mime_type {
+                    headers.content_type = file
+                        .path
+                        .file_name()
+                        .and_then(|n| n.to_str())
+                        .and_then(guess_content_type);
+                }
+                let size = file.entry.size;
+                if size < settings.transfer.multipart_threshold {
+                    let path = file.path.clone();
+                    let bytes = tokio::task::spawn_blocking(move || std::fs::read(path))
+                        .await
+                        .expect("read task does not panic")
+                        .map_err(|e| os_error_text(&e, &file.path))?;
+                    if bytes.len() as u64 != size {
+                        return Err(exception_text(
+                            &store::Error::Changed {
+                                path: file.path.clone(),
+                            },
+                            "PutObject",
+                        ));
+                    }
+                    store
+                        .put_small(&key, Bytes::from(bytes), &headers)
+                        .await
+                        .map_err(|e| exception_text(&e, "PutObject"))?;
+                } else {
+                    let body = Body::File {
+                        path: file.path.clone(),
+                        size,
+                    };
+                    store
+                        .put(&key, body, &headers)
+                        .await
+                        .map_err(|e| exception_text(&e, "CreateMultipartUpload"))?;
+                }
+                Ok(None)
+            }
+            (Location::S3 { .. }, Location::Local { absolute, .. }) => {
+                let store = self.source_store.expect("S3 source has a store");
+                let path = local_path(absolute, name);
+                let parent = path.parent().expect("a file below the root has a parent");
+                tokio::fs::create_dir_all(parent)
+                    .await
+                    .map_err(|e| os_error_text(&e, parent))?;
+                let modified = whole_seconds(self.source.entries[index].modified);
+                let times = store
+                    .download_to(
+                        name,
+                        &path,
+                        Some(modified),
+                        self.source.multipart[index],
+                    )
+                    .await
+                    .map_err(|e| exception_text(&e, "GetObject"))?;
+                Ok(times.map(|error| {
+                    format!(
+                        "Skipping file {0}. Successfully Downloaded {0} but was unable to update \
+                         the last modified time. {1}",
+                        path.display(),
+                        os_error_text(&error, &path)
+                    )
+                }))
+            }
+            (
+                Location::S3 {
+                    bucket: source_bucket,
+                    prefix: source_prefix,
+                    ..
+                },
+                Location::S3 { .. },
+            ) => {
+                let store = self.destination_store.expect("S3 destination has a store");
+                let directive = match settings.metadata_directive.as_deref() {
+                    Some("REPLACE") => Some(MetadataDirective::Replace),
+                    Some(_) => Some(MetadataDirective::Copy),
+                    // aws-cli: --metadata without a directive implies REPLACE.
+                    None if !settings.headers.metadata.is_empty() => {
+                        Some(MetadataDirective::Replace)
+                    }
+                    None => None,
+                };
+                store
+                    .copy_from(
+                        source_bucket,
+                        &format!("{source_prefix}{name}"),
+                        name,
+                        &settings.headers,
+                        directive,
+                    )
+                    .await
+                    .map_err(|e| exception_text(&e, "CopyObject"))?;
+                Ok(None)
+            }
+            (Location::Local { .. }, Location::Local { .. }) => {
+                unreachable!("local to local is rejected by SyncSettings::resolve")
+            }
+        }
+    }
+
+    async fn delete_all(&self, deletes: &[usize], done: &AtomicUsize, total: u64) {
+        if deletes.is_empty() {
+            return;
+        }
+        let printer = self.output.printer();
+        match &self.settings.destination {
+            Location::S3 { .. } => {
+                let store = self.destination_store.expect("S3 destination has a store");
+                let names: Vec<String> = deletes
+                    .iter()
+                    .map(|&i| self.destination.entries[i].name.clone())
+                    .collect();
+                let interrupt = self.interrupt;
+                let _: Vec<()> = stream::iter(names.chunks(1000))
+                    .take_while(|_| futures::future::ready(!interrupt.is_set()))
+                    .map(|chunk| async move {
+                        let failed = store.delete_names(chunk).await;
+                        for name in chunk {
+                            let display = self.display(&self.settings.destination, name);
+                            match failed.iter().find(|(n, _)| n == name) {
+                                Some((_, error)) => self.output.fail(&format!(
+                                    "delete failed: {} {}",
+                                    escape(&display),
+                                    exception_text(error, "DeleteObjects")
+                                )),
+                                None => self.output.done(&delete_line(&display)),
+                            }
+                            let count = done.fetch_add(1, Ordering::SeqCst) as u64 + 1;
+                            printer.advance(0, count, total);
+                        }
+                    })
+                    .buffer_unordered(self.settings.concurrency.get().clamp(1, 4))
+                    .collect()
+                    .await;
+            }
+            Location::Local { .. } => {
+                for &index in deletes {
+                    if self.interrupt.is_set() {
+                        return;
+                    }
+                    let file = &self.destination.local[index];
+                    let display = display_local(&file.path, &self.settings.cwd);
+                    let path = file.path.clone();
+                    let result = tokio::task::spawn_blocking(move || std::fs::remove_file(path))
+                        .await
+                        .expect("remove task does not panic");
+                    match result {
+                        Ok(()) => self.output.done(&delete_line(&display)),
+                        // Already gone: the goal is reached.
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                            self.output.done(&delete_line(&display))
+                        }
+                        Err(e) => self.output.fail(&format!(
+                            "delete failed: {} {}",
+                            escape(&display),
+                            os_error_text(&e, &file.path)
+                        )),
+                    }
+                    let count = done.fetch_add(1, Ordering::SeqCst) as u64 + 1;
+                    printer.advance(0, count, total);
+                }
+            }
+        }
+    }
+}
+
+/// The local path of a `/`-separated relative name.
+fn local_path(root: &Path, name: &str) -> PathBuf {
+    let mut path = root.to_path_buf();
+    for segment in name.split('/') {
+        path.push(segment);
+    }
+    path
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn output_lines() {
+        assert_eq!(
+            transfer_line("upload", "site/a.html", "s3://b/a.html"),
+            "upload: site/a.html to s3://b/a.html"
+        );
+        assert_eq!(
+            transfer_line("download", "s3://b/a.html", "dl/a.html"),
+            "download: s3://b/a.html to dl/a.html"
+        );
+        assert_eq!(
+            transfer_line("copy", "s3://a/k", "s3://b/k"),
+            "copy: s3://a/k to s3://b/k"
+        );
+        assert_eq!(delete_line("s3://b/old.html"), "delete: s3://b/old.html");
+        assert_eq!(
+            failure_line(
+                "upload",
+                "t4/g.txt.gz",
+                "s3://fb/p/g.txt.gz",
+                "An error occurred (AccessDenied) when calling the PutObject operation: Access Denied"
+            ),
+            "upload failed: t4/g.txt.gz to s3://fb/p/g.txt.gz An error occurred (AccessDenied) \
+             when calling the PutObject operation: Access Denied"
+        );
+        // Control characters never reach the terminal raw.
+        assert_eq!(
+            delete_line("s3://b/evil\x1b[2J"),
+            "delete: s3://b/evil\\u{1b}[2J"
+        );
+    }
+
+    #[test]
+    fn exit_codes() {
+        let outcome = |failed, warned, interrupted| Outcome {
+            failed,
+            warned,
+            interrupted,
+        };
+        assert_eq!(outcome(0, 0, false).exit_code(), 0);
+        assert_eq!(outcome(0, 3, false).exit_code(), 2);
+        assert_eq!(outcome(1, 3, false).exit_code(), 1);
+        assert_eq!(outcome(1, 0, true).exit_code(), 130);
+    }
+
+    #[test]
+    fn exceptions_read_like_botocore() {
+        let denied = store::Error::AccessDenied {
+            op: "PutObject",
+            url: "s3://b/k".into(),
+            message: Some("Access Denied".into()),
+        };
+        assert_eq!(
+            exception_text(&denied, "x"),
+            "An error occurred (AccessDenied) when calling the PutObject operation: Access Denied"
+        );
+        assert_eq!(
+            exception_text(
+                &store::Error::NoSuchBucket {
+                    bucket: "nosuchbucket1".into()
+                },
+                "ListObjectsV2"
+            ),
+            "An error occurred (NoSuchBucket) when calling the ListObjectsV2 operation: The \
+             specified bucket does not exist"
+        );
+        let io = store::Error::Io {
+            path: "/d/x.tmp".into(),
+            source: std::io::Error::from_raw_os_error(13),
+        };
+        assert_eq!(
+            exception_text(&io, "GetObject"),
+            "[Errno 13] Permission denied: '/d/x.tmp'"
+        );
+    }
+
+    #[test]
+    fn content_types_like_python_mimetypes() {
+        let cases = [
+            ("a.txt", Some("text/plain")),
+            ("A.TXT", Some("text/plain")),
+            ("index.html", Some("text/html")),
+            ("m.json", Some("application/json")),
+            ("app.js", Some("text/javascript")),
+            ("style.css", Some("text/css")),
+            ("g.txt.gz", Some("text/plain")),
+            ("x.gz", None),
+            ("x.tar.gz", Some("application/x-tar")),
+            ("x.tgz", Some("application/x-tar")),
+            (".hf", None),
+            ("noext", None),
+            ("..", None),
+            ("photo.png", Some("image/png")),
+        ];
+        for (name, want) in cases {
+            assert_eq!(guess_content_type(name).as_deref(), want, "{name}");
+        }
+    }
+
+    #[test]
+    fn splitext_like_python() {
+        assert_eq!(split_extension("a.txt"), ("a", ".txt"));
+        assert_eq!(split_extension(".hf"), (".hf", ""));
+        assert_eq!(split_extension("..x"), ("..x", ""));
+        assert_eq!(split_extension("d.d/noext"), ("d.d/noext", ""));
+        assert_eq!(split_extension("a.b.c"), ("a.b", ".c"));
+    }
+
+    #[test]
+    fn expires_and_metadata() {
+        assert_eq!(
+            http_date("2030-01-01T00:00:00Z").unwrap(),
+            "Tue, 01 Jan 2030 00:00:00 GMT"
+        );
+        assert_eq!(http_date("0").unwrap(), "Thu, 01 Jan 1970 00:00:00 GMT");
+        assert_eq!(
+            http_date("Tue, 01 Jan 2030 00:00:00 GMT").unwrap(),
+            "Tue, 01 Jan 2030 00:00:00 GMT"
+        );
+        assert!(http_date("garbage").is_err());
+
+        let map = parse_metadata("a=1,b=x=y").unwrap();
+        assert_eq!(map.get("a").map(String::as_str), Some("1"));
+        assert_eq!(map.get("b").map(String::as_str), Some("x=y"));
+        let json = parse_metadata(r#"{"k": "v"}"#).unwrap();
+        assert_eq!(json.get("k").map(String::as_str), Some("v"));
+        assert!(parse_metadata("novalue").is_err());
+    }
+
+    #[test]
+    fn download_times_are_whole_seconds() {
+        assert_eq!(
+            whole_seconds(1_700_000_000_999_999),
+            UNIX_EPOCH + Duration::from_secs(1_700_000_000)
+        );
+    }
+
+    #[tokio::test]
+    async fn bandwidth_paces_bytes() {
+        let bandwidth = Bandwidth::new(1_000_000);
+        let start = Instant::now();
+        bandwidth.reserve(50_000).await; // starts at once
+        bandwidth.reserve(50_000).await; // waits ~50 ms for the first
+        assert!(start.elapsed() >= Duration::from_millis(45));
+    }
+}
