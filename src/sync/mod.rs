@@ -50,6 +50,7 @@
 pub mod compare;
 pub mod filters;
 pub mod local;
+pub mod mime;
 pub mod paths;
 pub mod profile;
 pub mod transfer;

@@ -251,51 +251,9 @@ pub fn parse_metadata(text: &str) -> Result<BTreeMap<String, String>, String> {
 /// `binary/octet-stream`). The table is mime_guess's, not the host's `/etc/mime.types`, so rare
 /// extensions can differ from aws-cli on a given machine.
 pub fn guess_content_type(file_name: &str) -> Option<String> {
-    let mut name = file_name.to_string();
-    loop {
-        let (base, ext) = split_extension(&name);
-        let mapped = match ext {
-            ".svgz" => ".svg.gz",
-            ".tgz" | ".taz" | ".tz" => ".tar.gz",
-            ".tbz2" => ".tar.bz2",
-            ".txz" => ".tar.xz",
-            _ => break,
-        };
-        name = format!("{base}{mapped}");
-    }
-    let (mut base, mut ext) = split_extension(&name);
-    if matches!(ext, ".gz" | ".Z" | ".bz2" | ".xz" | ".br") {
-        (base, ext) = split_extension(base);
-    }
-    let _ = base;
-    let ext = ext.strip_prefix('.')?;
-    // Python's table where mime_guess differs on common web types.
-    let python = match ext.to_ascii_lowercase().as_str() {
-        "js" | "mjs" => Some("text/javascript"),
-        "ico" => Some("image/vnd.microsoft.icon"),
-        "xml" => Some("text/xml"),
-        "wasm" => Some("application/wasm"),
-        _ => None,
-    };
-    if let Some(known) = python {
-        return Some(known.to_string());
-    }
-    mime_guess::from_ext(ext)
-        .first()
-        .map(|mime| mime.essence_str().to_string())
-}
-
-/// `posixpath.splitext`: the extension starts at the last `.` of the last segment, unless the
-/// segment is only dots before it (`.hf` has none).
-fn split_extension(path: &str) -> (&str, &str) {
-    let start = path.rfind('/').map_or(0, |i| i + 1);
-    let name = &path[start..];
-    match name.rfind('.') {
-        Some(dot) if name[..dot].chars().any(|c| c != '.') => {
-            (&path[..start + dot], &path[start + dot..])
-        }
-        _ => (path, ""),
-    }
+    super::mime::MimeTable::host()
+        .guess(file_name)
+        .map(str::to_string)
 }
 
 /// A crude `max_bandwidth`: transfers are paced so that their body bytes average at most `rate`
@@ -615,12 +573,7 @@ impl Job<'_> {
                     .map_err(|e| os_error_text(&e, parent))?;
                 let modified = whole_seconds(self.source.entries[index].modified);
                 let times = store
-                    .download_to(
-                        name,
-                        &path,
-                        Some(modified),
-                        self.source.multipart[index],
-                    )
+                    .download_to(name, &path, Some(modified), self.source.multipart[index])
                     .await
                     .map_err(|e| exception_text(&e, "GetObject"))?;
                 Ok(times.map(|error| {
@@ -821,38 +774,6 @@ mod tests {
             exception_text(&io, "GetObject"),
             "[Errno 13] Permission denied: '/d/x.tmp'"
         );
-    }
-
-    #[test]
-    fn content_types_like_python_mimetypes() {
-        let cases = [
-            ("a.txt", Some("text/plain")),
-            ("A.TXT", Some("text/plain")),
-            ("index.html", Some("text/html")),
-            ("m.json", Some("application/json")),
-            ("app.js", Some("text/javascript")),
-            ("style.css", Some("text/css")),
-            ("g.txt.gz", Some("text/plain")),
-            ("x.gz", None),
-            ("x.tar.gz", Some("application/x-tar")),
-            ("x.tgz", Some("application/x-tar")),
-            (".hf", None),
-            ("noext", None),
-            ("..", None),
-            ("photo.png", Some("image/png")),
-        ];
-        for (name, want) in cases {
-            assert_eq!(guess_content_type(name).as_deref(), want, "{name}");
-        }
-    }
-
-    #[test]
-    fn splitext_like_python() {
-        assert_eq!(split_extension("a.txt"), ("a", ".txt"));
-        assert_eq!(split_extension(".hf"), (".hf", ""));
-        assert_eq!(split_extension("..x"), ("..x", ""));
-        assert_eq!(split_extension("d.d/noext"), ("d.d/noext", ""));
-        assert_eq!(split_extension("a.b.c"), ("a.b", ".c"));
     }
 
     #[test]

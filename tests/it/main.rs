@@ -9,4 +9,5 @@ mod faults;
 mod proxy;
 mod server_smoke;
 mod servers;
+mod sync_compat;
 mod util;

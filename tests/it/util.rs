@@ -59,6 +59,7 @@ impl Endpoint {
 /// A builder for one run of the binary (just's `Test`, ripgrep's `TestCommand`).
 #[must_use]
 pub struct Hoist {
+    program: PathBuf,
     home: tempfile::TempDir,
     cwd: PathBuf,
     args: Vec<String>,
@@ -94,6 +95,7 @@ impl Hoist {
             env.insert(name.to_string(), value);
         }
         Hoist {
+            program: PathBuf::from(env!("CARGO_BIN_EXE_hoist")),
             home,
             cwd: cwd.to_owned(),
             args: Vec::new(),
@@ -107,6 +109,20 @@ impl Hoist {
             .env("AWS_ACCESS_KEY_ID", &endpoint.access_key)
             .env("AWS_SECRET_ACCESS_KEY", &endpoint.secret_key)
             .env("AWS_REGION", "us-east-1")
+    }
+
+    /// The reference client, `aws` from the test virtualenv, in the same clean environment.
+    pub fn aws(cwd: &Path, endpoint: &Endpoint) -> Hoist {
+        let aws = crate::servers::venv_bin("aws")
+            .filter(|p| p.exists())
+            .unwrap_or_else(|| {
+                panic!("aws not found in the test virtualenv: run scripts/install-test-servers")
+            });
+        let mut run = Hoist::on(cwd, endpoint)
+            .env("PYTHONWARNINGS", "ignore")
+            .args(["--endpoint-url", &endpoint.url]);
+        run.program = aws;
+        run
     }
 
     pub fn arg(mut self, arg: impl AsRef<str>) -> Hoist {
@@ -136,7 +152,7 @@ impl Hoist {
     }
 
     pub fn run(self) -> Ran {
-        let output = Command::new(env!("CARGO_BIN_EXE_hoist"))
+        let output = Command::new(&self.program)
             .args(&self.args)
             .current_dir(&self.cwd)
             .env_clear()
@@ -159,7 +175,7 @@ impl Hoist {
 
     /// Starts the binary without waiting, for tests that signal it.
     pub fn spawn(self) -> Spawned {
-        let child = Command::new(env!("CARGO_BIN_EXE_hoist"))
+        let child = Command::new(&self.program)
             .args(&self.args)
             .current_dir(&self.cwd)
             .env_clear()

@@ -1,0 +1,424 @@
+//! `hoist sync` beside `aws s3 sync` (issue #4): the same trees and buckets, the same flags,
+//! the same output lines, exit codes and final state.
+//!
+//! Each tool gets its own server of the same kind and its own working directory with the same
+//! layout, so bucket names and the relative paths in output lines are identical and compare
+//! without rewriting. Every case runs a dry run, a real run and a second real run, and compares
+//! the sorted stdout lines, the exit codes and the destination after each.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use crate::backends::Server;
+use crate::util::{Endpoint, Hoist, Ran, bucket_contents, put_object};
+
+#[derive(Debug, Clone, Copy)]
+pub enum Kind {
+    Moto,
+    Rclone,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub enum Direction {
+    Upload,
+    Download,
+    Copy,
+}
+
+impl Direction {
+    fn args(self) -> [&'static str; 2] {
+        match self {
+            Direction::Upload => ["local", "s3://bkt/site"],
+            Direction::Download => ["s3://bkt/site", "local"],
+            Direction::Copy => ["s3://bkt/site", "s3://dst/site/"],
+        }
+    }
+}
+
+/// One tool's world: a server, a working directory, and how to reach the server.
+pub struct Side {
+    _server: Server,
+    pub cwd: tempfile::TempDir,
+    pub endpoint: Endpoint,
+}
+
+fn start(kind: Kind) -> Option<Server> {
+    match kind {
+        Kind::Moto => Server::moto(),
+        Kind::Rclone => Server::rclone(),
+    }
+}
+
+impl Side {
+    fn new(kind: Kind) -> Option<Side> {
+        let server = start(kind)?;
+        let endpoint = server.endpoint();
+        server.create_bucket("bkt");
+        server.create_bucket("dst");
+        Some(Side {
+            _server: server,
+            cwd: tempfile::tempdir().expect("temp dir"),
+            endpoint,
+        })
+    }
+
+    fn local(&self) -> PathBuf {
+        self.cwd.path().join("local")
+    }
+
+    fn put(&self, bucket: &str, key: &str, body: &str) {
+        put_object(&self.endpoint.client(), bucket, key, body);
+    }
+
+    pub fn aws(&self, args: &[&str]) -> Ran {
+        Hoist::aws(self.cwd.path(), &self.endpoint)
+            .args(["s3", "sync"])
+            .args(args)
+            .run()
+    }
+
+    pub fn hoist(&self, args: &[&str]) -> Ran {
+        Hoist::on(self.cwd.path(), &self.endpoint)
+            .arg("sync")
+            .args(args)
+            .args(["--endpoint-url", &self.endpoint.url])
+            .run()
+    }
+
+    /// Everything a sync can change: both buckets (key → bytes, Content-Type, Cache-Control)
+    /// and the local tree (path → bytes).
+    fn state(&self) -> BTreeMap<String, String> {
+        let mut out = BTreeMap::new();
+        let client = self.endpoint.client();
+        for bucket in ["bkt", "dst"] {
+            for (key, body) in bucket_contents(&client, bucket) {
+                let head = crate::util::head(&client, bucket, &key);
+                out.insert(
+                    format!("s3://{bucket}/{key}"),
+                    format!(
+                        "{} type={:?} cache={:?}",
+                        String::from_utf8_lossy(&body),
+                        head.content_type(),
+                        head.cache_control()
+                    ),
+                );
+            }
+        }
+        for (path, body) in local_tree(&self.local()) {
+            out.insert(
+                format!("local/{path}"),
+                String::from_utf8_lossy(&body).into_owned(),
+            );
+        }
+        out
+    }
+}
+
+pub fn local_tree(root: &Path) -> BTreeMap<String, Vec<u8>> {
+    let mut out = BTreeMap::new();
+    if !root.exists() {
+        return out;
+    }
+    for entry in walkdir::WalkDir::new(root).sort_by_file_name() {
+        let entry = entry.expect("walk");
+        if entry.file_type().is_file() {
+            let relative = entry
+                .path()
+                .strip_prefix(root)
+                .expect("under root")
+                .to_string_lossy()
+                .into_owned();
+            out.insert(relative, std::fs::read(entry.path()).expect("read"));
+        }
+    }
+    out
+}
+
+pub fn set_mtime(path: &Path, time: SystemTime) {
+    std::fs::File::options()
+        .write(true)
+        .open(path)
+        .expect("open")
+        .set_modified(time)
+        .expect("set mtime");
+}
+
+/// Long ago, and tomorrow: local times that compare the same way against any LastModified.
+fn old() -> SystemTime {
+    SystemTime::UNIX_EPOCH + Duration::from_secs(1_577_836_800) // 2020-01-01
+}
+
+fn future() -> SystemTime {
+    SystemTime::now() + Duration::from_secs(86_400)
+}
+
+/// The same starting point on a side: a local tree, a source prefix and a destination bucket
+/// that overlap in every way the comparison rules care about.
+fn setup(side: &Side) {
+    let local = side.local();
+    let files: &[(&str, &str, SystemTime)] = &[
+        ("index.html", "<html>v1</html>", old()),
+        ("about.html", "about", old()),
+        ("app.js", "js", old()),
+        ("debug.log", "log", old()),
+        ("sub/a.txt", "a", old()),
+        ("sub/keep/b.txt", "b", old()),
+        ("sub/skip.tmp", "tmp", old()),
+        ("space name+plus.txt", "space", old()),
+        ("same-size.txt", "12345", future()),
+        ("old-same-size.txt", "12345", old()),
+    ];
+    for (path, body, mtime) in files {
+        let path = local.join(path);
+        std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+        std::fs::write(&path, body).expect("write");
+        set_mtime(&path, *mtime);
+    }
+    // The source prefix, put before the destination so the destination is never older.
+    for (key, body) in [
+        ("site/index.html", "<html>v2, longer</html>"),
+        ("site/app.js", "js"),
+        ("site/same-size.txt", "abcde"),
+        ("site/old-same-size.txt", "abcde"),
+        ("site/stale.html", "stale"),
+        ("site/debug.log", "remote log!"),
+        ("site/sub/old.txt", "old"),
+        ("site/sub/keep/c.txt", "c"),
+        ("elsewhere/untouched.txt", "outside the prefix"),
+    ] {
+        side.put("bkt", key, body);
+    }
+    for (key, body) in [
+        ("site/index.html", "x"),
+        ("site/app.js", "js"),
+        ("site/gone.txt", "gone"),
+        ("site/debug.log", "dst"),
+        ("site-old/keep.txt", "neighbour"),
+    ] {
+        side.put("dst", key, body);
+    }
+}
+
+/// Stdout as a sorted list of lines (transfers run concurrently, so order is free).
+fn lines(ran: &Ran) -> Vec<String> {
+    let mut lines: Vec<String> = ran
+        .stdout
+        .split(['\n', '\r'])
+        .map(|l| l.trim_end().to_string())
+        .filter(|l| !l.is_empty())
+        .collect();
+    lines.sort();
+    lines
+}
+
+/// Stderr lines with each side's working directory replaced, sorted.
+fn error_lines(ran: &Ran, side: &Side) -> Vec<String> {
+    let cwd = side.cwd.path().display().to_string();
+    let mut lines: Vec<String> = ran
+        .stderr
+        .lines()
+        .map(|l| l.replace(&cwd, "CWD").trim_end().to_string())
+        .filter(|l| !l.is_empty())
+        .collect();
+    lines.sort();
+    lines
+}
+
+#[track_caller]
+fn same(step: &str, aws: &Ran, hoist: &Ran) {
+    assert_eq!(
+        lines(hoist),
+        lines(aws),
+        "{step}: stdout differs\naws stderr:\n{}\nhoist stderr:\n{}",
+        aws.stderr,
+        hoist.stderr
+    );
+    assert_eq!(
+        hoist.code(),
+        aws.code(),
+        "{step}: exit codes differ\naws stderr:\n{}\nhoist stderr:\n{}",
+        aws.stderr,
+        hoist.stderr
+    );
+}
+
+pub fn pair(kind: Kind) -> Option<(Side, Side)> {
+    Some((Side::new(kind)?, Side::new(kind)?))
+}
+
+fn case(kind: Kind, direction: Direction, flags: &[&str]) {
+    let Some((aws, hoist)) = pair(kind) else {
+        return;
+    };
+    setup(&aws);
+    setup(&hoist);
+    let mut args: Vec<&str> = direction.args().to_vec();
+    args.extend_from_slice(flags);
+    args.push("--no-progress");
+
+    let before = hoist.state();
+    let mut dry_args = args.clone();
+    dry_args.push("--dryrun");
+    let (a, h) = (aws.aws(&dry_args), hoist.hoist(&dry_args));
+    same("dry run", &a, &h);
+    assert!(
+        lines(&h).iter().all(|l| l.starts_with("(dryrun) ")),
+        "{}",
+        h.stdout
+    );
+    assert_eq!(hoist.state(), before, "a dry run changed something");
+
+    let (a, h) = (aws.aws(&args), hoist.hoist(&args));
+    same("real run", &a, &h);
+    assert!(
+        !lines(&h).is_empty(),
+        "the case transfers nothing: {args:?}"
+    );
+    assert_eq!(hoist.state(), aws.state(), "final states differ");
+    assert_eq!(
+        error_lines(&h, &hoist),
+        error_lines(&a, &aws),
+        "stderr differs"
+    );
+
+    let (a, h) = (aws.aws(&args), hoist.hoist(&args));
+    same("second run", &a, &h);
+    assert_eq!(
+        hoist.state(),
+        aws.state(),
+        "states differ after a second run"
+    );
+}
+
+macro_rules! compat {
+    ($($name:ident: $direction:ident, [$($flag:expr),*];)*) => {
+        $(
+            mod $name {
+                use super::{Direction, Kind, case};
+
+                #[test]
+                fn moto() {
+                    case(Kind::Moto, Direction::$direction, &[$($flag),*]);
+                }
+
+                #[test]
+                fn rclone() {
+                    case(Kind::Rclone, Direction::$direction, &[$($flag),*]);
+                }
+            }
+        )*
+    };
+}
+
+compat! {
+    upload_plain: Upload, [];
+    upload_delete: Upload, ["--delete"];
+    upload_exclude_log_delete: Upload, ["--exclude", "*.log", "--delete"];
+    upload_only_html: Upload, ["--exclude", "*", "--include", "*.html", "--delete"];
+    upload_exclude_dir_include_sub: Upload, ["--exclude", "sub/*", "--include", "sub/keep/*", "--delete"];
+    upload_size_only: Upload, ["--size-only"];
+    upload_exact_timestamps: Upload, ["--exact-timestamps", "--delete"];
+    download_plain: Download, [];
+    download_delete: Download, ["--delete"];
+    download_exclude_delete: Download, ["--exclude", "*.log", "--exclude", "sub/*", "--delete"];
+    download_size_only: Download, ["--size-only"];
+    download_exact_timestamps: Download, ["--exact-timestamps"];
+    download_both_time_flags: Download, ["--size-only", "--exact-timestamps", "--delete"];
+    copy_plain: Copy, [];
+    copy_delete: Copy, ["--delete"];
+    copy_filters_delete: Copy, ["--exclude", "*", "--include", "*.html", "--include", "sub/*", "--delete"];
+    copy_size_only: Copy, ["--size-only", "--delete"];
+    upload_headers: Upload, ["--cache-control", "max-age=60", "--content-type", "text/plain", "--metadata", "team=web"];
+}
+
+#[test]
+fn warnings_for_unpublishable_files_match_with_exit_2() {
+    let Some((aws, hoist)) = pair(Kind::Moto) else {
+        return;
+    };
+    for side in [&aws, &hoist] {
+        let local = side.local();
+        std::fs::create_dir_all(&local).expect("mkdir");
+        std::fs::write(local.join("ok.txt"), "ok").expect("write");
+        std::os::unix::fs::symlink("missing-target", local.join("dangling")).expect("symlink");
+        let status = std::process::Command::new("mkfifo")
+            .arg(local.join("pipe"))
+            .status()
+            .expect("mkfifo");
+        assert!(status.success());
+    }
+    let args = ["local", "s3://bkt/w", "--no-progress"];
+    let (a, h) = (aws.aws(&args), hoist.hoist(&args));
+    same("warnings", &a, &h);
+    assert_eq!(h.code(), Some(2));
+    assert_eq!(error_lines(&h, &hoist), error_lines(&a, &aws));
+    assert!(h.stderr.contains("warning: Skipping file"), "{}", h.stderr);
+}
+
+#[test]
+fn a_missing_bucket_fails_both_with_exit_1() {
+    let Some((aws, hoist)) = pair(Kind::Moto) else {
+        return;
+    };
+    for side in [&aws, &hoist] {
+        std::fs::create_dir_all(side.local()).expect("mkdir");
+        std::fs::write(side.local().join("a.txt"), "a").expect("write");
+    }
+    for args in [
+        &["local", "s3://no-such-bucket/x"][..],
+        &["s3://no-such-bucket/x", "local"][..],
+    ] {
+        let (a, h) = (aws.aws(args), hoist.hoist(args));
+        assert_eq!(
+            h.code(),
+            a.code(),
+            "{args:?}\naws: {}\nhoist: {}",
+            a.stderr,
+            h.stderr
+        );
+        assert_eq!(h.code(), Some(1));
+        assert!(h.stderr.contains("NoSuchBucket"), "{}", h.stderr);
+    }
+}
+
+#[test]
+fn downloads_never_leave_the_destination() {
+    // Keys planted by someone else: hoist skips every one that would not map to a plain path
+    // under the destination, warns, exits 2, and downloads the rest.
+    let Some(hoist) = Side::new(Kind::Moto) else {
+        return;
+    };
+    let planted = [
+        "p/../escape.txt",
+        "p/a/../../up.txt",
+        "p//abs.txt",
+        "p/back\\slash.txt",
+        "p/C:/drive.txt",
+        "p/folder/",
+        "p/./dot.txt",
+    ];
+    for key in planted {
+        hoist.put("bkt", key, "planted");
+    }
+    hoist.put("bkt", "p/fine/ok.txt", "fine");
+    let dest = hoist.cwd.path().join("dl");
+    let ran = hoist.hoist(&["s3://bkt/p/", "dl", "--no-progress"]);
+    assert_eq!(ran.code(), Some(2), "{}\n{}", ran.stdout, ran.stderr);
+    assert!(
+        ran.stderr.contains("warning: Skipping file"),
+        "{}",
+        ran.stderr
+    );
+    let everything = local_tree(hoist.cwd.path());
+    assert_eq!(
+        everything.keys().collect::<Vec<_>>(),
+        ["dl/fine/ok.txt"],
+        "files written: {everything:?}"
+    );
+    assert_eq!(local_tree(&dest)["fine/ok.txt"], b"fine");
+    // A second run changes nothing and says the same.
+    let again = hoist.hoist(&["s3://bkt/p/", "dl", "--no-progress"]);
+    assert_eq!(again.code(), Some(2));
+    assert!(lines(&again).is_empty(), "{}", again.stdout);
+}
