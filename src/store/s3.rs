@@ -1007,35 +1007,17 @@ impl S3Store {
     ///
     /// Returns the error of setting the times, if that alone failed (the file is kept).
     ///
-    /// `multipart`: the listing's ETag ends in `-N`. Such objects carry part-level checksums the
-    /// SDK cannot validate (it logs a warning per object), so response validation is turned off
-    /// for them; the received length is still checked.
+    /// A body that fails mid-stream is resumed with ranged GETs pinned to the first ETag. The
+    /// bytes are checked here, not by the SDK: the length always, and the MD5 against a
+    /// single-part ETag (objects uploaded in parts are checked by length).
     pub async fn download_to(
         &self,
         name: &str,
         destination: &Path,
         modified: Option<SystemTime>,
-        multipart: bool,
     ) -> Result<Option<std::io::Error>, Error> {
-        use tokio::io::AsyncWriteExt;
+        use tokio::io::{AsyncSeekExt, AsyncWriteExt};
         let url = self.named_url(name);
-        let mut request = self
-            .client
-            .get_object()
-            .bucket(&self.bucket)
-            .key(format!("{}{}", self.prefix, name))
-            .customize();
-        if multipart {
-            request = request.config_override(
-                aws_sdk_s3::config::Builder::default().response_checksum_validation(
-                    aws_sdk_s3::config::ResponseChecksumValidation::WhenRequired,
-                ),
-            );
-        }
-        let output = request
-            .send()
-            .await
-            .map_err(|e| map_sdk_error("GetObject", &url, &self.bucket, &self.endpoint, e))?;
         let io = |path: &Path| {
             let path = path.to_owned();
             move |source| Error::Io { path, source }
@@ -1061,30 +1043,111 @@ impl S3Store {
         let temp = builder.tempfile_in(parent).map_err(io(parent))?;
         let handle = temp.as_file().try_clone().map_err(io(temp.path()))?;
         let mut file = tokio::fs::File::from_std(handle);
-        let expected = output.content_length();
-        let mut body = output.body;
+
+        // The SDK retries requests, not a body that fails mid-stream (S3-PITFALLS.md): resume
+        // with a ranged GET pinned to the first answer's ETag, so the pieces are one object.
+        const ATTEMPTS: u32 = 6;
+        let mut etag: Option<String> = None;
+        let mut total: Option<u64> = None;
         let mut written: u64 = 0;
-        loop {
-            let chunk = body.try_next().await.map_err(|e| Error::Other {
-                op: "GetObject",
-                url: url.clone(),
-                source: Box::new(e),
-            })?;
-            let Some(chunk) = chunk else { break };
-            file.write_all(&chunk).await.map_err(io(temp.path()))?;
-            written += chunk.len() as u64;
-        }
-        file.flush().await.map_err(io(temp.path()))?;
-        drop(file);
-        if let Some(expected) = expected
-            && expected.max(0) as u64 != written
-        {
+        let mut md5 = Md5::new();
+        let mut attempt = 0;
+        let failure = loop {
+            attempt += 1;
+            let mut request = self
+                .client
+                .get_object()
+                .bucket(&self.bucket)
+                .key(format!("{}{}", self.prefix, name))
+                .set_if_match(etag.clone());
+            if written > 0 {
+                request = request.range(format!("bytes={written}-"));
+            }
+            // hoist checks the bytes itself (below), over every resumed range. No ChecksumMode:
+            // with it the SDK validates whatever checksum the server sends, and servers get
+            // these wrong (rclone sends the whole object's CRC32 on a ranged answer; moto
+            // stores a multipart source's composite CRC32 on a single-part copy).
+            let output = request
+                .customize()
+                .config_override(
+                    aws_sdk_s3::config::Builder::default().response_checksum_validation(
+                        aws_sdk_s3::config::ResponseChecksumValidation::WhenRequired,
+                    ),
+                )
+                .send()
+                .await
+                .map_err(|e| map_sdk_error("GetObject", &url, &self.bucket, &self.endpoint, e))?;
+            if etag.is_none() {
+                etag = output.e_tag().map(str::to_string);
+                total = output.content_length().map(|n| n.max(0) as u64);
+            }
+            if written > 0 && output.content_range().is_none() {
+                // The server ignored the range and sent the whole object: start over.
+                file.set_len(0).await.map_err(io(temp.path()))?;
+                file.seek(std::io::SeekFrom::Start(0))
+                    .await
+                    .map_err(io(temp.path()))?;
+                written = 0;
+                md5 = Md5::new();
+            }
+            let mut body = output.body;
+            let error: Option<BoxError> = loop {
+                match body.try_next().await {
+                    Ok(Some(chunk)) => {
+                        file.write_all(&chunk).await.map_err(io(temp.path()))?;
+                        md5.update(&chunk);
+                        written += chunk.len() as u64;
+                    }
+                    Ok(None) if total.is_none_or(|t| t == written) => break None,
+                    Ok(None) => {
+                        break Some(
+                            format!("received {written} bytes of {}", total.unwrap_or(0)).into(),
+                        );
+                    }
+                    Err(e) => break Some(Box::new(e)),
+                }
+            };
+            // A single-part ETag is the MD5 of the bytes: check the whole file against it (aws-cli
+            // accepted a corrupted download when the object had no stored checksum). A mismatch
+            // starts the download over.
+            let error = error.or_else(|| {
+                let expected = etag.as_deref().map(normalize_etag)?;
+                if expected.len() != 32 || !expected.bytes().all(|b| b.is_ascii_hexdigit()) {
+                    return None;
+                }
+                let got = super::local::hex(&std::mem::take(&mut md5).finalize());
+                (!got.eq_ignore_ascii_case(&expected)).then(|| -> BoxError {
+                    format!("downloaded bytes have MD5 {got}, the object's ETag is {expected}")
+                        .into()
+                })
+            });
+            let Some(error) = error else {
+                break None;
+            };
+            if attempt >= ATTEMPTS {
+                break Some(error);
+            }
+            if total.is_some_and(|t| t == written) {
+                // Every byte arrived but they are wrong: fetch them all again.
+                file.set_len(0).await.map_err(io(temp.path()))?;
+                file.seek(std::io::SeekFrom::Start(0))
+                    .await
+                    .map_err(io(temp.path()))?;
+                written = 0;
+                md5 = Md5::new();
+            }
+            tracing::debug!("download of {url} interrupted at {written} bytes ({error}); resuming");
+            tokio::time::sleep(std::time::Duration::from_millis(100 * u64::from(attempt))).await;
+        };
+        if let Some(source) = failure {
             return Err(Error::Other {
                 op: "GetObject",
                 url,
-                source: format!("received {written} bytes of {expected}").into(),
+                source,
             });
         }
+        file.flush().await.map_err(io(temp.path()))?;
+        drop(file);
         let times_error = modified.and_then(|time| {
             let times = std::fs::FileTimes::new()
                 .set_accessed(time)

@@ -237,8 +237,6 @@ pub struct Side {
     pub local: Vec<local::LocalFile>,
     /// S3 side: the storage class of each entry (same order).
     pub storage_classes: Vec<Option<String>>,
-    /// S3 side: whether each entry was uploaded in parts (its ETag ends in `-N`).
-    pub multipart: Vec<bool>,
     /// Local side: directories that could not be listed.
     pub walk_incomplete: Vec<String>,
 }
@@ -386,8 +384,6 @@ async fn list_side(
                     modified: object.last_modified.map_or(0, micros),
                 });
                 side.storage_classes.push(object.storage_class);
-                side.multipart
-                    .push(object.etag.is_some_and(|etag| etag.contains('-')));
             }
         }
         (Location::S3 { .. }, None) => unreachable!("S3 locations get a store"),

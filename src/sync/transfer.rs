@@ -573,7 +573,7 @@ impl Job<'_> {
                     .map_err(|e| os_error_text(&e, parent))?;
                 let modified = whole_seconds(self.source.entries[index].modified);
                 let times = store
-                    .download_to(name, &path, Some(modified), self.source.multipart[index])
+                    .download_to(name, &path, Some(modified))
                     .await
                     .map_err(|e| exception_text(&e, "GetObject"))?;
                 Ok(times.map(|error| {

@@ -402,3 +402,124 @@ fn retries_are_counted_and_reported() {
     let human = via(&site, &proxy).arg("--force").run();
     assert!(human.stdout.contains("unchanged"), "{}", human.stdout);
 }
+
+for_servers!(sync_converges_under_random_faults);
+
+/// `hoist sync` in all three directions through 20% faults: exit 0, and the destination
+/// holds exactly the source's bytes.
+fn sync_converges_under_random_faults(server: &Server) {
+    let endpoint = server.endpoint();
+    let client = endpoint.client();
+    for seed in [11u64, 12, 13] {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let files = site_files(&format!("s{seed}"));
+        let local = dir.path().join("local");
+        for (path, content) in &files {
+            let path = local.join(path);
+            std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+            std::fs::write(path, content).expect("write");
+        }
+        let (src, dst) = (
+            crate::util::fresh_bucket("src"),
+            crate::util::fresh_bucket("dst"),
+        );
+        server.create_bucket(&src);
+        server.create_bucket(&dst);
+        let proxy = FaultProxy::start(&endpoint.url, Plan::new().random(0.2, seed));
+        let sync = |from: &str, to: &str| {
+            let ran = Hoist::on(dir.path(), &endpoint)
+                .args(["sync", from, to, "--endpoint-url", &proxy.endpoint()])
+                .env("AWS_MAX_ATTEMPTS", "10")
+                .env("HOIST_READ_TIMEOUT", "3")
+                .run();
+            assert_eq!(
+                ran.code(),
+                Some(0),
+                "seed {seed}: sync {from} {to}\n{}\n{}\nfaults: {:?}",
+                ran.stdout,
+                ran.stderr,
+                proxy.stats.log.lock().expect("log")
+            );
+        };
+        sync("local", &format!("s3://{src}/p"));
+        sync(&format!("s3://{src}/p"), &format!("s3://{dst}/q"));
+        sync(&format!("s3://{dst}/q"), "downloaded");
+        let want: BTreeMap<String, Vec<u8>> = files.iter().cloned().collect();
+        let strip =
+            |contents: BTreeMap<String, Vec<u8>>, prefix: &str| -> BTreeMap<String, Vec<u8>> {
+                contents
+                    .into_iter()
+                    .map(|(k, v)| (k.strip_prefix(prefix).unwrap_or(&k).to_string(), v))
+                    .collect()
+            };
+        assert!(
+            strip(crate::util::bucket_contents(&client, &src), "p/") == want,
+            "seed {seed}: uploaded bucket differs"
+        );
+        assert!(
+            strip(crate::util::bucket_contents(&client, &dst), "q/") == want,
+            "seed {seed}: copied bucket differs"
+        );
+        let downloaded = crate::sync_compat::local_tree(&dir.path().join("downloaded"));
+        assert!(downloaded == want, "seed {seed}: downloaded tree differs");
+        assert!(
+            proxy.faults() >= 5,
+            "seed {seed}: only {} faults",
+            proxy.faults()
+        );
+    }
+}
+
+#[test]
+fn a_corrupted_download_is_fetched_again_and_never_kept() {
+    // Same length, one byte flipped: only the MD5 (the single-part ETag) can tell.
+    let Some(server) = Server::rclone() else {
+        return;
+    };
+    let endpoint = server.endpoint();
+    server.create_bucket("corrupt");
+    crate::util::put_object(
+        &endpoint.client(),
+        "corrupt",
+        "q/page.html",
+        "<p>the real bytes</p>",
+    );
+    let dir = tempfile::tempdir().expect("temp dir");
+    let is_get = |r: &RequestHead| r.method == "GET" && r.path().ends_with("/page.html");
+    let sync = |proxy: &FaultProxy| {
+        Hoist::on(dir.path(), &endpoint)
+            .args([
+                "sync",
+                "s3://corrupt/q",
+                "dl",
+                "--endpoint-url",
+                &proxy.endpoint(),
+            ])
+            .run()
+    };
+    // Corrupted once: downloaded again, and the good bytes land.
+    let once = FaultProxy::start(
+        &endpoint.url,
+        Plan::new().rule(is_get, Fault::CorruptBody, Some(1)),
+    );
+    let ran = sync(&once);
+    assert_eq!(ran.code(), Some(0), "{}", ran.stderr);
+    assert_eq!(once.faults(), 1);
+    let path = dir.path().join("dl/page.html");
+    assert_eq!(
+        std::fs::read(&path).expect("downloaded"),
+        b"<p>the real bytes</p>"
+    );
+
+    // Corrupted every time: the run fails and no file (nor temporary file) is left.
+    std::fs::remove_dir_all(dir.path().join("dl")).expect("rm");
+    let always = FaultProxy::start(
+        &endpoint.url,
+        Plan::new().rule(is_get, Fault::CorruptBody, None),
+    );
+    let ran = sync(&always);
+    assert_eq!(ran.code(), Some(1), "{}", ran.stderr);
+    assert!(ran.stderr.contains("MD5"), "{}", ran.stderr);
+    let left = crate::sync_compat::local_tree(&dir.path().join("dl"));
+    assert!(left.is_empty(), "left behind: {:?}", left.keys());
+}

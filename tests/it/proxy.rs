@@ -29,6 +29,8 @@ pub enum Fault {
     ResetMidResponse,
     /// Send the response head and part of the body, then close cleanly.
     TruncatedBody,
+    /// Forward, but flip one byte of the response body (same length).
+    CorruptBody,
     /// Say nothing for this long, then close.
     Stall(Duration),
     /// Forward normally after this long.
@@ -512,6 +514,12 @@ async fn serve_connection(client: TcpStream, state: Arc<State>) -> std::io::Resu
             _ => {}
         }
         let _ = status_line;
+        let mut response_body = response_body;
+        if fault == Some(Fault::CorruptBody)
+            && let Some(byte) = response_body.get_mut(0)
+        {
+            *byte ^= 0x20;
+        }
         client.stream.write_all(&response_head).await?;
         client.stream.write_all(&response_body).await?;
         if close

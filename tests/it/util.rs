@@ -51,6 +51,11 @@ impl Endpoint {
             .endpoint_url(&self.url)
             .force_path_style(true)
             .credentials_provider(credentials)
+            // Tests compare bytes themselves; moto stores a multipart source's composite CRC32
+            // on a single-part copy, which the SDK's own validation would reject.
+            .response_checksum_validation(
+                aws_sdk_s3::config::ResponseChecksumValidation::WhenRequired,
+            )
             .build();
         Client::from_conf(config)
     }
@@ -315,11 +320,11 @@ pub fn bucket_contents(client: &Client, bucket: &str) -> BTreeMap<String, Vec<u8
                     .key(&key)
                     .send()
                     .await
-                    .expect("get")
+                    .unwrap_or_else(|e| panic!("GET {bucket}/{key}: {e:?}"))
                     .body
                     .collect()
                     .await
-                    .expect("body")
+                    .unwrap_or_else(|e| panic!("body of {bucket}/{key}: {e:?}"))
                     .into_bytes()
                     .to_vec();
                 out.insert(key, body);
