@@ -837,69 +837,17 @@ impl Store for S3Store {
     }
 
     async fn delete_batch(&self, keys: &[Key]) -> Vec<(Key, Error)> {
-        let mut failed = Vec::new();
-        // DeleteObjects takes at most 1,000 keys a call (S3-PITFALLS.md).
-        for chunk in keys.chunks(1000) {
-            let objects = chunk
-                .iter()
-                .map(|key| {
-                    ObjectIdentifier::builder()
-                        .key(self.full(key))
-                        .build()
-                        .expect("key is set")
-                })
-                .collect::<Vec<_>>();
-            let delete = Delete::builder()
-                .set_objects(Some(objects))
-                .quiet(true)
-                .build()
-                .expect("objects are set");
-            let result = self
-                .client
-                .delete_objects()
-                .bucket(&self.bucket)
-                .delete(delete)
-                .send()
-                .await;
-            match result {
-                // A 200 answer can still carry a per-key <Error>: read each one.
-                Ok(output) => {
-                    for error in output.errors() {
-                        let full = error.key().unwrap_or_default();
-                        let Some(key) = chunk.iter().find(|k| self.full(k) == full) else {
-                            continue;
-                        };
-                        failed.push((
-                            key.clone(),
-                            Error::Service {
-                                op: "DeleteObjects",
-                                url: self.url(Some(key)),
-                                code: error.code().map(str::to_string),
-                                message: error.message().map(str::to_string),
-                                status: None,
-                            },
-                        ));
-                    }
-                }
-                Err(e) => {
-                    let error = self.error("DeleteObjects", None, e);
-                    let shared = Arc::new(error.to_string());
-                    for key in chunk {
-                        failed.push((
-                            key.clone(),
-                            Error::Service {
-                                op: "DeleteObjects",
-                                url: self.url(Some(key)),
-                                code: None,
-                                message: Some(shared.to_string()),
-                                status: None,
-                            },
-                        ));
-                    }
-                }
-            }
-        }
-        failed
+        let names: Vec<String> = keys.iter().map(|key| key.as_str().to_string()).collect();
+        self.delete_names(&names)
+            .await
+            .into_iter()
+            .map(|(name, error)| {
+                (
+                    Key::new(name).expect("a name made from a Key is a Key"),
+                    error,
+                )
+            })
+            .collect()
     }
 }
 
