@@ -301,3 +301,35 @@ fn unknown_distribution_fails_with_exit_1_after_the_upload() {
     // The upload happened; the manifest was not written, so the next run re-checks.
     assert_eq!(site.contents()["index.html"], b"v2");
 }
+
+#[test]
+fn too_many_invalidations_in_progress_is_waited_out() {
+    let Some(server) = Server::moto() else { return };
+    let (site, id, client) = site_with_distribution(&server, PAGES, "", "", "");
+    site.deploy().success();
+    site.write("index.html", "home v2");
+    let proxy = crate::proxy::FaultProxy::start(
+        &server.endpoint().url,
+        crate::proxy::Plan::new().rule(
+            |r| r.method == "POST" && r.path().ends_with("/invalidation"),
+            crate::proxy::Fault::TooManyInvalidations,
+            Some(1),
+        ),
+    );
+    site.write_config(&format!(
+        "{CDN_CONFIG}\ncloudfront:\n  distribution_id: {id}\n  endpoint_url: {}\n",
+        proxy.endpoint()
+    ));
+    let ran = site.deploy().success();
+    assert_eq!(proxy.faults(), 1);
+    assert!(
+        ran.stderr
+            .contains("too many invalidations in progress; retrying in"),
+        "{}",
+        ran.stderr
+    );
+    assert_eq!(
+        invalidations(&client, &id),
+        [vec!["/".to_string(), "/index.html".into()]]
+    );
+}

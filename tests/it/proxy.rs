@@ -31,6 +31,9 @@ pub enum Fault {
     TruncatedBody,
     /// Forward, but flip one byte of the response body (same length).
     CorruptBody,
+    /// Answer CloudFront's 400 TooManyInvalidationsInProgress (its errors are wrapped in
+    /// `<ErrorResponse>`, S3's are not).
+    TooManyInvalidations,
     /// Say nothing for this long, then close.
     Stall(Duration),
     /// Forward normally after this long.
@@ -446,6 +449,15 @@ async fn serve_connection(client: TcpStream, state: Arc<State>) -> std::io::Resu
                         "InternalError",
                     ))
                     .await?;
+                continue;
+            }
+            Some(Fault::TooManyInvalidations) => {
+                let body = "<?xml version=\"1.0\"?>\n<ErrorResponse><Error><Type>Sender</Type><Code>TooManyInvalidationsInProgress</Code><Message>injected by the test proxy</Message></Error></ErrorResponse>";
+                let response = format!(
+                    "HTTP/1.1 400 Bad Request\r\nContent-Type: text/xml\r\nContent-Length: {}\r\n\r\n{body}",
+                    body.len()
+                );
+                client.stream.write_all(response.as_bytes()).await?;
                 continue;
             }
             Some(Fault::ResetBeforeResponse) => {
