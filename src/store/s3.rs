@@ -10,8 +10,8 @@
 //! - A failed multipart upload is aborted, so no orphaned parts stay billed.
 
 use std::collections::HashMap;
-use std::io::{Read, Seek, SeekFrom};
-use std::path::Path;
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -511,6 +511,118 @@ pub fn md5_base64(bytes: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(Md5::digest(bytes))
 }
 
+/// A download on its way to a temporary file beside its destination: bytes are gathered in
+/// memory and written with one blocking call per [`Spool::FLUSH`] bytes (a small file: one
+/// call that creates, writes, sets the times and renames), instead of one hop to the blocking
+/// pool per network chunk. Dropped unfinished, the temporary file is removed.
+struct Spool {
+    parent: PathBuf,
+    prefix: String,
+    file: Option<tempfile::NamedTempFile>,
+    pending: Vec<u8>,
+}
+
+impl Spool {
+    const FLUSH: usize = 4 << 20;
+
+    fn new(parent: PathBuf, prefix: String) -> Spool {
+        Spool {
+            parent,
+            prefix,
+            file: None,
+            pending: Vec::new(),
+        }
+    }
+
+    fn create(parent: &Path, prefix: &str) -> std::io::Result<tempfile::NamedTempFile> {
+        let mut builder = tempfile::Builder::new();
+        builder.prefix(prefix).rand_bytes(8);
+        // tempfile creates 0600 files; a download gets the usual 0666 minus the umask.
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            builder.permissions(std::fs::Permissions::from_mode(0o666));
+        }
+        builder.tempfile_in(parent)
+    }
+
+    async fn push(&mut self, chunk: &[u8]) -> std::io::Result<()> {
+        self.pending.extend_from_slice(chunk);
+        if self.pending.len() >= Self::FLUSH {
+            self.flush().await?;
+        }
+        Ok(())
+    }
+
+    /// Runs `f` on the temporary file (created on first use) on a blocking thread.
+    async fn with_file<T: Send + 'static>(
+        &mut self,
+        f: impl FnOnce(&mut tempfile::NamedTempFile) -> std::io::Result<T> + Send + 'static,
+    ) -> std::io::Result<T> {
+        let (parent, prefix) = (self.parent.clone(), self.prefix.clone());
+        let file = self.file.take();
+        let (file, result) = tokio::task::spawn_blocking(move || {
+            let mut file = match file {
+                Some(file) => file,
+                None => Spool::create(&parent, &prefix)?,
+            };
+            let result = f(&mut file);
+            Ok::<_, std::io::Error>((file, result))
+        })
+        .await
+        .expect("file task does not panic")?;
+        self.file = Some(file);
+        result
+    }
+
+    async fn flush(&mut self) -> std::io::Result<()> {
+        let pending = std::mem::take(&mut self.pending);
+        self.with_file(move |file| file.write_all(&pending)).await
+    }
+
+    /// Forgets everything written, to start the object over.
+    async fn reset(&mut self) -> std::io::Result<()> {
+        self.pending.clear();
+        if self.file.is_some() {
+            self.with_file(|file| {
+                file.as_file().set_len(0)?;
+                file.seek(SeekFrom::Start(0)).map(|_| ())
+            })
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// Writes what is left, sets the times and renames the file over `destination`. Returns the
+    /// error of setting the times, if that alone failed (the file is kept).
+    async fn finish(
+        mut self,
+        destination: &Path,
+        modified: Option<SystemTime>,
+    ) -> std::io::Result<Option<std::io::Error>> {
+        let pending = std::mem::take(&mut self.pending);
+        let destination = destination.to_owned();
+        let (parent, prefix, file) = (self.parent, self.prefix, self.file);
+        tokio::task::spawn_blocking(move || {
+            let mut file = match file {
+                Some(file) => file,
+                None => Spool::create(&parent, &prefix)?,
+            };
+            file.write_all(&pending)?;
+            let times_error = modified.and_then(|time| {
+                let times = std::fs::FileTimes::new()
+                    .set_accessed(time)
+                    .set_modified(time);
+                file.as_file().set_times(times).err()
+            });
+            file.persist(&destination).map_err(|e| e.error)?;
+            Ok(times_error)
+        })
+        .await
+        .expect("file task does not panic")
+    }
+}
+
 /// The UploadId in a successful (200) CreateMultipartUpload answer the SDK could not parse.
 fn upload_id_from_raw<E>(error: &SdkError<E>) -> Option<String> {
     let raw = match error {
@@ -964,13 +1076,8 @@ impl S3Store {
         destination: &Path,
         modified: Option<SystemTime>,
     ) -> Result<Option<std::io::Error>, Error> {
-        use tokio::io::{AsyncSeekExt, AsyncWriteExt};
         let url = self.named_url(name);
-        let io = |path: &Path| {
-            let path = path.to_owned();
-            move |source| Error::Io { path, source }
-        };
-        let parent = destination.parent().unwrap_or(Path::new("."));
+        let parent = destination.parent().unwrap_or(Path::new(".")).to_owned();
         // aws-cli's temporary name: the file name (cut to fit 255 bytes) and 8 random characters.
         let mut base = destination
             .file_name()
@@ -979,18 +1086,11 @@ impl S3Store {
         while base.len() > 255 - 9 {
             base.pop();
         }
-        let temp_prefix = format!("{base}.");
-        let mut builder = tempfile::Builder::new();
-        builder.prefix(&temp_prefix).rand_bytes(8);
-        // tempfile creates 0600 files; a download gets the usual 0666 minus the umask.
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            builder.permissions(std::fs::Permissions::from_mode(0o666));
-        }
-        let temp = builder.tempfile_in(parent).map_err(io(parent))?;
-        let handle = temp.as_file().try_clone().map_err(io(temp.path()))?;
-        let mut file = tokio::fs::File::from_std(handle);
+        let mut spool = Spool::new(parent, format!("{base}."));
+        let io = |source: std::io::Error| Error::Io {
+            path: destination.to_owned(),
+            source,
+        };
 
         // The SDK retries requests, not a body that fails mid-stream (S3-PITFALLS.md): resume
         // with a ranged GET pinned to the first answer's ETag, so the pieces are one object.
@@ -1031,10 +1131,7 @@ impl S3Store {
             }
             if written > 0 && output.content_range().is_none() {
                 // The server ignored the range and sent the whole object: start over.
-                file.set_len(0).await.map_err(io(temp.path()))?;
-                file.seek(std::io::SeekFrom::Start(0))
-                    .await
-                    .map_err(io(temp.path()))?;
+                spool.reset().await.map_err(io)?;
                 written = 0;
                 md5 = Md5::new();
             }
@@ -1042,7 +1139,7 @@ impl S3Store {
             let error: Option<BoxError> = loop {
                 match body.try_next().await {
                     Ok(Some(chunk)) => {
-                        file.write_all(&chunk).await.map_err(io(temp.path()))?;
+                        spool.push(&chunk).await.map_err(io)?;
                         md5.update(&chunk);
                         written += chunk.len() as u64;
                     }
@@ -1077,10 +1174,7 @@ impl S3Store {
             }
             if total.is_some_and(|t| t == written) {
                 // Every byte arrived but they are wrong: fetch them all again.
-                file.set_len(0).await.map_err(io(temp.path()))?;
-                file.seek(std::io::SeekFrom::Start(0))
-                    .await
-                    .map_err(io(temp.path()))?;
+                spool.reset().await.map_err(io)?;
                 written = 0;
                 md5 = Md5::new();
             }
@@ -1094,19 +1188,7 @@ impl S3Store {
                 source,
             });
         }
-        file.flush().await.map_err(io(temp.path()))?;
-        drop(file);
-        let times_error = modified.and_then(|time| {
-            let times = std::fs::FileTimes::new()
-                .set_accessed(time)
-                .set_modified(time);
-            temp.as_file().set_times(times).err()
-        });
-        temp.persist(destination).map_err(|e| Error::Io {
-            path: destination.to_owned(),
-            source: e.error,
-        })?;
-        Ok(times_error)
+        spool.finish(destination, modified).await.map_err(io)
     }
 
     /// Server-side copy of `source_bucket/source_key` (a full key) to `name` under this prefix,
