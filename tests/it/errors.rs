@@ -285,3 +285,56 @@ fn hostile_keys_are_escaped_on_the_terminal() {
     );
     let _ = dir;
 }
+
+#[cfg(unix)]
+#[test]
+fn an_unreadable_file_exits_2_naming_it_before_any_change() {
+    use std::os::unix::fs::PermissionsExt;
+    // Root reads any file, so as root the run drops to `nobody` (util-linux setpriv), which
+    // CI has as it is on every Debian machine.
+    let root = std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .expect("id runs");
+    let (dir, _) = local_case(
+        "source: site\ntarget: file://out\n",
+        &[("ok.html", "x"), ("secret.html", "y")],
+    );
+    for path in [dir.path().to_path_buf(), dir.path().join("site")] {
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o777)).expect("chmod");
+    }
+    for file in ["ok.html", "deploy.yaml"] {
+        let path = if file == "ok.html" {
+            dir.path().join("site").join(file)
+        } else {
+            dir.path().join(file)
+        };
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    }
+    let secret = dir.path().join("site/secret.html");
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o000)).expect("chmod");
+    let hoist = env!("CARGO_BIN_EXE_hoist");
+    let mut command = if root {
+        let mut command = std::process::Command::new("setpriv");
+        command.args(["--reuid=65534", "--regid=65534", "--clear-groups", hoist]);
+        command
+    } else {
+        std::process::Command::new(hoist)
+    };
+    let output = command
+        .arg("deploy")
+        .current_dir(dir.path())
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("hoist runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert_error(
+        &stderr,
+        &["cannot read", "secret.html", "Permission denied"],
+    );
+    assert!(!dir.path().join("out").exists(), "the target was touched");
+}
