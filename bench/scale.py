@@ -73,7 +73,11 @@ def main():
     work = tempfile.mkdtemp(prefix="hoist-scale-")
     port = free_port()
     data = os.path.join(work, "data")
-    os.makedirs(data)
+    sizes = [int(s) for s in args.sizes.split(",")]
+    # rclone caches directory listings: a bucket directory made after its first listing stays
+    # invisible, so every bucket exists before the server starts.
+    for n in sizes:
+        os.makedirs(os.path.join(data, f"scale{n}"))
     server = subprocess.Popen(
         [rclone, "serve", "s3", "--addr", f"127.0.0.1:{port}", "--auth-key", "scalekey,scalesecret", data],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -90,9 +94,8 @@ def main():
         env = dict(os.environ, AWS_ACCESS_KEY_ID="scalekey", AWS_SECRET_ACCESS_KEY="scalesecret",
                    AWS_REGION="us-east-1", AWS_EC2_METADATA_DISABLED="true", CI="1")
         env.pop("AWS_PROFILE", None)
-        for n in [int(s) for s in args.sizes.split(",")]:
+        for n in sizes:
             bucket = f"scale{n}"
-            os.makedirs(os.path.join(data, bucket))
             tree = os.path.join(work, f"tree{n}")
             make_tree(tree, n)
             base = [args.hoist, "deploy", "--source", tree, "--target", f"s3://{bucket}/",
@@ -102,7 +105,8 @@ def main():
                 steps += [("deploy (upload all)", base), ("plan, populated (no-op)", base + ["--dryrun"])]
             for name, cmd in steps:
                 wall, cpu, rss, code, err = timed(cmd, env)
-                status = "ok" if code == 0 else f"exit {code}: {err.strip().splitlines()[-1:]}"
+                messages = [l for l in err.strip().splitlines() if not l.startswith("TIME ")]
+                status = "ok" if code == 0 else f"exit {code}: {messages[-1:]}"
                 rows.append((n, name, wall, cpu, rss, status))
                 print(f"{n:>7} {name:<26} {wall:7.2f}s cpu {cpu:6.2f}s rss {rss:6.1f} MB {status}", flush=True)
             shutil.rmtree(tree)
