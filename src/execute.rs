@@ -292,7 +292,7 @@ impl Executor<'_> {
 
 /// The headers an object is published with: the rule's, plus its blake3 digest in metadata.
 pub fn headers_for(file: &LocalFile) -> Headers {
-    let mut headers = file.resolved.headers.clone();
+    let mut headers = (*file.resolved.headers).clone();
     headers
         .metadata
         .insert(META_BLAKE3.to_string(), file.blake3.clone());

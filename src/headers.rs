@@ -12,7 +12,7 @@ pub const META_PREFIX: &str = "hoist-";
 /// User metadata carrying the object's blake3 digest (hex).
 pub const META_BLAKE3: &str = "hoist-blake3";
 
-#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Headers {
     #[serde(skip_serializing_if = "Option::is_none")]

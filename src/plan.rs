@@ -318,11 +318,11 @@ mod tests {
             mtime: SystemTime::UNIX_EPOCH,
             blake3: blake3::hash(content.as_bytes()).to_hex().to_string(),
             resolved: Resolved {
-                headers: Headers {
+                headers: std::sync::Arc::new(Headers {
                     content_type: Some(content_type.into()),
                     cache_control: Some("max-age=60".into()),
                     ..Headers::default()
-                },
+                }),
                 immutable,
                 rule: None,
             },
@@ -422,7 +422,8 @@ mod tests {
         manifest_objects.insert(same.key.clone(), entry_for(&same, "e1"));
         manifest_objects.insert(old_changed.key.clone(), entry_for(&old_changed, "e2"));
         manifest_objects.insert(rule_changed.key.clone(), entry_for(&rule_changed, "e3"));
-        rule_changed.resolved.headers.cache_control = Some("no-cache".into());
+        std::sync::Arc::make_mut(&mut rule_changed.resolved.headers).cache_control =
+            Some("no-cache".into());
         let manifest = Manifest::new(manifest_objects);
         let files = vec![changed.clone(), rule_changed.clone(), same.clone()];
         let listing = vec![
@@ -501,7 +502,7 @@ mod tests {
     #[test]
     fn head_fallback_decisions() {
         let f = file("a.html", "abc", false, "text/html");
-        let mut with_blake3 = f.resolved.headers.clone();
+        let mut with_blake3 = (*f.resolved.headers).clone();
         with_blake3
             .metadata
             .insert(META_BLAKE3.into(), f.blake3.clone());
@@ -521,7 +522,7 @@ mod tests {
 
         // Uploaded by another tool: a plain MD5 ETag settles it.
         let md5 = "900150983cd24fb0d6963f7d28e17f72"; // md5("abc")
-        let foreign = info(3, Some(md5), f.resolved.headers.clone());
+        let foreign = info(3, Some(md5), (*f.resolved.headers).clone());
         assert!(needs_md5(&f, &foreign));
         assert_eq!(
             decide_from_head(&f, &foreign, Some(md5)),
@@ -533,7 +534,7 @@ mod tests {
         );
 
         // A multipart ETag and no blake3: cannot prove it, so re-upload.
-        let multipart = info(3, Some("abc-2"), f.resolved.headers.clone());
+        let multipart = info(3, Some("abc-2"), (*f.resolved.headers).clone());
         assert!(!needs_md5(&f, &multipart));
         assert_eq!(
             decide_from_head(&f, &multipart, None),
