@@ -157,10 +157,18 @@ impl S3Store {
             Integrity::Md5 => request.content_md5(md5_base64(&bytes)),
         };
         request = apply_put_headers!(request, headers);
+        // Without a Content-Type, send none (the SDK would send application/octet-stream;
+        // aws-cli sends nothing and S3 stores binary/octet-stream).
+        let untyped = headers.content_type.is_none();
         let output = request
             .body(ByteStream::from(bytes))
             .customize()
             .disable_payload_signing()
+            .mutate_request(move |request| {
+                if untyped {
+                    request.headers_mut().remove("content-type");
+                }
+            })
             .send()
             .await
             .map_err(|e| self.error("PutObject", Some(key), e))?;
@@ -982,42 +990,15 @@ impl S3Store {
         format!("s3://{}/{}{}", self.bucket, self.prefix, name)
     }
 
-    /// A single-request upload of an in-memory body, like [`Store::put`], except that without a
-    /// Content-Type none is sent (the SDK would send `application/octet-stream`; aws-cli sends
-    /// nothing and S3 stores `binary/octet-stream`).
+    /// A single-request upload of an in-memory body, whatever its size (sync decides between
+    /// this and multipart itself). Without a Content-Type none is sent.
     pub async fn put_small(
         &self,
         key: &Key,
         bytes: Bytes,
         headers: &Headers,
     ) -> Result<PutResult, Error> {
-        let mut request = self
-            .client
-            .put_object()
-            .bucket(&self.bucket)
-            .key(self.full(key))
-            .content_length(bytes.len() as i64);
-        request = match self.integrity {
-            Integrity::Crc32 => request.checksum_crc32(crc32_base64(&bytes)),
-            Integrity::Md5 => request.content_md5(md5_base64(&bytes)),
-        };
-        request = apply_put_headers!(request, headers);
-        let untyped = headers.content_type.is_none();
-        let output = request
-            .body(ByteStream::from(bytes))
-            .customize()
-            .disable_payload_signing()
-            .mutate_request(move |request| {
-                if untyped {
-                    request.headers_mut().remove("content-type");
-                }
-            })
-            .send()
-            .await
-            .map_err(|e| self.error("PutObject", Some(key), e))?;
-        Ok(PutResult {
-            etag: output.e_tag().map(normalize_etag),
-        })
+        self.put_bytes(key, bytes, headers).await
     }
 
     /// Every object under the prefix with its raw name, in the order the server lists them.
