@@ -785,48 +785,23 @@ impl Store for S3Store {
     }
 
     fn list(&self) -> BoxStream<'_, Result<Listing, Error>> {
-        let pages = self
-            .client
-            .list_objects_v2()
-            .bucket(&self.bucket)
-            .prefix(self.prefix.as_str())
-            .encoding_type(EncodingType::Url)
-            .into_paginator()
-            .send();
-        stream::unfold(pages, |mut pages| async move {
-            let page = pages.next().await?;
-            Some((page, pages))
-        })
-        .map(move |page| -> Result<Vec<Listing>, Error> {
-            let page = page.map_err(|e| self.error("ListObjectsV2", None, e))?;
-            let encoded = page.encoding_type() == Some(&EncodingType::Url);
-            let mut out = Vec::with_capacity(page.contents().len());
-            for object in page.contents() {
-                let Some(raw) = object.key() else { continue };
-                let full = decode_key(raw, encoded);
-                let Some(name) = self.prefix.strip(&full) else {
-                    continue;
-                };
-                match Key::new(name) {
-                    Ok(key) => out.push(Listing::Object(ObjectMeta {
+        self.list_names()
+            .map(|named| {
+                let named = named?;
+                Ok(match Key::new(named.name.clone()) {
+                    Ok(key) => Listing::Object(ObjectMeta {
                         key,
-                        size: object.size().unwrap_or(0).max(0) as u64,
-                        etag: object.e_tag().map(normalize_etag).filter(|e| !e.is_empty()),
-                        last_modified: to_system_time(object.last_modified()),
-                    })),
-                    Err(reason) => out.push(Listing::Unnamed {
-                        name: name.to_string(),
-                        reason,
+                        size: named.size,
+                        etag: named.etag,
+                        last_modified: named.last_modified,
                     }),
-                }
-            }
-            Ok(out)
-        })
-        .flat_map(|page| match page {
-            Ok(entries) => stream::iter(entries.into_iter().map(Ok)).boxed(),
-            Err(e) => stream::iter([Err(e)]).boxed(),
-        })
-        .boxed()
+                    Err(reason) => Listing::Unnamed {
+                        name: named.name,
+                        reason,
+                    },
+                })
+            })
+            .boxed()
     }
 
     async fn head(&self, key: &Key) -> Result<ObjectInfo, Error> {
@@ -1029,7 +1004,7 @@ impl S3Store {
                         size: object.size().unwrap_or(0).max(0) as u64,
                         last_modified: to_system_time(object.last_modified()),
                         storage_class: object.storage_class().map(|c| c.as_str().to_string()),
-                        etag: object.e_tag().map(normalize_etag),
+                        etag: object.e_tag().map(normalize_etag).filter(|e| !e.is_empty()),
                     })
                 })
                 .collect())
