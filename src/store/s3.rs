@@ -532,6 +532,8 @@ struct Spool {
 
 impl Spool {
     const FLUSH: usize = 4 << 20;
+    /// The largest file [`Spool::finish`] writes without the blocking pool.
+    const INLINE: usize = 1 << 20;
 
     fn new(parent: PathBuf, prefix: String) -> Spool {
         Spool {
@@ -551,7 +553,23 @@ impl Spool {
             use std::os::unix::fs::PermissionsExt;
             builder.permissions(std::fs::Permissions::from_mode(0o666));
         }
-        builder.tempfile_in(parent)
+        match builder.tempfile_in(parent) {
+            // The directory went away (or was never made): make it, as `create_dir_all` would.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                std::fs::create_dir_all(parent)?;
+                builder.tempfile_in(parent)
+            }
+            result => result,
+        }
+    }
+
+    /// Room for the next `bytes` (up to one flush), so a body is gathered without regrowing.
+    fn reserve(&mut self, bytes: u64) {
+        let room = usize::try_from(bytes)
+            .unwrap_or(usize::MAX)
+            .min(Self::FLUSH);
+        self.pending
+            .reserve(room.saturating_sub(self.pending.len()));
     }
 
     async fn push(&mut self, chunk: &[u8]) -> std::io::Result<()> {
@@ -584,8 +602,16 @@ impl Spool {
     }
 
     async fn flush(&mut self) -> std::io::Result<()> {
-        let pending = std::mem::take(&mut self.pending);
-        self.with_file(move |file| file.write_all(&pending)).await
+        let mut pending = std::mem::take(&mut self.pending);
+        let (pending, result) = self
+            .with_file(move |file| {
+                let result = file.write_all(&pending);
+                pending.clear();
+                Ok((pending, result))
+            })
+            .await?;
+        self.pending = pending; // keep the buffer for the next FLUSH bytes
+        result
     }
 
     /// Forgets everything written, to start the object over.
@@ -603,6 +629,10 @@ impl Spool {
 
     /// Writes what is left, sets the times and renames the file over `destination`. Returns the
     /// error of setting the times, if that alone failed (the file is kept).
+    ///
+    /// A small file that was never flushed is finished right here, on the runtime's thread: the
+    /// create, write, utimensat and rename of a few hundred KB cost less than the two thread
+    /// wakeups of a trip to the blocking pool (12% of a 5,000-file download's CPU).
     async fn finish(
         mut self,
         destination: &Path,
@@ -610,8 +640,9 @@ impl Spool {
     ) -> std::io::Result<Option<std::io::Error>> {
         let pending = std::mem::take(&mut self.pending);
         let destination = destination.to_owned();
+        let inline = self.file.is_none() && pending.len() <= Self::INLINE;
         let (parent, prefix, file) = (self.parent, self.prefix, self.file);
-        tokio::task::spawn_blocking(move || {
+        let finish = move || {
             let mut file = match file {
                 Some(file) => file,
                 None => Spool::create(&parent, &prefix)?,
@@ -625,9 +656,14 @@ impl Spool {
             });
             file.persist(&destination).map_err(|e| e.error)?;
             Ok(times_error)
-        })
-        .await
-        .expect("file task does not panic")
+        };
+        if inline {
+            finish()
+        } else {
+            tokio::task::spawn_blocking(finish)
+                .await
+                .expect("file task does not panic")
+        }
     }
 }
 
@@ -1085,6 +1121,11 @@ impl S3Store {
                 etag = output.e_tag().map(str::to_string);
                 total = output.content_length().map(|n| n.max(0) as u64);
             }
+            spool.reserve(
+                output
+                    .content_length()
+                    .map_or(0, |n| u64::try_from(n).unwrap_or(0)),
+            );
             if written > 0 && output.content_range().is_none() {
                 // The server ignored the range and sent the whole object: start over.
                 spool.reset().await.map_err(io)?;
@@ -1269,5 +1310,67 @@ mod tests {
         // CRC32 of "hello" is 0x3610a686.
         assert_eq!(crc32_base64(b"hello"), "NhCmhg==");
         assert_eq!(md5_base64(b""), "1B2M2Y8AsgTpgAmY7PhCfg==");
+    }
+}
+
+#[cfg(test)]
+mod spool_tests {
+    use super::*;
+
+    async fn spool_to(parent: &Path, name: &str, chunks: &[&[u8]]) -> PathBuf {
+        let destination = parent.join(name);
+        let mut spool = Spool::new(parent.to_owned(), format!("{name}."));
+        spool.reserve(chunks.iter().map(|c| c.len() as u64).sum());
+        for chunk in chunks {
+            spool.push(chunk).await.unwrap();
+        }
+        let time = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000);
+        let times_error = spool.finish(&destination, Some(time)).await.unwrap();
+        assert!(times_error.is_none());
+        assert_eq!(std::fs::metadata(&destination).unwrap().modified().unwrap(), time);
+        destination
+    }
+
+    fn leftovers(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn small_file_is_finished_inline_into_a_missing_directory() {
+        let tmp = tempfile::tempdir().unwrap();
+        let parent = tmp.path().join("made/on/demand");
+        let path = spool_to(&parent, "a.html", &[b"<p>", b"hi", b"</p>"]).await;
+        assert_eq!(std::fs::read(path).unwrap(), b"<p>hi</p>");
+        assert_eq!(leftovers(&parent), ["a.html"]);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn large_file_goes_through_flushes_and_the_blocking_pool() {
+        let tmp = tempfile::tempdir().unwrap();
+        // Over FLUSH, in uneven chunks: written in flushes, finished on the blocking pool.
+        let chunk: Vec<u8> = (0..=255u8).cycle().take(1_000_003).collect();
+        let chunks: Vec<&[u8]> = std::iter::repeat_n(chunk.as_slice(), 5).collect();
+        let path = spool_to(tmp.path(), "big.bin", &chunks).await;
+        let bytes = std::fs::read(path).unwrap();
+        assert_eq!(bytes.len(), 5 * chunk.len());
+        assert!(bytes.chunks(chunk.len()).all(|c| c == chunk.as_slice()));
+        assert_eq!(leftovers(tmp.path()), ["big.bin"]);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn reset_forgets_what_was_written() {
+        let tmp = tempfile::tempdir().unwrap();
+        let destination = tmp.path().join("r.bin");
+        let mut spool = Spool::new(tmp.path().to_owned(), "r.bin.".into());
+        spool.push(&vec![1u8; Spool::FLUSH + 1]).await.unwrap();
+        spool.reset().await.unwrap();
+        spool.push(b"second").await.unwrap();
+        spool.finish(&destination, None).await.unwrap();
+        assert_eq!(std::fs::read(&destination).unwrap(), b"second");
     }
 }

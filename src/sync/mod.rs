@@ -300,6 +300,7 @@ pub async fn run(args: &SyncArgs, interrupt: &Interrupt) -> Result<Outcome, Erro
         destination_store: destination_store.as_deref(),
         output: &output,
         interrupt,
+        directories: Default::default(),
     };
     Ok(job.run(&steps).await)
 }

@@ -306,6 +306,29 @@ pub struct Job<'a> {
     pub destination_store: Option<&'a S3Store>,
     pub output: &'a Output<'a>,
     pub interrupt: &'a Interrupt,
+    /// Local directories this run made or found, so each is created once, not once per file.
+    pub directories: Directories,
+}
+
+/// Directories known to exist under a download's destination, so each is made once, not once
+/// per file. Made on the runtime's thread, like a small download's file (see `Spool::finish`):
+/// a mkdir costs less than a trip to the blocking pool. A directory removed behind hoist's back
+/// is made again when its file cannot be created.
+#[derive(Debug, Default)]
+pub struct Directories(std::sync::Mutex<std::collections::HashSet<PathBuf>>);
+
+impl Directories {
+    fn ensure(&self, directory: &Path) -> std::io::Result<()> {
+        if self.0.lock().expect("not poisoned").contains(directory) {
+            return Ok(());
+        }
+        std::fs::create_dir_all(directory)?;
+        self.0
+            .lock()
+            .expect("not poisoned")
+            .insert(directory.to_owned());
+        Ok(())
+    }
 }
 
 /// A transfer that passed the pre-checks.
@@ -568,8 +591,8 @@ impl Job<'_> {
                 let store = self.source_store.expect("S3 source has a store");
                 let path = local_path(absolute, name);
                 let parent = path.parent().expect("a file below the root has a parent");
-                tokio::fs::create_dir_all(parent)
-                    .await
+                self.directories
+                    .ensure(parent)
                     .map_err(|e| os_error_text(&e, parent))?;
                 let modified = whole_seconds(self.source.entries[index].modified);
                 let times = store
