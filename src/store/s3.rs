@@ -76,6 +76,9 @@ pub struct S3Store {
     parts: Arc<Semaphore>,
     /// Once set, multipart uploads start no new part and are aborted.
     interrupt: Option<crate::interrupt::Interrupt>,
+    /// Whether [`PutResult::etag`] of a multipart upload must be the ETag listings show (one
+    /// HEAD after the upload; deploy's manifest needs it), or may be Complete's answer (sync).
+    listed_etags: bool,
 }
 
 impl S3Store {
@@ -94,7 +97,15 @@ impl S3Store {
             multipart: Multipart::default(),
             parts: Arc::new(Semaphore::new(8)),
             interrupt: None,
+            listed_etags: true,
         }
+    }
+
+    /// Multipart uploads return CompleteMultipartUpload's ETag without a HEAD to learn the
+    /// one listings show (which some servers make different). For callers that do not keep it.
+    pub fn without_listed_etags(mut self) -> Self {
+        self.listed_etags = false;
+        self
     }
 
     pub fn with_interrupt(mut self, interrupt: crate::interrupt::Interrupt) -> Self {
@@ -237,11 +248,14 @@ impl S3Store {
                     // Some servers (rclone serve s3) answer CompleteMultipartUpload with a
                     // multipart ETag but list the object with its MD5; the manifest must hold
                     // what listings show, so ask once.
-                    Ok(output) => Ok(PutResult {
+                    Ok(output) if self.listed_etags => Ok(PutResult {
                         etag: match self.head(key).await {
                             Ok(info) => info.meta.etag,
                             Err(_) => output.e_tag().map(normalize_etag),
                         },
+                    }),
+                    Ok(output) => Ok(PutResult {
+                        etag: output.e_tag().map(normalize_etag),
                     }),
                     Err(e) => {
                         let error = self.error("CompleteMultipartUpload", Some(key), e);
@@ -1327,7 +1341,10 @@ mod spool_tests {
         let time = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000);
         let times_error = spool.finish(&destination, Some(time)).await.unwrap();
         assert!(times_error.is_none());
-        assert_eq!(std::fs::metadata(&destination).unwrap().modified().unwrap(), time);
+        assert_eq!(
+            std::fs::metadata(&destination).unwrap().modified().unwrap(),
+            time
+        );
         destination
     }
 

@@ -335,7 +335,8 @@ async fn open_store(
         },
         settings.concurrency.get(),
     )
-    .with_interrupt(interrupt.clone());
+    .with_interrupt(interrupt.clone())
+    .without_listed_etags(); // sync keeps no record of what it uploaded
     Some(Arc::new(store))
 }
 
