@@ -47,6 +47,18 @@ impl Changes {
             .collect();
         Changes { keys }
     }
+
+    /// These changes and the keys an earlier deploy left uninvalidated, each once, sorted.
+    pub fn with_pending(self, pending: &[String]) -> Changes {
+        let keys: BTreeSet<String> = self
+            .keys
+            .into_iter()
+            .chain(pending.iter().cloned())
+            .collect();
+        Changes {
+            keys: keys.into_iter().collect(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -300,7 +312,8 @@ fn not_invalidated(error: Error, settings: &CloudFrontSettings, paths: &[String]
             }
         ),
         hint: Some(format!(
-            "invalidate them by hand: aws cloudfront create-invalidation --distribution-id {} --paths {}",
+            "the next `hoist deploy` invalidates them (the manifest records them), or by hand: \
+             aws cloudfront create-invalidation --distribution-id {} --paths {}",
             settings.distribution_id,
             if quoted.is_empty() {
                 "'/*'".to_string()

@@ -173,7 +173,18 @@ pub async fn run(
         printer.warn(warning);
     }
 
-    let changes = crate::cdn::Changes::from_plan(&plan);
+    // Keys an interrupted or failed deploy changed without a confirmed invalidation: owed now.
+    let owed: Vec<String> = match (&settings.cloudfront, &manifest) {
+        (Some(_), Some(manifest)) => manifest.pending_invalidation.clone(),
+        _ => Vec::new(),
+    };
+    if !owed.is_empty() {
+        printer.status(&format!(
+            "{} key(s) changed by an earlier deploy were never invalidated; invalidating them now",
+            owed.len()
+        ));
+    }
+    let changes = crate::cdn::Changes::from_plan(&plan).with_pending(&owed);
     if settings.dryrun {
         for action in &plan.actions {
             printer.line(&action_line(action, true));
@@ -221,6 +232,19 @@ pub async fn run(
     } else {
         &["manifest"]
     };
+    // The intent record: before anything changes, the manifest says which keys will owe an
+    // invalidation, so no way of stopping (a failed invalidation, SIGTERM, SIGKILL) loses them.
+    // The objects are the old manifest's: entries for objects this run rewrites stop matching
+    // the listing and are re-checked, as after any interrupted deploy.
+    let mut remote_manifest = manifest;
+    if settings.cloudfront.is_some() && changes.keys.as_slice() != owed {
+        let mut intent = remote_manifest
+            .clone()
+            .unwrap_or_else(|| Manifest::new(Default::default()));
+        intent.pending_invalidation = changes.keys.clone();
+        put_manifest(store, &intent).await?;
+        remote_manifest = Some(intent);
+    }
     let executor = Executor {
         store,
         files: &files,
@@ -274,23 +298,16 @@ pub async fn run(
         _ => None,
     };
 
-    let next = next_manifest(&plan, &files, &executed);
-    let unchanged_manifest = manifest.as_ref().is_some_and(|old| old.same_objects(&next));
-    if !unchanged_manifest {
-        let bytes = next.to_bytes();
-        let headers = crate::headers::Headers {
-            content_type: Some("application/json".into()),
-            cache_control: Some("no-store".into()),
-            ..Default::default()
-        };
-        store
-            .put(
-                &manifest::manifest_key(),
-                Body::Bytes(bytes.into()),
-                &headers,
-            )
-            .await
-            .map_err(Error::Store)?;
+    // Reached only when every step succeeded: nothing is owed any more, unless invalidation
+    // is off for this run (`--no-invalidate`), which leaves what an earlier run owed.
+    let mut next = next_manifest(&plan, &files, &executed);
+    if settings.cloudfront.is_none()
+        && let Some(old) = &remote_manifest
+    {
+        next.pending_invalidation = old.pending_invalidation.clone();
+    }
+    if !remote_manifest.is_some_and(|old| old.same_content(&next)) {
+        put_manifest(store, &next).await?;
     }
 
     let summary = Summary::of(
@@ -317,6 +334,23 @@ pub async fn run(
 fn sorted(mut actions: Vec<Action>) -> Vec<Action> {
     actions.sort_by(|a, b| (a.phase, &a.key).cmp(&(b.phase, &b.key)));
     actions
+}
+
+async fn put_manifest(store: &dyn Store, manifest: &Manifest) -> Result<(), Error> {
+    let headers = crate::headers::Headers {
+        content_type: Some("application/json".into()),
+        cache_control: Some("no-store".into()),
+        ..Default::default()
+    };
+    store
+        .put(
+            &manifest::manifest_key(),
+            Body::Bytes(manifest.to_bytes().into()),
+            &headers,
+        )
+        .await
+        .map_err(Error::Store)?;
+    Ok(())
 }
 
 /// Reads the previous manifest; a missing one is normal, an unreadable one a warning.

@@ -6,6 +6,11 @@
 //! object itself. It is written last, after every other step succeeded: an interrupted deploy
 //! leaves the previous manifest, whose entries no longer match what changed, and the next run
 //! re-checks exactly those.
+//!
+//! With CloudFront configured, the manifest also records the keys whose invalidation is owed:
+//! written before the uploads start (an intent record) and cleared after the invalidation
+//! succeeded. A deploy that is interrupted, killed or whose invalidation fails leaves them, and
+//! the next deploy invalidates them even though it finds nothing left to upload.
 
 use std::collections::BTreeMap;
 
@@ -27,6 +32,9 @@ pub struct Manifest {
     /// Unique per deploy that wrote it.
     pub deploy_id: String,
     pub objects: BTreeMap<Key, Entry>,
+    /// Keys changed by a deploy whose CloudFront invalidation has not been confirmed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pending_invalidation: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -50,6 +58,7 @@ impl Manifest {
             version: VERSION,
             deploy_id: uuid::Uuid::new_v4().to_string(),
             objects,
+            pending_invalidation: Vec::new(),
         }
     }
 
@@ -76,9 +85,9 @@ impl Manifest {
         (entry.size == listed.size && entry.etag.as_deref() == Some(listed_etag)).then_some(entry)
     }
 
-    /// Whether two manifests describe the same objects (ignoring the deploy id).
-    pub fn same_objects(&self, other: &Manifest) -> bool {
-        self.objects == other.objects
+    /// Whether two manifests say the same (ignoring the deploy id).
+    pub fn same_content(&self, other: &Manifest) -> bool {
+        self.objects == other.objects && self.pending_invalidation == other.pending_invalidation
     }
 }
 
@@ -129,6 +138,19 @@ mod tests {
         let mut other = m.clone();
         other.version = 99;
         assert!(Manifest::parse(&other.to_bytes()).is_err());
-        assert!(Manifest::new(m.objects.clone()).same_objects(&m));
+        assert!(Manifest::new(m.objects.clone()).same_content(&m));
+    }
+
+    #[test]
+    fn pending_invalidation_is_optional_and_round_trips() {
+        let m = manifest();
+        // Without pending keys the field is left out: manifests read as before.
+        let text = String::from_utf8(m.to_bytes()).unwrap();
+        assert!(!text.contains("pending_invalidation"), "{text}");
+        let mut owed = m.clone();
+        owed.pending_invalidation = vec!["a.html".into()];
+        let parsed = Manifest::parse(&owed.to_bytes()).unwrap();
+        assert_eq!(parsed.pending_invalidation, ["a.html"]);
+        assert!(!parsed.same_content(&m));
     }
 }

@@ -277,7 +277,7 @@ fn dryrun_prints_paths_and_creates_nothing() {
 }
 
 #[test]
-fn unknown_distribution_fails_with_exit_1_after_the_upload() {
+fn failed_invalidation_exits_1_and_the_next_deploy_owes_it() {
     let Some(server) = Server::moto() else { return };
     let site = Site::with_config(&server, PAGES, CDN_CONFIG, "");
     site.write_config(&format!(
@@ -298,8 +298,51 @@ fn unknown_distribution_fails_with_exit_1_after_the_upload() {
         "{}",
         ran.stderr
     );
-    // The upload happened; the manifest was not written, so the next run re-checks.
+    // The upload happened, and the manifest records the invalidation it owes.
     assert_eq!(site.contents()["index.html"], b"v2");
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&site.contents()[".hoist/manifest.json"]).expect("manifest");
+    assert_eq!(
+        manifest["pending_invalidation"],
+        serde_json::json!(["index.html"])
+    );
+
+    // With the distribution fixed, the next deploy finds nothing to upload and still
+    // invalidates what the failed one changed; the one after owes nothing.
+    let client = cloudfront(&server);
+    let id = create_distribution(&client, &site.bucket, "");
+    site.write_config(&format!(
+        "{CDN_CONFIG}\ncloudfront:\n  distribution_id: {id}\n  endpoint_url: {}\n",
+        server.endpoint().url
+    ));
+    let dry = site.deploy_json().arg("--dryrun").success();
+    assert_eq!(
+        dry.json()["invalidation"]["paths"],
+        serde_json::json!(["/", "/index.html"])
+    );
+    assert!(
+        invalidations(&client, &id).is_empty(),
+        "a dry run invalidates nothing"
+    );
+    let rerun = site.deploy_json().success();
+    assert!(rerun.actions().is_empty(), "{}", rerun.stdout);
+    assert!(
+        rerun
+            .stderr
+            .contains("never invalidated; invalidating them now"),
+        "{}",
+        rerun.stderr
+    );
+    assert_eq!(
+        invalidations(&client, &id),
+        [vec!["/".to_string(), "/index.html".into()]]
+    );
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&site.contents()[".hoist/manifest.json"]).expect("manifest");
+    assert!(manifest.get("pending_invalidation").is_none(), "{manifest}");
+    let settled = site.deploy_json().success();
+    assert_eq!(settled.json()["invalidation"]["status"], "none");
+    assert_eq!(invalidations(&client, &id).len(), 1);
 }
 
 #[test]
