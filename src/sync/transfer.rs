@@ -310,24 +310,21 @@ pub struct Job<'a> {
     pub directories: Directories,
 }
 
-/// Directories known to exist under a download's destination, so each is made once, not once
-/// per file. Made on the runtime's thread, like a small download's file (see `Spool::finish`):
-/// a mkdir costs less than a trip to the blocking pool. A directory removed behind hoist's back
-/// is made again when its file cannot be created.
+/// Directories known to exist under a download's destination, so each is made once per run,
+/// on the same trip to the blocking pool as its first file, not once per file.
 #[derive(Debug, Default)]
 pub struct Directories(std::sync::Mutex<std::collections::HashSet<PathBuf>>);
 
 impl Directories {
-    fn ensure(&self, directory: &Path) -> std::io::Result<()> {
-        if self.0.lock().expect("not poisoned").contains(directory) {
-            return Ok(());
-        }
-        std::fs::create_dir_all(directory)?;
+    fn known(&self, directory: &Path) -> bool {
+        self.0.lock().expect("not poisoned").contains(directory)
+    }
+
+    fn remember(&self, directory: &Path) {
         self.0
             .lock()
             .expect("not poisoned")
             .insert(directory.to_owned());
-        Ok(())
     }
 }
 
@@ -591,14 +588,13 @@ impl Job<'_> {
                 let store = self.source_store.expect("S3 source has a store");
                 let path = local_path(absolute, name);
                 let parent = path.parent().expect("a file below the root has a parent");
-                self.directories
-                    .ensure(parent)
-                    .map_err(|e| os_error_text(&e, parent))?;
+                let make_parent = !self.directories.known(parent);
                 let modified = whole_seconds(self.source.entries[index].modified);
                 let times = store
-                    .download_to(name, &path, Some(modified))
+                    .download_to(name, &path, Some(modified), make_parent)
                     .await
                     .map_err(|e| exception_text(&e, "GetObject"))?;
+                self.directories.remember(parent);
                 Ok(times.map(|error| {
                     format!(
                         "Skipping file {0}. Successfully Downloaded {0} but was unable to update \
