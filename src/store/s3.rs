@@ -1162,15 +1162,12 @@ impl S3Store {
                 .send()
                 .await
                 .map_err(|e| map_sdk_error("GetObject", &url, &self.bucket, &self.endpoint, e))?;
+            let length = output.content_length().map(|n| n.max(0) as u64);
             if etag.is_none() {
                 etag = output.e_tag().map(str::to_string);
-                total = output.content_length().map(|n| n.max(0) as u64);
+                total = length;
             }
-            spool.reserve(
-                output
-                    .content_length()
-                    .map_or(0, |n| u64::try_from(n).unwrap_or(0)),
-            );
+            spool.reserve(length.unwrap_or(0));
             if written > 0 && output.content_range().is_none() {
                 // The server ignored the range and sent the whole object: start over.
                 spool.reset().await.map_err(io)?;

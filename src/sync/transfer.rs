@@ -594,7 +594,9 @@ impl Job<'_> {
                     .download_to(name, &path, Some(modified), make_parent)
                     .await
                     .map_err(|e| exception_text(&e, "GetObject"))?;
-                self.directories.remember(parent);
+                if make_parent {
+                    self.directories.remember(parent);
+                }
                 Ok(times.map(|error| {
                     format!(
                         "Skipping file {0}. Successfully Downloaded {0} but was unable to update \

@@ -38,19 +38,10 @@ pub struct Endpoint {
 
 impl Endpoint {
     pub fn client(&self) -> Client {
-        let credentials = aws_sdk_s3::config::Credentials::new(
-            &self.access_key,
-            &self.secret_key,
-            None,
-            None,
-            "hoist-tests",
-        );
-        let config = aws_sdk_s3::config::Builder::new()
-            .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
-            .region(aws_sdk_s3::config::Region::new("us-east-1"))
-            .endpoint_url(&self.url)
-            .force_path_style(true)
-            .credentials_provider(credentials)
+        let base = crate::servers::s3_client(&self.url, &self.access_key, &self.secret_key);
+        let config = base
+            .config()
+            .to_builder()
             // Tests compare bytes themselves; moto stores a multipart source's composite CRC32
             // on a single-part copy, which the SDK's own validation would reject.
             .response_checksum_validation(
