@@ -1,12 +1,10 @@
-//! What the user typed: clap derive structs and nothing more. [`crate::settings`] turns these
+//! What the user typed: clap derive structs and nothing more. [`crate::deploy::settings`] turns these
 //! into validated values; nothing downstream reads a flag.
 
 use std::num::NonZeroUsize;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
-
-use crate::report::OutputFormat;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -574,4 +572,12 @@ mod tests {
             );
         }
     }
+}
+
+/// `--output`: lines for people, or one JSON document for scripts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OutputFormat {
+    Human,
+    Json,
 }

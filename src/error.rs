@@ -1,79 +1,64 @@
-//! The top-level error: every failure a command can end with, and its exit code.
+//! The top-level error, the exit codes, and the one-line rendering of an error chain.
 //!
 //! | code | meaning |
 //! |------|---------|
 //! | 0 | success (a deploy with nothing to do too) |
 //! | 1 | the run failed: a store error, a failed phase, a safety guard refused |
-//! | 2 | bad usage, an invalid config, or a source tree hoist will not publish |
+//! | 2 | bad usage, an invalid config, or a source tree hoist will not publish; `sync`: files were skipped with warnings |
 //! | 130 | interrupted (SIGINT/SIGTERM) |
-//! | 255 | `sync`: arguments aws-cli rejects after parsing (local to local, a missing local source,
-//! an invalid `s3` setting in the AWS profile), with aws-cli's code |
+//! | 255 | `sync`: arguments aws-cli rejects after parsing (local to local, a missing local source, an invalid `s3` setting in the AWS profile), with aws-cli's code |
 //!
-//! `sync` reports transfer failures and skipped files itself, aws-cli style, and exits 1 or 2
-//! through [`crate::sync::Outcome`]; only fatal errors reach this type.
+//! Each module owns its error enum, which knows its [`ExitCode`]; [`crate::Error`] wraps the
+//! commands' errors, like just's `Error::code()`. A variant's message says what hoist was doing
+//! and its `source` says why, so `main` prints the chain without repeating a cause. This module
+//! depends on nothing else in the crate.
 
-use crate::config::ConfigError;
-use crate::execute::ExecuteError;
-use crate::scan::ScanError;
-use crate::store;
+use std::fmt;
 
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    #[error("{0}")]
-    Usage(String),
-    #[error(transparent)]
-    Config(#[from] ConfigError),
-    #[error(transparent)]
-    Scan(#[from] ScanError),
-    #[error(transparent)]
-    Store(#[from] store::Error),
-    /// A safety guard refused the plan before anything changed.
-    #[error("{message}")]
-    Guard { message: String, hint: String },
-    #[error(transparent)]
-    Execute(ExecuteError),
-    #[error("{message}")]
-    Cdn {
-        message: String,
-        hint: Option<String>,
-        #[source]
-        source: Option<Box<dyn std::error::Error + Send + Sync>>,
-    },
-    /// `sync` arguments that aws-cli rejects after parsing, with its exit code 255.
-    #[error("{0}")]
-    SyncInvalid(String),
+/// Every exit code hoist uses, in one place (fd's `exit_codes.rs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExitCode {
+    Success,
+    /// The run failed.
+    Failure,
+    /// Bad usage or input; for `sync`, files were skipped with warnings.
+    Usage,
+    /// SIGINT or SIGTERM.
+    Interrupted,
+    /// `sync`: aws-cli's code for arguments it rejects after parsing.
+    AwsCliUsage,
 }
 
-impl From<ExecuteError> for Error {
-    fn from(error: ExecuteError) -> Self {
-        Error::Execute(error)
+impl ExitCode {
+    /// The process exit status.
+    pub fn code(self) -> u8 {
+        match self {
+            ExitCode::Success => 0,
+            ExitCode::Failure => 1,
+            ExitCode::Usage => 2,
+            ExitCode::Interrupted => 130,
+            ExitCode::AwsCliUsage => 255,
+        }
     }
 }
 
-impl Error {
-    pub fn exit_code(&self) -> i32 {
-        match self {
-            Error::Usage(_) | Error::Config(_) | Error::Scan(_) => 2,
-            Error::Execute(ExecuteError::Interrupted { .. }) => 130,
-            Error::Store(_) | Error::Guard { .. } | Error::Execute(_) | Error::Cdn { .. } => 1,
-            Error::SyncInvalid(_) => 255,
-        }
+impl From<ExitCode> for std::process::ExitCode {
+    fn from(code: ExitCode) -> Self {
+        std::process::ExitCode::from(code.code())
     }
+}
 
-    pub fn hint(&self) -> Option<String> {
-        match self {
-            Error::Store(error) => error.hint(),
-            Error::Guard { hint, .. } => Some(hint.clone()),
-            Error::Cdn { hint, .. } => hint.clone(),
-            Error::Execute(ExecuteError::PhaseFailed { failed, .. }) => {
-                failed.iter().find_map(|f| f.error.hint()).or_else(|| {
-                    Some("run the same command again: hoist picks up where it stopped".into())
-                })
-            }
-            Error::Execute(ExecuteError::Interrupted { .. }) => {
-                Some("run the same command again to finish the deploy".into())
-            }
-            _ => None,
+/// Displays an error and its sources on one line: `what: why: why`.
+pub(crate) struct ErrorChain<'a>(pub(crate) &'a (dyn std::error::Error + 'static));
+
+impl fmt::Display for ErrorChain<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut source = self.0.source();
+        while let Some(error) = source {
+            write!(f, ": {error}")?;
+            source = error.source();
         }
+        Ok(())
     }
 }

@@ -81,7 +81,7 @@ impl Headers {
 /// The Content-Type for a file name: mime_guess's first guess, with `charset=utf-8` for text
 /// types (browsers otherwise guess the charset of a `text/html` page), or
 /// `application/octet-stream` when nothing is known.
-pub fn guess_content_type(file_name: &str) -> String {
+pub fn default_content_type(file_name: &str) -> String {
     match mime_guess::from_path(file_name).first() {
         Some(mime) => {
             let essence = mime.essence_str();
@@ -139,7 +139,7 @@ mod tests {
             ("archive.unknownext", "application/octet-stream"),
         ];
         for (name, want) in cases {
-            assert_eq!(guess_content_type(name), want, "{name}");
+            assert_eq!(default_content_type(name), want, "{name}");
         }
     }
 

@@ -1,45 +1,34 @@
 //! Ctrl-C and SIGTERM: stop scheduling, let in-flight requests finish, never start a later phase.
 //!
 //! `main` installs the handler; the executor checks [`Interrupt::is_set`] before each action and
-//! between phases. A second signal exits at once with 130.
+//! between phases. A second signal exits at once with [`ExitCode::Interrupted`].
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use crate::error::ExitCode;
+
 #[derive(Debug, Clone, Default)]
-pub struct Interrupt {
+pub(crate) struct Interrupt {
     flag: Arc<AtomicBool>,
-    notify: Arc<tokio::sync::Notify>,
 }
 
 impl Interrupt {
-    pub fn new() -> Interrupt {
+    pub(crate) fn new() -> Interrupt {
         Interrupt::default()
     }
 
-    pub fn is_set(&self) -> bool {
+    pub(crate) fn is_set(&self) -> bool {
         self.flag.load(Ordering::SeqCst)
     }
 
-    pub fn set(&self) {
+    pub(crate) fn set(&self) {
         self.flag.store(true, Ordering::SeqCst);
-        self.notify.notify_waiters();
-    }
-
-    /// Resolves once the interrupt is set.
-    pub async fn wait(&self) {
-        loop {
-            let notified = self.notify.notified();
-            if self.is_set() {
-                return;
-            }
-            notified.await;
-        }
     }
 
     /// Listens for SIGINT and SIGTERM (Ctrl-C elsewhere). The first sets the flag; the second
-    /// exits the process with 130.
-    pub fn install(&self) {
+    /// exits the process with [`ExitCode::Interrupted`].
+    pub(crate) fn install(&self) {
         let this = self.clone();
         tokio::spawn(async move {
             let mut signals = 0;
@@ -47,11 +36,11 @@ impl Interrupt {
                 wait_for_signal().await;
                 signals += 1;
                 if signals > 1 {
-                    eprintln!("interrupted again: exiting now");
-                    std::process::exit(130);
+                    crate::report::notice("interrupted again: exiting now");
+                    std::process::exit(i32::from(ExitCode::Interrupted.code()));
                 }
-                eprintln!(
-                    "interrupted: finishing requests in flight, starting nothing new (press Ctrl-C again to exit now)"
+                crate::report::notice(
+                    "interrupted: finishing requests in flight, starting nothing new (press Ctrl-C again to exit now)",
                 );
                 this.set();
             }

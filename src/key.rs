@@ -207,7 +207,7 @@ mod tests {
         let site = Prefix::new("site").unwrap();
         let key = Key::new("index.html").unwrap();
         assert_eq!(site.join(&key), "site/index.html");
-        // `site/` never matches `site-old/`: see S3-PITFALLS.md (`-` sorts before `/`).
+        // `site/` never matches `site-old/`: see docs/s3-facts.md (`-` sorts before `/`).
         assert_eq!(site.strip("site-old/index.html"), None);
         assert_eq!(site.strip("site/index.html"), Some("index.html"));
         assert_eq!(site.strip("site"), None);

@@ -1,35 +1,91 @@
 //! hoist publishes static websites to Amazon S3 and S3-compatible stores, and is a faithful,
 //! faster `aws s3 sync`.
 //!
-//! The modules follow the data. `cli` is what the user typed; `settings` validates it together
-//! with `config` (deploy.yaml) into typed values before the first request. `scan` turns the
-//! source tree into sorted `LocalFile`s whose headers come from `rules`. A `store::Store` (S3 or a
-//! local directory) lists the target; `manifest` remembers what the last deploy published; `plan`
-//! compares the two without I/O and orders the actions into phases; `execute` alone mutates the
-//! store, phase by phase; `cdn` invalidates CloudFront; `report` prints. `deploy` wires these
-//! together. `sync` is `aws s3 sync` with aws-cli's semantics: its own listing, filters and
-//! comparison strategies, over the same stores. Names of remote objects are `key::Key`s,
-//! relative to the target prefix, so nothing above the store can name an object outside the
-//! target.
+//! Two products over one store. [`deploy`] is the rule-driven publisher: settings → scan →
+//! plan (pure) → execute in phases → CloudFront → manifest. [`sync`] is `aws s3 sync` with
+//! aws-cli's semantics: its own walk, filters, comparison and executor, because its contract
+//! (aws-cli's lines, raw key names, mtime comparison) is not deploy's (content hashes, phases,
+//! a manifest). What they share sits here: [`cli`] (what the user typed), [`error`] (one
+//! [`ExitCode`] for both), [`aws`] (the SDK session and the S3 store it
+//! opens), [`store`] (the [`Store`](store::Store) trait deploy uses and the
+//! [`NamedStore`](store::NamedStore) trait sync uses, over the S3 and local backends),
+//! [`key`] (the only way to name a remote object, so nothing can name one outside the target),
+//! [`headers`], [`interrupt`] and [`report`] (the printer, the only code that writes to the
+//! terminal).
 
-pub mod aws;
-pub mod cdn;
+pub(crate) mod aws;
 pub mod cli;
-pub mod config;
-pub mod deploy;
+pub(crate) mod deploy;
 pub mod error;
-pub mod execute;
 pub mod headers;
-pub mod interrupt;
+pub(crate) mod interrupt;
 pub mod key;
-pub mod manifest;
-pub mod plan;
-pub mod report;
-pub mod rules;
-pub mod scan;
-pub mod settings;
+pub(crate) mod report;
 pub mod store;
-pub mod sync;
-pub mod target;
+pub(crate) mod sync;
 
-pub use error::Error;
+pub use error::ExitCode;
+pub use report::print_error;
+
+use cli::Command;
+use deploy::DeployError;
+use interrupt::Interrupt;
+use sync::SyncError;
+
+/// Runs one command to its end. Installs the SIGINT/SIGTERM handler first: the first signal
+/// stops scheduling and lets requests in flight finish; the second exits at once.
+pub async fn run(command: Command) -> Result<ExitCode, Error> {
+    let interrupt = Interrupt::new();
+    interrupt.install();
+    match command {
+        Command::Deploy(args) => {
+            deploy::run(&args, &interrupt).await?;
+            Ok(ExitCode::Success)
+        }
+        // sync prints its own failures and warnings, aws-cli style; its outcome is the code.
+        Command::Sync(args) => Ok(sync::run(&args, &interrupt).await?.exit_code()),
+    }
+}
+
+/// How a command failed. Opaque outside the crate: its message, its sources, its exit code and
+/// its hint are what a caller gets.
+#[derive(Debug, thiserror::Error)]
+#[error(transparent)]
+pub struct Error(Kind);
+
+#[derive(Debug, thiserror::Error)]
+enum Kind {
+    #[error(transparent)]
+    Deploy(DeployError),
+    #[error(transparent)]
+    Sync(SyncError),
+}
+
+impl From<DeployError> for Error {
+    fn from(error: DeployError) -> Self {
+        Error(Kind::Deploy(error))
+    }
+}
+
+impl From<SyncError> for Error {
+    fn from(error: SyncError) -> Self {
+        Error(Kind::Sync(error))
+    }
+}
+
+impl Error {
+    pub fn exit_code(&self) -> ExitCode {
+        match &self.0 {
+            Kind::Deploy(error) => error.exit_code(),
+            Kind::Sync(error) => error.exit_code(),
+        }
+    }
+
+    /// Advice printed after the error chain.
+    pub fn hint(&self) -> Option<String> {
+        match &self.0 {
+            Kind::Deploy(error) => error.hint(),
+            Kind::Sync(_) => None,
+        }
+    }
+}

@@ -1,15 +1,11 @@
-//! The `hoist` binary: parse, set up output, logging and the runtime, run, map the result to an
-//! exit code (see `hoist::error`).
-
-use std::process::ExitCode;
+//! The `hoist` binary: parse, set up logging and the runtime, run, map the result to an exit
+//! code (see `hoist::error`).
 
 use clap::Parser;
-use hoist::cli::{Cli, Command};
-use hoist::interrupt::Interrupt;
-use hoist::report::Printer;
-use hoist::settings::DeploySettings;
+use hoist::ExitCode;
+use hoist::cli::Cli;
 
-fn main() -> ExitCode {
+fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     init_logging(cli.verbose);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -18,50 +14,24 @@ fn main() -> ExitCode {
     {
         Ok(runtime) => runtime,
         Err(error) => {
-            eprintln!("error: cannot start the async runtime: {error}");
-            return ExitCode::from(1);
+            hoist::print_error(
+                &error,
+                Some("hoist needs threads and an event loop from the OS"),
+            );
+            return ExitCode::Failure.into();
         }
     };
-    let result = runtime.block_on(async {
-        let interrupt = Interrupt::new();
-        interrupt.install();
-        match cli.command {
-            Command::Deploy(args) => {
-                let settings = DeploySettings::resolve(&args)?;
-                let printer = Printer::new(settings.output, settings.quiet);
-                hoist::deploy::run(settings, &printer, &interrupt)
-                    .await
-                    .map(|()| 0)
-            }
-            // sync prints its own failures and warnings, aws-cli style; its outcome is the code.
-            Command::Sync(args) => hoist::sync::run(&args, &interrupt)
-                .await
-                .map(|outcome| outcome.exit_code()),
-        }
-    });
-    match result {
-        Ok(code) => ExitCode::from(code),
+    match runtime.block_on(hoist::run(cli.command)) {
+        Ok(code) => code.into(),
         Err(error) => {
-            print_error(&error);
-            ExitCode::from(error.exit_code() as u8)
+            hoist::print_error(&error, error.hint().as_deref());
+            error.exit_code().into()
         }
     }
 }
 
-fn print_error(error: &hoist::Error) {
-    let red = console::style("error:").red().bold();
-    eprintln!("{red} {error}");
-    let mut source = std::error::Error::source(error);
-    while let Some(cause) = source {
-        eprintln!("  caused by: {cause}");
-        source = cause.source();
-    }
-    if let Some(hint) = error.hint() {
-        eprintln!("\n{} {hint}", console::style("hint:").cyan().bold());
-    }
-}
-
-/// `-v`: hoist's own events; `-vv`: the AWS SDK's too. `RUST_LOG` overrides both.
+/// `-v`: hoist's own events; `-vv`: the AWS SDK's too. `RUST_LOG` overrides both. Colour only
+/// when stderr is a terminal.
 fn init_logging(verbose: u8) {
     let default = match verbose {
         // The SDK's own warnings (an instance-metadata probe that fails outside EC2, say)
@@ -75,6 +45,7 @@ fn init_logging(verbose: u8) {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(console::Term::stderr().features().colors_supported())
         .with_target(verbose > 1)
         .init();
 }

@@ -1,9 +1,13 @@
-//! What the user sees. stdout carries data (a line per action, or exactly one JSON document);
-//! stderr carries warnings, errors and progress. One [`Printer`], passed down, decides what is
-//! shown: progress only when stderr is a terminal, `CI` is unset and output is human.
+//! What the user sees, and the only module that writes to the terminal. stdout carries data (a
+//! line per action, or exactly one JSON document); stderr carries warnings, errors and progress.
+//! One [`Printer`], passed down, decides what is shown: progress only when stderr is a terminal,
+//! `CI` is unset and output is human.
 //!
 //! Every key printed passes through [`escape`], so a hostile key cannot send terminal escape
 //! sequences. Meaning never rests on color alone: the words are always there.
+
+// This module is where hoist writes to the terminal; `eprintln!` is allowed here alone.
+#![allow(clippy::print_stderr)]
 
 use std::io::Write;
 use std::sync::Mutex;
@@ -12,16 +16,11 @@ use std::time::Duration;
 use console::style;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum OutputFormat {
-    Human,
-    Json,
-}
+use crate::cli::OutputFormat;
 
 /// Replaces control characters (ESC, BEL, newlines, C1 controls, bidi overrides) with visible
 /// escapes. See fd's `sanitize.rs`.
-pub fn escape(text: &str) -> std::borrow::Cow<'_, str> {
+pub(crate) fn escape(text: &str) -> std::borrow::Cow<'_, str> {
     let unsafe_char =
         |c: char| c.is_control() || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
     if !text.chars().any(unsafe_char) {
@@ -38,13 +37,33 @@ pub fn escape(text: &str) -> std::borrow::Cow<'_, str> {
     std::borrow::Cow::Owned(out)
 }
 
+/// Prints a failure the way every command ends with one: `error: …`, one `caused by: …` per
+/// source, then a blank line and `hint: …` when there is one (uv's `STYLE.md`).
+pub fn print_error(error: &(dyn std::error::Error + 'static), hint: Option<&str>) {
+    let red = style("error:").red().bold();
+    eprintln!("{red} {error}");
+    let mut source = error.source();
+    while let Some(cause) = source {
+        eprintln!("  caused by: {cause}");
+        source = cause.source();
+    }
+    if let Some(hint) = hint {
+        eprintln!("\n{} {hint}", style("hint:").cyan().bold());
+    }
+}
+
+/// A line on stderr from code that has no [`Printer`] (the interrupt handler).
+pub(crate) fn notice(text: &str) {
+    eprintln!("{text}");
+}
+
 /// Formats a byte count the way people read it (`1.5 MiB`).
-pub fn human_bytes(bytes: u64) -> String {
+pub(crate) fn human_bytes(bytes: u64) -> String {
     indicatif::BinaryBytes(bytes).to_string()
 }
 
 #[derive(Debug)]
-pub struct Printer {
+pub(crate) struct Printer {
     format: OutputFormat,
     quiet: bool,
     progress: bool,
@@ -53,7 +72,7 @@ pub struct Printer {
 
 impl Printer {
     /// Progress is shown when stderr is a terminal, `CI` is unset, output is human and not quiet.
-    pub fn new(format: OutputFormat, quiet: bool) -> Printer {
+    pub(crate) fn new(format: OutputFormat, quiet: bool) -> Printer {
         let interactive = console::Term::stderr().is_term() && std::env::var_os("CI").is_none();
         Printer {
             format,
@@ -63,20 +82,8 @@ impl Printer {
         }
     }
 
-    pub fn format(&self) -> OutputFormat {
-        self.format
-    }
-
-    pub fn is_human(&self) -> bool {
+    pub(crate) fn is_human(&self) -> bool {
         self.format == OutputFormat::Human
-    }
-
-    pub fn quiet(&self) -> bool {
-        self.quiet
-    }
-
-    pub fn shows_progress(&self) -> bool {
-        self.progress
     }
 
     fn with_bar_suspended(&self, f: impl FnOnce()) {
@@ -88,18 +95,19 @@ impl Printer {
     }
 
     /// A data line on stdout (human output only, not when quiet).
-    pub fn line(&self, text: &str) {
+    pub(crate) fn line(&self, text: &str) {
         if !self.is_human() || self.quiet {
             return;
         }
         self.with_bar_suspended(|| {
+            // A closed stdout (`hoist deploy | head`) ends the output, not the run.
             let mut out = std::io::stdout().lock();
             let _ = writeln!(out, "{text}");
         });
     }
 
     /// A line on stdout even when quiet (the final summary, a JSON document).
-    pub fn data(&self, text: &str) {
+    pub(crate) fn data(&self, text: &str) {
         self.with_bar_suspended(|| {
             let mut out = std::io::stdout().lock();
             let _ = writeln!(out, "{text}");
@@ -107,14 +115,14 @@ impl Printer {
         });
     }
 
-    pub fn warn(&self, text: &str) {
+    pub(crate) fn warn(&self, text: &str) {
         self.with_bar_suspended(|| {
             eprintln!("{} {text}", style("warning:").yellow().bold());
         });
     }
 
     /// A status message on stderr (human output, not quiet).
-    pub fn status(&self, text: &str) {
+    pub(crate) fn status(&self, text: &str) {
         if self.quiet {
             return;
         }
@@ -122,7 +130,7 @@ impl Printer {
     }
 
     /// Starts a byte-counting progress bar, when progress is shown.
-    pub fn start_progress(&self, total_bytes: u64, actions: u64) {
+    pub(crate) fn start_progress(&self, total_bytes: u64, actions: u64) {
         if !self.progress {
             return;
         }
@@ -138,21 +146,21 @@ impl Printer {
         *self.bar.lock().expect("printer lock") = Some(bar);
     }
 
-    pub fn advance(&self, bytes: u64, done: u64, total: u64) {
+    pub(crate) fn advance(&self, bytes: u64, done: u64, total: u64) {
         if let Some(bar) = self.bar.lock().expect("printer lock").as_ref() {
             bar.inc(bytes);
             bar.set_message(format!("{done}/{total} actions"));
         }
     }
 
-    pub fn finish_progress(&self) {
+    pub(crate) fn finish_progress(&self) {
         if let Some(bar) = self.bar.lock().expect("printer lock").take() {
             bar.finish_and_clear();
         }
     }
 
     /// A spinner with a message, for waits (CloudFront); a plain line per update otherwise.
-    pub fn spinner(&self, message: &str) -> Option<ProgressBar> {
+    pub(crate) fn spinner(&self, message: &str) -> Option<ProgressBar> {
         if !self.progress {
             self.status(message);
             return None;

@@ -15,7 +15,7 @@ use futures::StreamExt;
 use futures::stream::{self, BoxStream};
 use md5::{Digest, Md5};
 
-use super::{Body, Error, Listing, ObjectInfo, ObjectMeta, PutResult, Store};
+use super::{Body, Error, Listing, ObjectInfo, ObjectMeta, PutResult, Store, hex};
 use crate::headers::Headers;
 use crate::key::Key;
 
@@ -214,6 +214,7 @@ impl LocalStore {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(Self::io(&path)(e)),
         }
+        // The sidecar may never have been written (an object put by hand).
         let _ = std::fs::remove_file(self.sidecar_path(key));
         // Prune directories the delete left empty, up to the root.
         let mut dir = path.parent();
@@ -232,10 +233,6 @@ fn listing_name(listing: &Listing) -> &str {
         Listing::Object(meta) => meta.key.as_str(),
         Listing::Unnamed { name, .. } => name,
     }
-}
-
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
@@ -304,12 +301,11 @@ impl Store for LocalStore {
         blocking(move || {
             let path = this.path(&key)?;
             this.meta_of(&key, &path)?;
-            let etag = match this.read_sidecar(&key) {
-                Some(sidecar) => sidecar.etag,
-                None => {
-                    let bytes = std::fs::read(&path).map_err(Self::io(&path))?;
-                    hex(&Md5::digest(&bytes))
-                }
+            let etag = if let Some(sidecar) = this.read_sidecar(&key) {
+                sidecar.etag
+            } else {
+                let bytes = std::fs::read(&path).map_err(Self::io(&path))?;
+                hex(&Md5::digest(&bytes))
             };
             this.write_sidecar(&key, &etag, &headers)?;
             Ok(PutResult { etag: Some(etag) })

@@ -1,6 +1,9 @@
-//! The object-store abstraction: what every backend (S3, a local directory) implements.
+//! The object-store abstraction, shared by `deploy` and `sync`: [`Store`], what every backend
+//! (S3, a local directory) implements, and [`NamedStore`], the raw-name operations `sync` needs
+//! on S3. The conformance suite (`tests/it/conformance.rs`) checks both contracts on every
+//! backend that implements them.
 //!
-//! # Contract
+//! # Contract of [`Store`]
 //! - Keys are relative to the store's prefix ([`crate::key`]): a store cannot be asked to touch
 //!   anything outside its target.
 //! - `list` yields every object under the prefix, in UTF-8 byte order of keys, each with its size
@@ -12,7 +15,7 @@
 //! - Errors are semantic ([`Error`]); no SDK type leaks out of a backend.
 
 use std::fmt::Debug;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use async_trait::async_trait;
@@ -193,4 +196,88 @@ pub trait Store: Send + Sync + Debug {
 
     /// Deletes the keys; returns the ones that failed.
     async fn delete_batch(&self, keys: &[Key]) -> Vec<(Key, Error)>;
+}
+
+/// One object of a [`NamedStore::list_names`] listing: the name relative to the prefix, verbatim.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NamedObject {
+    pub name: String,
+    pub size: u64,
+    pub last_modified: Option<SystemTime>,
+    pub storage_class: Option<String>,
+    /// Normalized ETag; a multipart object's ends in `-N`.
+    pub etag: Option<String>,
+}
+
+/// `x-amz-metadata-directive` of a server-side copy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetadataDirective {
+    /// Keep the source's headers and metadata.
+    Copy,
+    /// Use the headers given with the copy.
+    Replace,
+}
+
+/// The operations `hoist sync` needs beyond [`Store`], with aws-cli's raw names.
+///
+/// # Contract
+/// - A *name* is relative to the store's prefix and taken verbatim: `a//b`, `x/../y` and `dir/`
+///   are names of objects under the prefix, never paths outside it. `sync` decides which names
+///   are safe to write locally; the store only speaks to the bucket.
+/// - `list_names` yields every object under the prefix (folder markers included), in the
+///   server's order, with its size, time, storage class and normalized ETag (or none).
+/// - `put_single` stores an in-memory body with one request, whatever its size, with exactly the
+///   given headers: no Content-Type is sent when none is given.
+/// - `download_to` writes an object's bytes to `destination` through a temporary file in the
+///   same directory, renamed into place only once every byte arrived and matched the object
+///   (length; MD5 for a single-part ETag). On failure nothing is left behind. It returns the
+///   error of setting the file's times when that alone failed (the file is kept).
+/// - `copy_from` copies a full key of any bucket on the same endpoint to a name here,
+///   server-side, keeping or replacing headers as the directive says (S3's default, COPY, when
+///   `None`).
+/// - `delete_names` deletes what it can and returns each name that failed with its error; a
+///   missing object is not a failure.
+#[async_trait]
+pub trait NamedStore: Store {
+    /// How a name is shown to the user: `s3://bucket/prefix/name`.
+    fn named_url(&self, name: &str) -> String;
+
+    fn list_names(&self) -> BoxStream<'_, Result<NamedObject, Error>>;
+
+    async fn put_single(
+        &self,
+        key: &Key,
+        bytes: Bytes,
+        headers: &Headers,
+    ) -> Result<PutResult, Error>;
+
+    async fn download_to(
+        &self,
+        name: &str,
+        destination: &Path,
+        modified: Option<SystemTime>,
+        make_parent: bool,
+    ) -> Result<Option<std::io::Error>, Error>;
+
+    async fn copy_from(
+        &self,
+        source_bucket: &str,
+        source_key: &str,
+        name: &str,
+        headers: &Headers,
+        directive: Option<MetadataDirective>,
+    ) -> Result<(), Error>;
+
+    async fn delete_names(&self, names: &[String]) -> Vec<(String, Error)>;
+}
+
+/// Lower-case hex of a digest.
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for byte in bytes {
+        out.push(char::from(DIGITS[usize::from(byte >> 4)]));
+        out.push(char::from(DIGITS[usize::from(byte & 0xf)]));
+    }
+    out
 }

@@ -1,16 +1,16 @@
 //! Which files to transfer and delete: aws-cli's comparator and sync strategies, without I/O.
 //!
-//! Both sides arrive as [`Entry`]s named by their *compare key* (the path relative to the root,
+//! Both sides arrive as [`Listed`]s named by their *compare key* (the path relative to the root,
 //! `/`-separated; for S3 the key minus the prefix, verbatim). They are merged like aws-cli's
 //! `Comparator`, by plain string order, after hoist sorts both sides (aws-cli trusts the
 //! listing's order; an unsorted listing from an S3-compatible store would make it delete files
 //! that exist, so hoist sorts instead).
 
 /// Microseconds since the Unix epoch: aws-cli compares Python datetimes, which have µs precision.
-pub type Micros = i64;
+pub(crate) type Micros = i64;
 
 /// Converts a time to µs, rounding half to even like `datetime.fromtimestamp`.
-pub fn micros(time: std::time::SystemTime) -> Micros {
+pub(crate) fn micros(time: std::time::SystemTime) -> Micros {
     let (negative, duration) = match time.duration_since(std::time::UNIX_EPOCH) {
         Ok(d) => (false, d),
         Err(e) => (true, e.duration()),
@@ -27,7 +27,7 @@ pub fn micros(time: std::time::SystemTime) -> Micros {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Direction {
+pub(crate) enum Direction {
     /// local → S3
     Upload,
     /// S3 → local
@@ -38,7 +38,7 @@ pub enum Direction {
 
 impl Direction {
     /// aws-cli's operation name, used in output lines.
-    pub fn verb(self) -> &'static str {
+    pub(crate) fn verb(self) -> &'static str {
         match self {
             Direction::Upload => "upload",
             Direction::Download => "download",
@@ -49,7 +49,7 @@ impl Direction {
 
 /// How a file present on both sides is compared (aws-cli's `file_at_src_and_dest` strategy).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Strategy {
+pub(crate) enum Strategy {
     /// Default: sizes differ, or the source is newer (see [`needs_transfer`]).
     SizeAndTime,
     /// `--size-only`.
@@ -59,7 +59,7 @@ pub enum Strategy {
 }
 
 impl Strategy {
-    pub fn from_flags(size_only: bool, exact_timestamps: bool) -> Strategy {
+    pub(crate) fn from_flags(size_only: bool, exact_timestamps: bool) -> Strategy {
         if exact_timestamps {
             Strategy::ExactTimestamps
         } else if size_only {
@@ -72,10 +72,10 @@ impl Strategy {
 
 /// One file or object on one side.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Entry {
-    pub name: String,
-    pub size: u64,
-    pub modified: Micros,
+pub(crate) struct Listed {
+    pub(crate) name: String,
+    pub(crate) size: u64,
+    pub(crate) modified: Micros,
 }
 
 /// Whether a file on both sides is transferred (aws-cli `SizeAndLastModifiedSync`,
@@ -86,11 +86,11 @@ pub struct Entry {
 /// | upload, copy | `delta >= 0` (transfer when the source is strictly newer) |
 /// | download | `delta <= 0`: transfer when the *local* file is strictly newer (aws-cli's rule, kept) |
 /// | download, `--exact-timestamps` | `delta == 0` |
-pub fn needs_transfer(
+pub(crate) fn needs_transfer(
     direction: Direction,
     strategy: Strategy,
-    source: &Entry,
-    destination: &Entry,
+    source: &Listed,
+    destination: &Listed,
 ) -> bool {
     if source.size != destination.size {
         return true;
@@ -106,7 +106,7 @@ pub fn needs_transfer(
 
 /// One decision of the merge, by index into the two sorted slices.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Step {
+pub(crate) enum Step {
     Transfer {
         source: usize,
         destination: Option<usize>,
@@ -117,9 +117,9 @@ pub enum Step {
 }
 
 /// Merges two sides sorted by name into the steps to take, in merged name order.
-pub fn plan(
-    source: &[Entry],
-    destination: &[Entry],
+pub(crate) fn merge(
+    source: &[Listed],
+    destination: &[Listed],
     direction: Direction,
     strategy: Strategy,
     delete: bool,
@@ -168,8 +168,8 @@ mod tests {
     use super::*;
     use std::time::{Duration, UNIX_EPOCH};
 
-    fn entry(name: &str, size: u64, seconds: i64) -> Entry {
-        Entry {
+    fn entry(name: &str, size: u64, seconds: i64) -> Listed {
+        Listed {
             name: name.into(),
             size,
             modified: seconds * 1_000_000,
@@ -237,7 +237,7 @@ mod tests {
             entry("same", 3, 5),
             entry("zz", 1, 5),
         ];
-        let steps = plan(
+        let steps = merge(
             &source,
             &destination,
             Direction::Upload,
@@ -263,7 +263,7 @@ mod tests {
                 Step::Delete { destination: 3 },
             ]
         );
-        let without_delete = plan(
+        let without_delete = merge(
             &source,
             &destination,
             Direction::Upload,
@@ -271,7 +271,7 @@ mod tests {
             false,
         );
         assert_eq!(without_delete.len(), 3);
-        assert!(plan(&[], &[], Direction::Copy, Strategy::SizeOnly, true).is_empty());
+        assert!(merge(&[], &[], Direction::Copy, Strategy::SizeOnly, true).is_empty());
     }
 
     #[test]

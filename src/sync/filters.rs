@@ -15,14 +15,14 @@
 
 /// What a pattern does when it matches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FilterKind {
+pub(crate) enum FilterKind {
     Exclude,
     Include,
 }
 
 /// A compiled fnmatch pattern.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Pattern {
+pub(crate) struct Pattern {
     tokens: Vec<Token>,
 }
 
@@ -42,7 +42,7 @@ enum Token {
 
 impl Pattern {
     /// Compiles a pattern the way Python's `fnmatch.translate` reads it.
-    pub fn new(pattern: &str) -> Pattern {
+    pub(crate) fn new(pattern: &str) -> Pattern {
         let chars: Vec<char> = pattern.chars().collect();
         let mut tokens = Vec::new();
         let mut i = 0;
@@ -101,7 +101,7 @@ impl Pattern {
     }
 
     /// Whether the whole of `text` matches (case-sensitive, as on POSIX).
-    pub fn matches(&self, text: &str) -> bool {
+    pub(crate) fn matches(&self, text: &str) -> bool {
         let text: Vec<char> = text.chars().collect();
         let tokens = &self.tokens;
         let (mut t, mut p) = (0usize, 0usize);
@@ -149,7 +149,7 @@ fn single(token: &Token, c: char) -> bool {
 }
 
 /// Python's `os.path.join(root, pattern)` on POSIX: an absolute pattern replaces the root.
-pub fn join_root(root: &str, pattern: &str) -> String {
+pub(crate) fn join_root(root: &str, pattern: &str) -> String {
     if pattern.starts_with('/') || root.is_empty() {
         pattern.to_string()
     } else if root.ends_with('/') {
@@ -161,7 +161,7 @@ pub fn join_root(root: &str, pattern: &str) -> String {
 
 /// The filters of one run, expanded against both roots.
 #[derive(Debug, Clone, Default)]
-pub struct Filters {
+pub(crate) struct Filters {
     /// (kind, pattern joined to the source root, pattern joined to the destination root).
     rules: Vec<(FilterKind, Pattern, Pattern)>,
 }
@@ -169,7 +169,7 @@ pub struct Filters {
 impl Filters {
     /// `source_root` / `destination_root`: an absolute local directory without trailing
     /// separator, or `bucket/` + the prefix as typed (aws-cli's `_get_s3_root`).
-    pub fn new(
+    pub(crate) fn new(
         patterns: &[(FilterKind, String)],
         source_root: &str,
         destination_root: &str,
@@ -188,12 +188,8 @@ impl Filters {
         }
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.rules.is_empty()
-    }
-
     /// Whether a file (its absolute local path, or `bucket/key`) takes part in the sync.
-    pub fn includes(&self, candidate: &str) -> bool {
+    pub(crate) fn includes(&self, candidate: &str) -> bool {
         let mut included = true;
         for (kind, source, destination) in &self.rules {
             if source.matches(candidate) {
@@ -209,7 +205,7 @@ impl Filters {
 
 /// The patterns of an `--exclude-from` file: one a line, trailing `\r` and surrounding blanks
 /// trimmed, blank lines and lines starting with `#` skipped.
-pub fn parse_exclude_file(text: &str) -> Vec<String> {
+pub(crate) fn parse_exclude_file(text: &str) -> Vec<String> {
     text.lines()
         .map(str::trim)
         .filter(|line| !line.is_empty() && !line.starts_with('#'))
@@ -220,6 +216,9 @@ pub fn parse_exclude_file(text: &str) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// (filters, the names they let through).
+    type Case<'a> = (&'a [(FilterKind, &'a str)], &'a [&'a str]);
 
     #[test]
     fn fnmatch_table() {
@@ -294,7 +293,6 @@ mod tests {
             "sub/c.json",
             "sub/deep/d.bin",
         ];
-        type Case<'a> = (&'a [(FilterKind, &'a str)], &'a [&'a str]);
         let cases: &[Case] = &[
             (&[(Exclude, "*"), (Include, "*.txt")], &["a-b.txt", "a.txt"]),
             (
@@ -375,7 +373,6 @@ mod tests {
     #[test]
     fn no_filters_include_everything() {
         assert!(Filters::default().includes("anything"));
-        assert!(Filters::default().is_empty());
     }
 
     #[test]

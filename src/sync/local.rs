@@ -12,38 +12,44 @@
 //! - hoist only: a name that is not valid UTF-8, and a directory that is already being walked
 //!   (a symlink loop), which aws-cli follows until the kernel gives up.
 //!
-//! A directory that could not be listed is recorded in [`Walk::incomplete`], so `--delete` can
+//! A directory that could not be listed is recorded in [`Walk::incomplete`] ([`Unlisted`]), so `--delete` can
 //! leave its counterpart alone instead of treating it as empty.
 
 use std::fs::Metadata;
-use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
-use super::compare::{Entry, micros};
+use super::compare::{Listed, micros};
 
 /// A regular file found by the walk.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LocalFile {
-    pub entry: Entry,
-    pub path: PathBuf,
+pub(crate) struct WalkedFile {
+    pub(crate) entry: Listed,
+    pub(crate) path: PathBuf,
     /// Reached through a symlinked directory (deletes never follow those: the file lives
     /// outside the tree).
-    pub through_symlink: bool,
+    pub(crate) through_symlink: bool,
 }
 
 #[derive(Debug, Default)]
-pub struct Walk {
-    pub files: Vec<LocalFile>,
+pub(crate) struct Walk {
+    pub(crate) files: Vec<WalkedFile>,
     /// Warning texts, without the `warning: ` prefix.
-    pub warnings: Vec<String>,
-    /// Relative names of directories whose contents are unknown (`""`: the root itself).
-    pub incomplete: Vec<String>,
+    pub(crate) warnings: Vec<String>,
+    pub(crate) incomplete: Unlisted,
 }
 
-impl Walk {
+/// Relative names of directories whose contents are unknown (`""`: the root itself).
+#[derive(Debug, Default, Clone)]
+pub(crate) struct Unlisted(Vec<String>);
+
+impl Unlisted {
+    fn push(&mut self, relative: &str) {
+        self.0.push(relative.to_string());
+    }
+
     /// Whether a relative name lies in a directory the walk could not list.
-    pub fn is_unknown(&self, name: &str) -> bool {
-        self.incomplete.iter().any(|dir| {
+    pub(crate) fn covers(&self, name: &str) -> bool {
+        self.0.iter().any(|dir| {
             dir.is_empty()
                 || name
                     .strip_prefix(dir.as_str())
@@ -62,7 +68,7 @@ fn skip(path: &Path, reason: &str) -> String {
 
 /// Walks `root` (absolute). A missing root yields nothing (the caller decides whether that is an
 /// error). Blocking: run it on a blocking thread.
-pub fn walk(root: &Path, follow_symlinks: bool) -> Walk {
+pub(crate) fn walk(root: &Path, follow_symlinks: bool) -> Walk {
     let mut walk = Walk::default();
     let Ok(link) = std::fs::symlink_metadata(root) else {
         return walk;
@@ -70,12 +76,12 @@ pub fn walk(root: &Path, follow_symlinks: bool) -> Walk {
     if link.file_type().is_symlink() && !follow_symlinks {
         // aws-cli silently generates nothing; with --delete it would then delete everything at
         // the destination. hoist treats the tree as unknown instead.
-        walk.incomplete.push(String::new());
+        walk.incomplete.push("");
         return walk;
     }
     match std::fs::metadata(root) {
         Ok(meta) if meta.is_dir() => {
-            let mut ancestors = vec![(meta.dev(), meta.ino())];
+            let mut ancestors = vec![dir_id(&meta, root)];
             visit(
                 root,
                 "",
@@ -89,41 +95,25 @@ pub fn walk(root: &Path, follow_symlinks: bool) -> Walk {
             // aws-cli formats a file root as `/abs/file/` and warns that it does not exist.
             walk.warnings
                 .push(format!("Skipping file {}/. {NOT_EXIST}", root.display()));
-            walk.incomplete.push(String::new());
+            walk.incomplete.push("");
         }
     }
     walk.files.sort_by(|a, b| a.entry.name.cmp(&b.entry.name));
     walk
 }
 
+/// Lists `dir` and walks each entry in name order, descending into directories.
 fn visit(
     dir: &Path,
     relative: &str,
     follow_symlinks: bool,
     through_symlink: bool,
-    ancestors: &mut Vec<(u64, u64)>,
+    ancestors: &mut Vec<DirId>,
     walk: &mut Walk,
 ) {
-    let entries = match std::fs::read_dir(dir) {
-        Ok(entries) => entries,
-        Err(_) => {
-            walk.warnings.push(skip(dir, UNREADABLE));
-            walk.incomplete.push(relative.to_string());
-            return;
-        }
+    let Some(names) = sorted_names(dir, relative, walk) else {
+        return;
     };
-    let mut names: Vec<std::ffi::OsString> = Vec::new();
-    for entry in entries {
-        match entry {
-            Ok(entry) => names.push(entry.file_name()),
-            Err(_) => {
-                walk.warnings.push(skip(dir, UNREADABLE));
-                walk.incomplete.push(relative.to_string());
-                return;
-            }
-        }
-    }
-    names.sort();
     for os_name in names {
         let path = dir.join(&os_name);
         let Some(name) = os_name.to_str() else {
@@ -138,28 +128,11 @@ fn visit(
         } else {
             format!("{relative}/{name}")
         };
-        let Ok(link) = std::fs::symlink_metadata(&path) else {
-            walk.warnings.push(skip(&path, NOT_EXIST));
+        let Some((meta, is_link)) = resolve(&path, follow_symlinks, walk) else {
             continue;
         };
-        let is_link = link.file_type().is_symlink();
-        if is_link && !follow_symlinks {
-            continue;
-        }
-        let meta: Metadata = if is_link {
-            match std::fs::metadata(&path) {
-                Ok(meta) => meta,
-                Err(_) => {
-                    walk.warnings.push(skip(&path, NOT_EXIST));
-                    continue;
-                }
-            }
-        } else {
-            link
-        };
-        let file_type = meta.file_type();
-        if file_type.is_dir() {
-            let id = (meta.dev(), meta.ino());
+        if meta.is_dir() {
+            let id = dir_id(&meta, &path);
             if ancestors.contains(&id) {
                 walk.warnings.push(skip(
                     &path,
@@ -168,50 +141,116 @@ fn visit(
                 continue;
             }
             ancestors.push(id);
-            visit(
-                &path,
-                &child,
-                follow_symlinks,
-                through_symlink || is_link,
-                ancestors,
-                walk,
-            );
+            let through = through_symlink || is_link;
+            visit(&path, &child, follow_symlinks, through, ancestors, walk);
             ancestors.pop();
-        } else if file_type.is_fifo()
-            || file_type.is_socket()
-            || file_type.is_char_device()
-            || file_type.is_block_device()
-        {
-            walk.warnings.push(skip(&path, SPECIAL));
-        } else if std::fs::File::open(&path).is_err() {
-            walk.warnings.push(skip(&path, UNREADABLE));
         } else {
-            let modified = match meta.modified() {
-                Ok(time) => micros(time),
-                Err(_) => {
-                    walk.warnings.push(
-                        "File has an invalid timestamp. Passing epoch time as timestamp.".into(),
-                    );
-                    0
-                }
-            };
-            walk.files.push(LocalFile {
-                entry: Entry {
-                    name: child,
-                    size: meta.len(),
-                    modified,
-                },
-                path,
-                through_symlink,
-            });
+            add_file(path, child, &meta, through_symlink, walk);
         }
     }
+}
+
+/// The names in `dir`, sorted; `None` (recorded as unlisted, with a warning) when it cannot be
+/// read whole.
+fn sorted_names(dir: &Path, relative: &str, walk: &mut Walk) -> Option<Vec<std::ffi::OsString>> {
+    let names: Result<Vec<_>, _> = std::fs::read_dir(dir)
+        .and_then(|entries| entries.map(|entry| entry.map(|e| e.file_name())).collect());
+    if let Ok(mut names) = names {
+        names.sort();
+        Some(names)
+    } else {
+        walk.warnings.push(skip(dir, UNREADABLE));
+        walk.incomplete.push(relative);
+        None
+    }
+}
+
+/// The metadata a path is walked by (its target's, for a followed symlink), and whether it is a
+/// link; `None` for what the walk passes over (an unfollowed link) or skips with a warning.
+fn resolve(path: &Path, follow_symlinks: bool, walk: &mut Walk) -> Option<(Metadata, bool)> {
+    let Ok(link) = std::fs::symlink_metadata(path) else {
+        walk.warnings.push(skip(path, NOT_EXIST));
+        return None;
+    };
+    let is_link = link.file_type().is_symlink();
+    if !is_link {
+        return Some((link, false));
+    }
+    if !follow_symlinks {
+        return None;
+    }
+    if let Ok(meta) = std::fs::metadata(path) {
+        Some((meta, true))
+    } else {
+        walk.warnings.push(skip(path, NOT_EXIST));
+        None
+    }
+}
+
+/// Adds a regular, readable file to the walk, or skips it with aws-cli's warning.
+fn add_file(path: PathBuf, name: String, meta: &Metadata, through_symlink: bool, walk: &mut Walk) {
+    if is_special(meta) {
+        walk.warnings.push(skip(&path, SPECIAL));
+    } else if std::fs::File::open(&path).is_err() {
+        walk.warnings.push(skip(&path, UNREADABLE));
+    } else {
+        let modified = if let Ok(time) = meta.modified() {
+            micros(time)
+        } else {
+            walk.warnings
+                .push("File has an invalid timestamp. Passing epoch time as timestamp.".into());
+            0
+        };
+        walk.files.push(WalkedFile {
+            entry: Listed {
+                name,
+                size: meta.len(),
+                modified,
+            },
+            path,
+            through_symlink,
+        });
+    }
+}
+
+/// What identifies a directory, to detect a symlink loop: device and inode on Unix; elsewhere
+/// the canonical path.
+#[cfg(unix)]
+type DirId = (u64, u64);
+#[cfg(not(unix))]
+type DirId = PathBuf;
+
+#[cfg(unix)]
+fn dir_id(meta: &Metadata, _path: &Path) -> DirId {
+    use std::os::unix::fs::MetadataExt;
+    (meta.dev(), meta.ino())
+}
+
+#[cfg(not(unix))]
+fn dir_id(_meta: &Metadata, path: &Path) -> DirId {
+    std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf())
+}
+
+/// A FIFO, socket or device (aws-cli skips these).
+#[cfg(unix)]
+fn is_special(meta: &Metadata) -> bool {
+    use std::os::unix::fs::FileTypeExt;
+    let file_type = meta.file_type();
+    file_type.is_fifo()
+        || file_type.is_socket()
+        || file_type.is_char_device()
+        || file_type.is_block_device()
+}
+
+#[cfg(not(unix))]
+fn is_special(meta: &Metadata) -> bool {
+    !meta.is_file() && !meta.is_dir()
 }
 
 /// Whether writing `relative` below `root` would pass through a symlink that exists now (a
 /// download must not write outside the destination through a symlinked directory). The final
 /// component may be a symlink: the download replaces it, never writes through it.
-pub fn passes_through_symlink(root: &Path, relative: &str) -> bool {
+pub(crate) fn passes_through_symlink(root: &Path, relative: &str) -> bool {
     let mut path = root.to_path_buf();
     let segments: Vec<&str> = relative.split('/').collect();
     for segment in &segments[..segments.len().saturating_sub(1)] {
@@ -270,7 +309,7 @@ mod tests {
                 "sub/deep/d.bin"
             ]
         );
-        assert!(walk.warnings.is_empty() && walk.incomplete.is_empty());
+        assert!(walk.warnings.is_empty() && walk.incomplete.0.is_empty());
         assert_eq!(walk.files[2].entry.size, 2);
     }
 
@@ -341,12 +380,12 @@ mod tests {
                 root.display()
             )]
         );
-        assert!(file_root.is_unknown("anything"));
+        assert!(file_root.incomplete.covers("anything"));
 
         let link_root = root.join("rootlink");
         symlink(root.join("sub"), &link_root).unwrap();
         let unfollowed = walk(&link_root, false);
-        assert!(unfollowed.files.is_empty() && unfollowed.is_unknown("c.json"));
+        assert!(unfollowed.files.is_empty() && unfollowed.incomplete.covers("c.json"));
         assert!(walk(&root.join("missing"), true).files.is_empty());
     }
 
@@ -370,12 +409,12 @@ mod tests {
     #[test]
     fn unknown_directories() {
         let walk = Walk {
-            incomplete: vec!["sub".into()],
+            incomplete: Unlisted(vec!["sub".into()]),
             ..Walk::default()
         };
-        assert!(walk.is_unknown("sub/a"));
-        assert!(!walk.is_unknown("sub-z"));
-        assert!(!walk.is_unknown("sub"));
+        assert!(walk.incomplete.covers("sub/a"));
+        assert!(!walk.incomplete.covers("sub-z"));
+        assert!(!walk.incomplete.covers("sub"));
     }
 
     #[test]

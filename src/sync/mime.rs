@@ -3,11 +3,12 @@
 //! Python starts from a built-in table, then reads whichever of `mimetypes.knownfiles` exist
 //! (`/etc/mime.types` on Debian's `media-types`), later entries overriding earlier ones. So the
 //! guess depends on the host; hoist does the same thing the same way, so `hoist sync` and
-//! `aws s3 sync` agree on any machine. `BUILTIN` is CPython 3.11's `_types_map_default`
-//! (generated from it; see the test that checks a few entries).
+//! `aws s3 sync` agree on any machine. `BUILTIN` is CPython 3.11's `_types_map_default`,
+//! printed by `scripts/gen-mime-table.py`; `scripts/test` runs it with `--check` on the Python
+//! aws-cli runs on, so the table cannot drift from the reference.
 
 /// CPython's built-in strict table: (extension with its dot, type).
-pub const BUILTIN: &[(&str, &str)] = &[
+pub(crate) const BUILTIN: &[(&str, &str)] = &[
     (".3g2", "audio/3gpp2"),
     (".3gp", "audio/3gpp"),
     (".3gpp", "audio/3gpp"),
@@ -160,7 +161,7 @@ pub const BUILTIN: &[(&str, &str)] = &[
 ];
 
 /// The files Python's `mimetypes.init()` reads, in order (`mimetypes.knownfiles`).
-pub const KNOWN_FILES: &[&str] = &[
+pub(crate) const KNOWN_FILES: &[&str] = &[
     "/etc/mime.types",
     "/etc/httpd/mime.types",
     "/etc/httpd/conf/mime.types",
@@ -190,12 +191,12 @@ const ENCODINGS: &[&str] = &[".gz", ".Z", ".bz2", ".xz", ".br"];
 
 /// Python's strict types map: extension (with its dot) → type.
 #[derive(Debug, Clone)]
-pub struct MimeTable {
+pub(crate) struct MimeTable {
     types: HashMap<String, String>,
 }
 
 impl MimeTable {
-    pub fn builtin() -> MimeTable {
+    pub(crate) fn builtin() -> MimeTable {
         MimeTable {
             types: BUILTIN
                 .iter()
@@ -206,7 +207,7 @@ impl MimeTable {
 
     /// What aws-cli's Python sees on this host: the built-in table, then every known file that
     /// exists, in order.
-    pub fn host() -> &'static MimeTable {
+    pub(crate) fn host() -> &'static MimeTable {
         static HOST: OnceLock<MimeTable> = OnceLock::new();
         HOST.get_or_init(|| {
             let mut table = MimeTable::builtin();
@@ -220,7 +221,7 @@ impl MimeTable {
     }
 
     /// `MimeTypes.readfp`: `type ext ext ...` lines, `#` starting a comment word.
-    pub fn read(&mut self, text: &str) {
+    pub(crate) fn read(&mut self, text: &str) {
         for line in text.lines() {
             let words: Vec<&str> = line
                 .split_whitespace()
@@ -236,7 +237,7 @@ impl MimeTable {
     }
 
     /// `mimetypes.guess_type(path)[0]` in strict mode.
-    pub fn guess(&self, path: &str) -> Option<&str> {
+    pub(crate) fn guess(&self, path: &str) -> Option<&str> {
         let mut name = path.to_string();
         // Python loops while the extension is in suffix_map; no target is itself a key, so
         // this ends after one rewrite, and the bound only makes that visible.
@@ -258,7 +259,7 @@ impl MimeTable {
 
 /// `posixpath.splitext`: the extension starts at the last `.` of the last segment, unless only
 /// dots come before it in that segment (`.hf` and `..x` have none).
-pub fn split_extension(path: &str) -> (&str, &str) {
+pub(crate) fn split_extension(path: &str) -> (&str, &str) {
     let start = path.rfind('/').map_or(0, |i| i + 1);
     let name = &path[start..];
     match name.rfind('.') {

@@ -2,7 +2,7 @@
 //! `docs/sync-semantics.md`.
 //!
 //! The pipeline: [`paths`] reads the two arguments as aws-cli does; each side is listed
-//! ([`local::walk`] or [`S3Store::list_names`]), filtered by [`filters`] and sorted; [`compare`]
+//! ([`local::walk`] or [`NamedStore::list_names`]), filtered by [`mod@filters`] and sorted; [`compare`]
 //! merges the two into steps; [`transfer`] prints them (`--dryrun`) or runs them: every transfer
 //! first, concurrently and bounded, then, only if all of them succeeded, the deletes. Output
 //! lines, warnings and exit codes are aws-cli's.
@@ -47,13 +47,13 @@
 //!   `--ignore-glacier-warnings`, `--case-conflict`, `--checksum-*`. Glacier objects are always
 //!   skipped with aws-cli's warning.
 
-pub mod compare;
-pub mod filters;
-pub mod local;
-pub mod mime;
-pub mod paths;
-pub mod profile;
-pub mod transfer;
+pub(crate) mod compare;
+pub(crate) mod filters;
+pub(crate) mod local;
+pub(crate) mod mime;
+pub(crate) mod paths;
+pub(crate) mod profile;
+pub(crate) mod transfer;
 
 use std::collections::BTreeMap;
 use std::num::NonZeroUsize;
@@ -62,130 +62,87 @@ use std::sync::Arc;
 
 use futures::TryStreamExt;
 
-use crate::aws::{AwsOptions, Timeouts};
+use crate::aws::{AwsOptions, EnvError, Session, StoreOptions, Timeouts};
 use crate::cli::{FilterArg, SyncArgs};
-use crate::error::Error;
+use crate::error::ExitCode;
 use crate::headers::Headers;
 use crate::interrupt::Interrupt;
 use crate::key::Prefix;
-use crate::store::s3::{Integrity, Multipart, S3Store};
+use crate::store::NamedStore;
+use crate::store::s3::Multipart;
 
-use compare::{Direction, Entry, Strategy, micros};
+use compare::{Direction, Listed, Strategy, micros};
 use filters::{FilterKind, Filters};
 use paths::Location;
-pub use transfer::Outcome;
+pub(crate) use transfer::Outcome;
 
 /// Everything a sync needs, validated before the first request.
 #[derive(Debug)]
-pub struct SyncSettings {
-    pub source: Location,
-    pub destination: Location,
-    pub direction: Direction,
-    pub cwd: PathBuf,
-    pub filters: Filters,
-    pub strategy: Strategy,
-    pub delete: bool,
-    pub dryrun: bool,
-    pub follow_symlinks: bool,
+pub(crate) struct SyncSettings {
+    pub(crate) source: Location,
+    pub(crate) destination: Location,
+    pub(crate) direction: Direction,
+    pub(crate) cwd: PathBuf,
+    pub(crate) filters: Filters,
+    pub(crate) strategy: Strategy,
+    pub(crate) delete: bool,
+    pub(crate) dryrun: bool,
+    pub(crate) follow_symlinks: bool,
     /// Headers for uploads (Content-Type is added per file) and copies.
-    pub headers: Headers,
-    pub guess_mime_type: bool,
-    pub metadata_directive: Option<String>,
-    pub concurrency: NonZeroUsize,
-    pub transfer: profile::TransferConfig,
-    pub aws: AwsOptions,
-    pub source_aws: AwsOptions,
-    pub verbosity: transfer::Verbosity,
-    pub progress: bool,
+    pub(crate) headers: Headers,
+    pub(crate) guess_mime_type: bool,
+    pub(crate) metadata_directive: Option<String>,
+    pub(crate) concurrency: NonZeroUsize,
+    pub(crate) transfer: profile::TransferConfig,
+    pub(crate) aws: AwsOptions,
+    pub(crate) source_aws: AwsOptions,
+    pub(crate) verbosity: transfer::Verbosity,
+    pub(crate) progress: bool,
+}
+
+/// Why a sync did not start. Each variant's text is aws-cli's where aws-cli has one.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum SyncError {
+    /// Arguments aws-cli rejects after parsing, with its exit code 255.
+    #[error("{0}")]
+    Invalid(String),
+    #[error("cannot read the working directory")]
+    WorkingDirectory(#[source] std::io::Error),
+    #[error("cannot read --exclude-from `{}`", path.display())]
+    ExcludeFrom {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A flag value hoist validates before the first request (`--expires`, `--metadata`).
+    #[error("{0}")]
+    Value(String),
+    #[error(transparent)]
+    Env(#[from] EnvError),
+}
+
+impl SyncError {
+    pub(crate) fn exit_code(&self) -> ExitCode {
+        match self {
+            SyncError::Invalid(_) => ExitCode::AwsCliUsage,
+            _ => ExitCode::Usage,
+        }
+    }
 }
 
 impl SyncSettings {
-    pub fn resolve(args: &SyncArgs) -> Result<SyncSettings, Error> {
-        let cwd = std::env::current_dir()
-            .map_err(|e| Error::Usage(format!("cannot read the working directory: {e}")))?;
-        let source = Location::parse(&args.source, &cwd).map_err(Error::SyncInvalid)?;
-        let destination = Location::parse(&args.destination, &cwd).map_err(Error::SyncInvalid)?;
-        let direction = match (&source, &destination) {
-            (Location::Local { .. }, Location::S3 { .. }) => Direction::Upload,
-            (Location::S3 { .. }, Location::Local { .. }) => Direction::Download,
-            (Location::S3 { .. }, Location::S3 { .. }) => Direction::Copy,
-            (Location::Local { .. }, Location::Local { .. }) => {
-                return Err(Error::SyncInvalid(
-                    "usage: hoist sync <LocalPath> <S3Uri> or <S3Uri> <LocalPath> or <S3Uri> <S3Uri>\n\
-                     Error: Invalid argument type"
-                        .into(),
-                ));
-            }
-        };
-        for location in [&source, &destination] {
-            if let Location::S3 { prefix, .. } = location {
-                let valid = Prefix::new(prefix).is_ok_and(|p| p.as_str() == prefix);
-                if !valid {
-                    return Err(Error::SyncInvalid(format!(
-                        "hoist does not sync the prefix `{prefix}`: it has an empty, `.` or `..` segment"
-                    )));
-                }
-            }
-        }
-        if let Location::Local { typed, absolute } = &source
-            && !absolute.exists()
-        {
-            return Err(Error::SyncInvalid(format!(
-                "The user-provided path {typed} does not exist."
-            )));
-        }
-
-        let mut patterns = Vec::new();
-        for filter in &args.filters.filters {
-            match filter {
-                FilterArg::Exclude(p) => patterns.push((FilterKind::Exclude, p.clone())),
-                FilterArg::Include(p) => patterns.push((FilterKind::Include, p.clone())),
-                FilterArg::ExcludeFrom(path) => {
-                    let text = std::fs::read_to_string(path).map_err(|e| {
-                        Error::Usage(format!(
-                            "cannot read --exclude-from `{}`: {e}",
-                            path.display()
-                        ))
-                    })?;
-                    patterns.extend(
-                        filters::parse_exclude_file(&text)
-                            .into_iter()
-                            .map(|p| (FilterKind::Exclude, p)),
-                    );
-                }
-            }
-        }
-        let filters = Filters::new(&patterns, &source.filter_root(), &destination.filter_root());
-
+    pub(crate) fn resolve(args: &SyncArgs) -> Result<SyncSettings, SyncError> {
+        let cwd = std::env::current_dir().map_err(SyncError::WorkingDirectory)?;
+        let (source, destination, direction) = locations(args, &cwd)?;
+        let filters = filters(args, &source, &destination)?;
         let profile_name = profile::profile_name(args.profile.as_deref());
-        let transfer = profile::load(&profile_name).map_err(Error::SyncInvalid)?;
-        let headers = Headers {
-            content_type: non_empty(&args.content_type),
-            cache_control: non_empty(&args.cache_control),
-            content_encoding: non_empty(&args.content_encoding),
-            content_language: non_empty(&args.content_language),
-            content_disposition: non_empty(&args.content_disposition),
-            expires: match non_empty(&args.expires) {
-                Some(text) => Some(transfer::http_date(&text).map_err(Error::Usage)?),
-                None => None,
-            },
-            website_redirect: non_empty(&args.website_redirect),
-            metadata: match non_empty(&args.metadata) {
-                Some(text) => transfer::parse_metadata(&text).map_err(Error::Usage)?,
-                None => BTreeMap::new(),
-            },
-            acl: args.acl.clone(),
-            storage_class: args.storage_class.clone(),
-            sse: args.sse.clone(),
-            sse_kms_key_id: non_empty(&args.sse_kms_key_id),
-        };
-        let timeouts = Timeouts::from_env()?;
+        let transfer = profile::load(&profile_name).map_err(SyncError::Invalid)?;
         let aws = AwsOptions {
             region: args.region.clone(),
             profile: args.profile.clone(),
             endpoint_url: args.endpoint_url.clone(),
             path_style: None,
-            timeouts,
+            timeouts: Timeouts::from_env()?,
         };
         let source_aws = AwsOptions {
             region: args.source_region.clone().or(args.region.clone()),
@@ -209,7 +166,7 @@ impl SyncSettings {
             delete: args.delete,
             dryrun: args.dryrun,
             follow_symlinks: !args.no_follow_symlinks,
-            headers,
+            headers: headers(args)?,
             guess_mime_type: !args.no_guess_mime_type,
             metadata_directive: args.metadata_directive.clone(),
             concurrency,
@@ -224,6 +181,102 @@ impl SyncSettings {
     }
 }
 
+/// SRC and DST as aws-cli reads them, and the direction they make; prefixes with empty, `.` or
+/// `..` segments and a missing local source are refused.
+fn locations(
+    args: &SyncArgs,
+    cwd: &std::path::Path,
+) -> Result<(Location, Location, Direction), SyncError> {
+    let source = Location::parse(&args.source, cwd).map_err(SyncError::Invalid)?;
+    let destination = Location::parse(&args.destination, cwd).map_err(SyncError::Invalid)?;
+    let direction = match (&source, &destination) {
+        (Location::Local { .. }, Location::S3 { .. }) => Direction::Upload,
+        (Location::S3 { .. }, Location::Local { .. }) => Direction::Download,
+        (Location::S3 { .. }, Location::S3 { .. }) => Direction::Copy,
+        (Location::Local { .. }, Location::Local { .. }) => {
+            return Err(SyncError::Invalid(
+                "usage: hoist sync <LocalPath> <S3Uri> or <S3Uri> <LocalPath> or <S3Uri> <S3Uri>\n\
+                 Error: Invalid argument type"
+                    .into(),
+            ));
+        }
+    };
+    for location in [&source, &destination] {
+        if let Location::S3 { prefix, .. } = location {
+            let valid = Prefix::new(prefix).is_ok_and(|p| p.as_str() == prefix);
+            if !valid {
+                return Err(SyncError::Invalid(format!(
+                    "hoist does not sync the prefix `{prefix}`: it has an empty, `.` or `..` segment"
+                )));
+            }
+        }
+    }
+    if let Location::Local { typed, absolute } = &source
+        && !absolute.exists()
+    {
+        return Err(SyncError::Invalid(format!(
+            "The user-provided path {typed} does not exist."
+        )));
+    }
+    Ok((source, destination, direction))
+}
+
+/// `--exclude`, `--include` and `--exclude-from`, in the order given.
+fn filters(
+    args: &SyncArgs,
+    source: &Location,
+    destination: &Location,
+) -> Result<Filters, SyncError> {
+    let mut patterns = Vec::new();
+    for filter in &args.filters.filters {
+        match filter {
+            FilterArg::Exclude(p) => patterns.push((FilterKind::Exclude, p.clone())),
+            FilterArg::Include(p) => patterns.push((FilterKind::Include, p.clone())),
+            FilterArg::ExcludeFrom(path) => {
+                let text =
+                    std::fs::read_to_string(path).map_err(|source| SyncError::ExcludeFrom {
+                        path: path.clone(),
+                        source,
+                    })?;
+                patterns.extend(
+                    filters::parse_exclude_file(&text)
+                        .into_iter()
+                        .map(|p| (FilterKind::Exclude, p)),
+                );
+            }
+        }
+    }
+    Ok(Filters::new(
+        &patterns,
+        &source.filter_root(),
+        &destination.filter_root(),
+    ))
+}
+
+/// The headers uploads and copies carry, validated before the first request.
+fn headers(args: &SyncArgs) -> Result<Headers, SyncError> {
+    Ok(Headers {
+        content_type: non_empty(&args.content_type),
+        cache_control: non_empty(&args.cache_control),
+        content_encoding: non_empty(&args.content_encoding),
+        content_language: non_empty(&args.content_language),
+        content_disposition: non_empty(&args.content_disposition),
+        expires: match non_empty(&args.expires) {
+            Some(text) => Some(transfer::http_date(&text).map_err(SyncError::Value)?),
+            None => None,
+        },
+        website_redirect: non_empty(&args.website_redirect),
+        metadata: match non_empty(&args.metadata) {
+            Some(text) => transfer::parse_metadata(&text).map_err(SyncError::Value)?,
+            None => BTreeMap::new(),
+        },
+        acl: args.acl.clone(),
+        storage_class: args.storage_class.clone(),
+        sse: args.sse.clone(),
+        sse_kms_key_id: non_empty(&args.sse_kms_key_id),
+    })
+}
+
 /// aws-cli sends a header only when its value is truthy: `--content-type ""` is ignored.
 fn non_empty(value: &Option<String>) -> Option<String> {
     value.clone().filter(|v| !v.is_empty())
@@ -231,23 +284,23 @@ fn non_empty(value: &Option<String>) -> Option<String> {
 
 /// One side of the sync, listed, filtered and sorted.
 #[derive(Debug, Default)]
-pub struct Side {
-    pub entries: Vec<Entry>,
+pub(crate) struct Side {
+    pub(crate) entries: Vec<Listed>,
     /// Local side: the file behind each entry (same order).
-    pub local: Vec<local::LocalFile>,
+    pub(crate) local: Vec<local::WalkedFile>,
     /// S3 side: the storage class of each entry (same order).
-    pub storage_classes: Vec<Option<String>>,
+    pub(crate) storage_classes: Vec<Option<String>>,
     /// Local side: directories that could not be listed.
-    pub walk_incomplete: Vec<String>,
+    pub(crate) walk_incomplete: local::Unlisted,
 }
 
 /// Runs `hoist sync` with parsed flags: resolves them, builds the clients, lists both sides and
 /// syncs. Fatal errors after validation are printed aws-cli style (`fatal error: ...`) and end
 /// in [`Outcome`] with exit code 1; validation errors are returned.
-pub async fn run(args: &SyncArgs, interrupt: &Interrupt) -> Result<Outcome, Error> {
+pub(crate) async fn run(args: &SyncArgs, interrupt: &Interrupt) -> Result<Outcome, SyncError> {
     let settings = SyncSettings::resolve(args)?;
     let printer = crate::report::Printer::new(
-        crate::report::OutputFormat::Human,
+        crate::cli::OutputFormat::Human,
         settings.verbosity == transfer::Verbosity::Quiet,
     );
     let output = transfer::Output::new(&printer, settings.verbosity);
@@ -285,7 +338,7 @@ pub async fn run(args: &SyncArgs, interrupt: &Interrupt) -> Result<Outcome, Erro
             return Ok(output.outcome(false));
         }
     };
-    let steps = compare::plan(
+    let steps = compare::merge(
         &source.entries,
         &destination.entries,
         settings.direction,
@@ -300,7 +353,7 @@ pub async fn run(args: &SyncArgs, interrupt: &Interrupt) -> Result<Outcome, Erro
         destination_store: destination_store.as_deref(),
         output: &output,
         interrupt,
-        directories: Default::default(),
+        directories: transfer::Directories::default(),
     };
     Ok(job.run(&steps).await)
 }
@@ -310,41 +363,31 @@ async fn open_store(
     settings: &SyncSettings,
     aws: &AwsOptions,
     interrupt: &Interrupt,
-) -> Option<Arc<S3Store>> {
+) -> Option<Arc<dyn NamedStore>> {
     let Location::S3 { bucket, prefix, .. } = location else {
         return None;
     };
-    let sdk = crate::aws::load(aws).await;
-    let client = crate::aws::s3_client(&sdk, aws);
-    let integrity = match sdk.request_checksum_calculation() {
-        Some(aws_types::sdk_config::RequestChecksumCalculation::WhenRequired) => Integrity::Md5,
-        _ => Integrity::Crc32,
-    };
     let prefix = Prefix::new(prefix).expect("validated in SyncSettings::resolve");
-    let store = S3Store::new(
-        client,
-        bucket.clone(),
-        prefix,
-        crate::aws::endpoint_label(&sdk, aws),
-    )
-    .with_integrity(integrity)
-    .with_multipart(
-        Multipart {
+    let options = StoreOptions {
+        multipart: Multipart {
             threshold: settings.transfer.multipart_threshold,
             chunk_size: settings.transfer.multipart_chunksize,
         },
-        settings.concurrency.get(),
-    )
-    .with_interrupt(interrupt.clone())
-    .without_listed_etags(); // sync keeps no record of what it uploaded
-    Some(Arc::new(store))
+        concurrency: settings.concurrency.get(),
+        // sync keeps no record of what it uploaded
+        listed_etags: false,
+    };
+    let session = Session::load(aws).await;
+    Some(Arc::new(
+        session.s3_store(bucket, prefix, options, interrupt),
+    ))
 }
 
 /// Lists one side: walk or ListObjectsV2, zero-byte `dir/` markers dropped, filters applied,
 /// sorted by name.
 async fn list_side(
     location: &Location,
-    store: Option<&Arc<S3Store>>,
+    store: Option<&Arc<dyn NamedStore>>,
     settings: &SyncSettings,
     output: &transfer::Output<'_>,
 ) -> Result<Side, crate::store::Error> {
@@ -380,7 +423,7 @@ async fn list_side(
                 {
                     continue;
                 }
-                side.entries.push(Entry {
+                side.entries.push(Listed {
                     name: object.name,
                     size: object.size,
                     modified: object.last_modified.map_or(0, micros),

@@ -8,7 +8,7 @@ use std::path::{Component, Path, PathBuf};
 
 /// One side of a sync as typed.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Location {
+pub(crate) enum Location {
     /// `s3://bucket/prefix`: `prefix` is normalized to `""` or a string ending in `/`.
     S3 {
         bucket: String,
@@ -26,7 +26,7 @@ pub enum Location {
 
 impl Location {
     /// An argument is S3 iff it starts with the exact string `s3://` (aws-cli's rule).
-    pub fn parse(argument: &str, cwd: &Path) -> Result<Location, String> {
+    pub(crate) fn parse(argument: &str, cwd: &Path) -> Result<Location, String> {
         if let Some(rest) = argument.strip_prefix("s3://") {
             let (bucket, key) = rest.split_once('/').unwrap_or((rest, ""));
             if bucket.is_empty() {
@@ -49,12 +49,8 @@ impl Location {
         })
     }
 
-    pub fn is_s3(&self) -> bool {
-        matches!(self, Location::S3 { .. })
-    }
-
     /// The root `--exclude`/`--include` patterns are joined to.
-    pub fn filter_root(&self) -> String {
+    pub(crate) fn filter_root(&self) -> String {
         match self {
             Location::S3 { filter_root, .. } => filter_root.clone(),
             Location::Local { absolute, .. } => absolute.to_string_lossy().into_owned(),
@@ -64,7 +60,7 @@ impl Location {
 
 /// Python's `os.path.abspath`: join to `cwd`, then drop `.` and empty segments and resolve `..`
 /// lexically (`/..` stays `/`). Symlinks are not resolved.
-pub fn absolute(path: &Path, cwd: &Path) -> PathBuf {
+pub(crate) fn absolute(path: &Path, cwd: &Path) -> PathBuf {
     let joined = if path.is_absolute() {
         path.to_path_buf()
     } else {
@@ -85,7 +81,7 @@ pub fn absolute(path: &Path, cwd: &Path) -> PathBuf {
 
 /// aws-cli's `relative_path`: `os.path.join(os.path.relpath(dirname, cwd), basename)`, so a file
 /// in the working directory shows as `./name` and one elsewhere as `../x/name`.
-pub fn display_local(file: &Path, cwd: &Path) -> String {
+pub(crate) fn display_local(file: &Path, cwd: &Path) -> String {
     let name = file
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -110,14 +106,14 @@ pub fn display_local(file: &Path, cwd: &Path) -> String {
 }
 
 /// `s3://bucket/key`, the raw key as aws-cli shows it.
-pub fn display_s3(bucket: &str, key: &str) -> String {
+pub(crate) fn display_s3(bucket: &str, key: &str) -> String {
     format!("s3://{bucket}/{key}")
 }
 
 /// Why a listed key is not downloaded. hoist only writes a key whose relative name maps to
 /// exactly one path below the destination.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum UnsafeKey {
+pub(crate) enum UnsafeKey {
     /// Zero-byte `dir/` keys: console "folders". Ignored silently, as aws-cli does.
     FolderMarker,
     /// A `dir/` key holding data: it cannot be a file (aws-cli fails on it).
@@ -131,7 +127,7 @@ pub enum UnsafeKey {
 
 impl UnsafeKey {
     /// The warning printed for a skipped key (`None`: skipped silently).
-    pub fn warning(&self, relative: &str, url: &str) -> Option<String> {
+    pub(crate) fn warning(&self, url: &str) -> Option<String> {
         match self {
             UnsafeKey::FolderMarker => None,
             UnsafeKey::TrailingSlash => Some(format!(
@@ -141,18 +137,15 @@ impl UnsafeKey {
             UnsafeKey::ParentReference { normalized } => Some(format!(
                 "Skipping file {normalized}. File references a parent directory."
             )),
-            UnsafeKey::Unmappable { reason } => {
-                let _ = relative;
-                Some(format!(
-                    "Skipping file {url}. The key {reason}, so it does not name exactly one local file."
-                ))
-            }
+            UnsafeKey::Unmappable { reason } => Some(format!(
+                "Skipping file {url}. The key {reason}, so it does not name exactly one local file."
+            )),
         }
     }
 }
 
 /// Checks a key's name relative to the source prefix before it is downloaded.
-pub fn check_download_key(relative: &str, size: u64) -> Result<(), UnsafeKey> {
+pub(crate) fn check_download_key(relative: &str, size: u64) -> Result<(), UnsafeKey> {
     if relative.is_empty() || relative.ends_with('/') {
         return Err(if size == 0 {
             UnsafeKey::FolderMarker
@@ -239,7 +232,10 @@ mod tests {
         }
         assert!(Location::parse("s3://", cwd).is_err());
         // Case-sensitive scheme: `S3://b` is a local directory, as in aws-cli.
-        assert!(!Location::parse("S3://b", cwd).unwrap().is_s3());
+        assert!(matches!(
+            Location::parse("S3://b", cwd).unwrap(),
+            Location::Local { .. }
+        ));
         let local = Location::parse("./site//x/../y/", cwd).unwrap();
         assert_eq!(local.filter_root(), "/work/site/y");
     }
@@ -369,10 +365,9 @@ mod tests {
     fn warnings_use_aws_cli_wording_where_it_has_one() {
         let skip = check_download_key("../escape.txt", 3).unwrap_err();
         assert_eq!(
-            skip.warning("../escape.txt", "s3://b/pre/../escape.txt")
-                .unwrap(),
+            skip.warning("s3://b/pre/../escape.txt").unwrap(),
             "Skipping file ../escape.txt. File references a parent directory."
         );
-        assert_eq!(UnsafeKey::FolderMarker.warning("d/", "s3://b/d/"), None);
+        assert_eq!(UnsafeKey::FolderMarker.warning("s3://b/d/"), None);
     }
 }

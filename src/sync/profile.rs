@@ -14,12 +14,12 @@
 use std::path::PathBuf;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct TransferConfig {
-    pub max_concurrent_requests: usize,
-    pub multipart_threshold: u64,
-    pub multipart_chunksize: u64,
+pub(crate) struct TransferConfig {
+    pub(crate) max_concurrent_requests: usize,
+    pub(crate) multipart_threshold: u64,
+    pub(crate) multipart_chunksize: u64,
     /// Bytes per second; `None` is unlimited.
-    pub max_bandwidth: Option<u64>,
+    pub(crate) max_bandwidth: Option<u64>,
 }
 
 impl Default for TransferConfig {
@@ -34,7 +34,7 @@ impl Default for TransferConfig {
 }
 
 /// The config file aws-cli reads: `AWS_CONFIG_FILE`, else `~/.aws/config`.
-pub fn config_path() -> Option<PathBuf> {
+pub(crate) fn config_path() -> Option<PathBuf> {
     if let Some(path) = std::env::var_os("AWS_CONFIG_FILE") {
         return Some(PathBuf::from(path));
     }
@@ -42,7 +42,7 @@ pub fn config_path() -> Option<PathBuf> {
 }
 
 /// The profile in effect: `--profile`, `AWS_PROFILE`, `AWS_DEFAULT_PROFILE`, or `default`.
-pub fn profile_name(flag: Option<&str>) -> String {
+pub(crate) fn profile_name(flag: Option<&str>) -> String {
     flag.map(str::to_string)
         .or_else(|| std::env::var("AWS_PROFILE").ok())
         .or_else(|| std::env::var("AWS_DEFAULT_PROFILE").ok())
@@ -50,7 +50,7 @@ pub fn profile_name(flag: Option<&str>) -> String {
 }
 
 /// Loads the settings of `profile`; a missing file or section gives the defaults.
-pub fn load(profile: &str) -> Result<TransferConfig, String> {
+pub(crate) fn load(profile: &str) -> Result<TransferConfig, String> {
     let text = config_path()
         .and_then(|path| std::fs::read_to_string(path).ok())
         .unwrap_or_default();
@@ -59,7 +59,7 @@ pub fn load(profile: &str) -> Result<TransferConfig, String> {
 }
 
 /// The `key = value` pairs nested under `s3 =` in the profile's section.
-pub fn s3_section(text: &str, profile: &str) -> Vec<(String, String)> {
+pub(crate) fn s3_section(text: &str, profile: &str) -> Vec<(String, String)> {
     let mut out = Vec::new();
     let mut in_profile = false;
     let mut in_s3 = false;
@@ -70,10 +70,7 @@ pub fn s3_section(text: &str, profile: &str) -> Vec<(String, String)> {
         }
         if let Some(section) = trimmed.strip_prefix('[').and_then(|s| s.strip_suffix(']')) {
             let section = section.trim();
-            let name = section
-                .strip_prefix("profile ")
-                .map(str::trim)
-                .unwrap_or(section);
+            let name = section.strip_prefix("profile ").map_or(section, str::trim);
             in_profile = name == profile && (section.starts_with("profile ") || name == "default");
             in_s3 = false;
             continue;
@@ -153,15 +150,14 @@ fn python_int(text: &str) -> Result<i128, ()> {
 
 /// aws-cli's `human_readable_to_bytes`: `kb|mb|gb|tb|kib|mib|gib|tib` (all 1024ⁿ, any case) or
 /// a plain integer.
-pub fn size(value: &str) -> Result<i128, String> {
+pub(crate) fn size(value: &str) -> Result<i128, String> {
     let lower = value.to_lowercase();
     let suffix_len = if lower.ends_with("ib") { 3 } else { 2 };
     let suffix = lower
         .char_indices()
         .rev()
         .nth(suffix_len - 1)
-        .map(|(i, _)| &lower[i..])
-        .unwrap_or("");
+        .map_or("", |(i, _)| &lower[i..]);
     let multiplier: i128 = match suffix {
         "kb" | "kib" => 1 << 10,
         "mb" | "mib" => 1 << 20,

@@ -10,7 +10,6 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use aws_sdk_s3::types::MetadataDirective;
 use bytes::Bytes;
 use futures::StreamExt;
 use futures::stream;
@@ -18,15 +17,15 @@ use futures::stream;
 use super::compare::{Direction, Step};
 use super::paths::{self, Location, display_local, display_s3};
 use super::{Side, SyncSettings, local};
+use crate::error::{ErrorChain, ExitCode};
 use crate::interrupt::Interrupt;
 use crate::key::Key;
 use crate::report::{Printer, escape};
-use crate::store::s3::S3Store;
-use crate::store::{self, Body, Store};
+use crate::store::{self, Body, MetadataDirective, NamedStore};
 
 /// aws-cli's printers: `ResultPrinter`, `OnlyShowErrorsResultPrinter`, or none (`--quiet`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Verbosity {
+pub(crate) enum Verbosity {
     Normal,
     /// `--only-show-errors`: no success lines; dry-run lines, warnings and errors still shown.
     OnlyErrors,
@@ -36,31 +35,31 @@ pub enum Verbosity {
 
 /// How the run ended, for the exit code.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Outcome {
-    pub failed: usize,
-    pub warned: usize,
-    pub interrupted: bool,
+pub(crate) struct Outcome {
+    pub(crate) failed: usize,
+    pub(crate) warned: usize,
+    pub(crate) interrupted: bool,
 }
 
 impl Outcome {
     /// aws-cli's rule: 1 if anything failed, else 2 if anything was skipped with a warning, else
     /// 0. An interrupt is 130 (hoist's convention).
-    pub fn exit_code(&self) -> u8 {
+    pub(crate) fn exit_code(&self) -> ExitCode {
         if self.interrupted {
-            130
+            ExitCode::Interrupted
         } else if self.failed > 0 {
-            1
+            ExitCode::Failure
         } else if self.warned > 0 {
-            2
+            ExitCode::Usage
         } else {
-            0
+            ExitCode::Success
         }
     }
 }
 
 /// Prints aws-cli's lines and counts failures and warnings.
 #[derive(Debug)]
-pub struct Output<'a> {
+pub(crate) struct Output<'a> {
     printer: &'a Printer,
     verbosity: Verbosity,
     failed: AtomicUsize,
@@ -68,7 +67,7 @@ pub struct Output<'a> {
 }
 
 impl<'a> Output<'a> {
-    pub fn new(printer: &'a Printer, verbosity: Verbosity) -> Output<'a> {
+    pub(crate) fn new(printer: &'a Printer, verbosity: Verbosity) -> Output<'a> {
         Output {
             printer,
             verbosity,
@@ -77,26 +76,26 @@ impl<'a> Output<'a> {
         }
     }
 
-    pub fn printer(&self) -> &Printer {
+    pub(crate) fn printer(&self) -> &Printer {
         self.printer
     }
 
     /// A success line on stdout.
-    pub fn done(&self, line: &str) {
+    pub(crate) fn done(&self, line: &str) {
         if self.verbosity == Verbosity::Normal {
             self.printer.line(line);
         }
     }
 
     /// A `(dryrun) ` line on stdout (shown with `--only-show-errors` too).
-    pub fn dryrun(&self, line: &str) {
+    pub(crate) fn dryrun(&self, line: &str) {
         if self.verbosity != Verbosity::Quiet {
             self.printer.data(&format!("(dryrun) {line}"));
         }
     }
 
     /// `warning: <text>` on stderr; the run exits 2 unless something failed.
-    pub fn warn(&self, text: &str) {
+    pub(crate) fn warn(&self, text: &str) {
         self.warned.fetch_add(1, Ordering::SeqCst);
         if self.verbosity != Verbosity::Quiet {
             self.printer.warn(&escape(text));
@@ -104,7 +103,7 @@ impl<'a> Output<'a> {
     }
 
     /// A failure line on stderr; the run exits 1.
-    pub fn fail(&self, line: &str) {
+    pub(crate) fn fail(&self, line: &str) {
         self.failed.fetch_add(1, Ordering::SeqCst);
         if self.verbosity != Verbosity::Quiet {
             self.printer.status(line);
@@ -112,18 +111,18 @@ impl<'a> Output<'a> {
     }
 
     /// `fatal error: <text>` on stderr; the run exits 1.
-    pub fn fatal(&self, text: &str) {
+    pub(crate) fn fatal(&self, text: &str) {
         self.fail(&format!("fatal error: {text}"));
     }
 
     /// A note of hoist's own on stderr, not counted.
-    pub fn note(&self, text: &str) {
+    pub(crate) fn note(&self, text: &str) {
         if self.verbosity != Verbosity::Quiet {
             self.printer.status(text);
         }
     }
 
-    pub fn outcome(&self, interrupted: bool) -> Outcome {
+    pub(crate) fn outcome(&self, interrupted: bool) -> Outcome {
         Outcome {
             failed: self.failed.load(Ordering::SeqCst),
             warned: self.warned.load(Ordering::SeqCst),
@@ -133,12 +132,12 @@ impl<'a> Output<'a> {
 }
 
 /// `{verb}: {src} to {dst}` — aws-cli's success line (and, with the prefix, its dry-run line).
-pub fn transfer_line(verb: &str, source: &str, destination: &str) -> String {
+pub(crate) fn transfer_line(verb: &str, source: &str, destination: &str) -> String {
     format!("{verb}: {} to {}", escape(source), escape(destination))
 }
 
 /// `{verb} failed: {src} to {dst} {exception}`.
-pub fn failure_line(verb: &str, source: &str, destination: &str, exception: &str) -> String {
+pub(crate) fn failure_line(verb: &str, source: &str, destination: &str, exception: &str) -> String {
     format!(
         "{verb} failed: {} to {} {exception}",
         escape(source),
@@ -146,12 +145,12 @@ pub fn failure_line(verb: &str, source: &str, destination: &str, exception: &str
     )
 }
 
-pub fn delete_line(path: &str) -> String {
+pub(crate) fn delete_line(path: &str) -> String {
     format!("delete: {}", escape(path))
 }
 
 /// The text of a Python `OSError`: `[Errno 13] Permission denied: '/path'`.
-pub fn os_error_text(error: &std::io::Error, path: &Path) -> String {
+pub(crate) fn os_error_text(error: &std::io::Error, path: &Path) -> String {
     match error.raw_os_error() {
         Some(code) => format!("[Errno {code}] {}: '{}'", strerror(error), path.display()),
         None => format!("{error}: '{}'", path.display()),
@@ -159,7 +158,7 @@ pub fn os_error_text(error: &std::io::Error, path: &Path) -> String {
 }
 
 /// `Permission denied` from `Permission denied (os error 13)`.
-pub fn strerror(error: &std::io::Error) -> String {
+pub(crate) fn strerror(error: &std::io::Error) -> String {
     let text = error.to_string();
     match text.rfind(" (os error ") {
         Some(i) => text[..i].to_string(),
@@ -169,7 +168,7 @@ pub fn strerror(error: &std::io::Error) -> String {
 
 /// How aws-cli words an exception (`str(exc)` of botocore's `ClientError` and friends), from
 /// hoist's semantic store error. `op` names the operation when the error does not.
-pub fn exception_text(error: &store::Error, op: &str) -> String {
+pub(crate) fn exception_text(error: &store::Error, op: &str) -> String {
     use store::Error as E;
     let client_error = |code: &str, op: &str, message: &str| {
         format!("An error occurred ({code}) when calling the {op} operation: {message}")
@@ -196,38 +195,23 @@ pub fn exception_text(error: &store::Error, op: &str) -> String {
             format!("Could not connect to the endpoint URL: \"{endpoint}\"")
         }
         E::Io { path, source } => os_error_text(source, path),
-        other => crate::execute::ErrorChain(other).to_string(),
+        other => ErrorChain(other).to_string(),
     }
 }
 
 /// `--expires`: RFC 3339 (`2030-01-01T00:00:00Z`), an HTTP date, or epoch seconds, as the
 /// HTTP date S3 stores.
-pub fn http_date(text: &str) -> Result<String, String> {
-    use aws_smithy_types::DateTime;
-    use aws_smithy_types::date_time::Format;
-    let parsed = DateTime::from_str(text, Format::DateTime)
-        .or_else(|_| DateTime::from_str(text, Format::HttpDate))
-        .or_else(|_| {
-            text.trim()
-                .parse::<f64>()
-                .ok()
-                .filter(|s| s.is_finite())
-                .map(DateTime::from_secs_f64)
-                .ok_or(())
-        })
-        .map_err(|_| {
-            format!(
-                "invalid --expires `{text}`: expected an ISO-8601 date such as \
-                 2030-01-01T00:00:00Z, an HTTP date, or epoch seconds"
-            )
-        })?;
-    parsed
-        .fmt(Format::HttpDate)
-        .map_err(|e| format!("invalid --expires `{text}`: {e}"))
+pub(crate) fn http_date(text: &str) -> Result<String, String> {
+    crate::aws::http_date(text).ok_or_else(|| {
+        format!(
+            "invalid --expires `{text}`: expected an ISO-8601 date such as \
+             2030-01-01T00:00:00Z, an HTTP date, or epoch seconds"
+        )
+    })
 }
 
 /// `--metadata`: `KEY=VALUE,KEY2=VALUE2` (aws-cli's shorthand) or a JSON object of strings.
-pub fn parse_metadata(text: &str) -> Result<BTreeMap<String, String>, String> {
+pub(crate) fn parse_metadata(text: &str) -> Result<BTreeMap<String, String>, String> {
     let trimmed = text.trim();
     if trimmed.starts_with('{') {
         return serde_json::from_str(trimmed)
@@ -248,9 +232,9 @@ pub fn parse_metadata(text: &str) -> Result<BTreeMap<String, String>, String> {
 /// The Content-Type aws-cli sends for an upload: Python's `mimetypes.guess_type(path)[0]`, which
 /// first maps `.tgz`-style suffixes, then drops one encoding suffix (`.gz`, `.bz2`, `.xz`, `.br`,
 /// `.Z`) and looks up the extension before it. `None` sends no Content-Type (S3 then stores
-/// `binary/octet-stream`). The table is mime_guess's, not the host's `/etc/mime.types`, so rare
-/// extensions can differ from aws-cli on a given machine.
-pub fn guess_content_type(file_name: &str) -> Option<String> {
+/// `binary/octet-stream`). The table is CPython's built-in one updated from the host's
+/// `/etc/mime.types`, as Python reads it (see [`super::mime`]).
+pub(crate) fn python_content_type(file_name: &str) -> Option<String> {
     super::mime::MimeTable::host()
         .guess(file_name)
         .map(str::to_string)
@@ -260,20 +244,20 @@ pub fn guess_content_type(file_name: &str) -> Option<String> {
 /// bytes a second (each transfer reserves its bytes before it starts; bursts within one large
 /// file are not smoothed).
 #[derive(Debug)]
-pub struct Bandwidth {
+pub(crate) struct Bandwidth {
     rate: u64,
     next: tokio::sync::Mutex<Instant>,
 }
 
 impl Bandwidth {
-    pub fn new(rate: u64) -> Bandwidth {
+    pub(crate) fn new(rate: u64) -> Bandwidth {
         Bandwidth {
             rate: rate.max(1),
             next: tokio::sync::Mutex::new(Instant::now()),
         }
     }
 
-    pub async fn reserve(&self, bytes: u64) {
+    pub(crate) async fn reserve(&self, bytes: u64) {
         let wait = {
             let mut next = self.next.lock().await;
             let now = Instant::now();
@@ -298,22 +282,22 @@ fn whole_seconds(micros: i64) -> SystemTime {
 }
 
 /// Everything a run needs.
-pub struct Job<'a> {
-    pub settings: &'a SyncSettings,
-    pub source: &'a Side,
-    pub destination: &'a Side,
-    pub source_store: Option<&'a S3Store>,
-    pub destination_store: Option<&'a S3Store>,
-    pub output: &'a Output<'a>,
-    pub interrupt: &'a Interrupt,
+pub(crate) struct Job<'a> {
+    pub(crate) settings: &'a SyncSettings,
+    pub(crate) source: &'a Side,
+    pub(crate) destination: &'a Side,
+    pub(crate) source_store: Option<&'a dyn NamedStore>,
+    pub(crate) destination_store: Option<&'a dyn NamedStore>,
+    pub(crate) output: &'a Output<'a>,
+    pub(crate) interrupt: &'a Interrupt,
     /// Local directories this run made or found, so each is created once, not once per file.
-    pub directories: Directories,
+    pub(crate) directories: Directories,
 }
 
 /// Directories known to exist under a download's destination, so each is made once per run,
 /// on the same trip to the blocking pool as its first file, not once per file.
 #[derive(Debug, Default)]
-pub struct Directories(std::sync::Mutex<std::collections::HashSet<PathBuf>>);
+pub(crate) struct Directories(std::sync::Mutex<std::collections::HashSet<PathBuf>>);
 
 impl Directories {
     fn known(&self, directory: &Path) -> bool {
@@ -375,7 +359,7 @@ impl Job<'_> {
             (settings.direction, &settings.destination)
         {
             if let Err(unsafe_key) = paths::check_download_key(&entry.name, entry.size) {
-                if let Some(warning) = unsafe_key.warning(&entry.name, &source_display) {
+                if let Some(warning) = unsafe_key.warning(&source_display) {
                     self.output.warn(&warning);
                 }
                 return None;
@@ -397,8 +381,9 @@ impl Job<'_> {
         })
     }
 
-    /// Runs (or, with `--dryrun`, prints) the steps and returns how the run ended.
-    pub async fn run(&self, steps: &[Step]) -> Outcome {
+    /// The transfers and deletes that pass the pre-checks and guards, printing each with
+    /// `--dryrun` in merged name order.
+    fn admit_all(&self, steps: &[Step]) -> (Vec<Transfer>, Vec<usize>) {
         let settings = self.settings;
         let verb = settings.direction.verb();
         let mut transfers = Vec::new();
@@ -430,6 +415,13 @@ impl Job<'_> {
                 }
             }
         }
+        (transfers, deletes)
+    }
+
+    /// Runs (or, with `--dryrun`, prints) the steps and returns how the run ended.
+    pub(crate) async fn run(&self, steps: &[Step]) -> Outcome {
+        let settings = self.settings;
+        let (transfers, deletes) = self.admit_all(steps);
         if settings.dryrun {
             return self.output.outcome(false);
         }
@@ -488,12 +480,7 @@ impl Job<'_> {
     /// something under a source directory the walk could not list.
     fn may_delete(&self, destination: usize) -> bool {
         let name = &self.destination.entries[destination].name;
-        let unknown = self.source.walk_incomplete.iter().any(|dir| {
-            dir.is_empty()
-                || name
-                    .strip_prefix(dir.as_str())
-                    .is_some_and(|rest| rest.starts_with('/'))
-        });
+        let unknown = self.source.walk_incomplete.covers(name);
         if unknown {
             tracing::debug!("not deleting {name}: its source directory could not be listed");
             return false;
@@ -536,75 +523,16 @@ impl Job<'_> {
         }
     }
 
-    /// One transfer; `Ok(Some(warning))` when it succeeded with a warning.
+    /// One transfer; `Ok(Some(warning))` when it succeeded with a warning. The error is
+    /// aws-cli's exception text.
     async fn transfer_inner(&self, index: usize) -> Result<Option<String>, String> {
         let settings = self.settings;
-        let name = self.source_name(index);
         match (&settings.source, &settings.destination) {
             (Location::Local { .. }, Location::S3 { .. }) => {
-                let file = &self.source.local[index];
-                let store = self.destination_store.expect("S3 destination has a store");
-                let key = Key::new(name).map_err(|e| format!("invalid key `{name}`: {e}"))?;
-                let mut headers = settings.headers.clone();
-                if headers.content_type.is_none() && settings.guess_mime_type {
-                    headers.content_type = file
-                        .path
-                        .file_name()
-                        .and_then(|n| n.to_str())
-                        .and_then(guess_content_type);
-                }
-                let size = file.entry.size;
-                if size < settings.transfer.multipart_threshold {
-                    let path = file.path.clone();
-                    let bytes = tokio::task::spawn_blocking(move || std::fs::read(path))
-                        .await
-                        .expect("read task does not panic")
-                        .map_err(|e| os_error_text(&e, &file.path))?;
-                    if bytes.len() as u64 != size {
-                        return Err(exception_text(
-                            &store::Error::Changed {
-                                path: file.path.clone(),
-                            },
-                            "PutObject",
-                        ));
-                    }
-                    store
-                        .put_small(&key, Bytes::from(bytes), &headers)
-                        .await
-                        .map_err(|e| exception_text(&e, "PutObject"))?;
-                } else {
-                    let body = Body::File {
-                        path: file.path.clone(),
-                        size,
-                    };
-                    store
-                        .put(&key, body, &headers)
-                        .await
-                        .map_err(|e| exception_text(&e, "CreateMultipartUpload"))?;
-                }
-                Ok(None)
+                self.upload(index).await.map(|()| None)
             }
             (Location::S3 { .. }, Location::Local { absolute, .. }) => {
-                let store = self.source_store.expect("S3 source has a store");
-                let path = local_path(absolute, name);
-                let parent = path.parent().expect("a file below the root has a parent");
-                let make_parent = !self.directories.known(parent);
-                let modified = whole_seconds(self.source.entries[index].modified);
-                let times = store
-                    .download_to(name, &path, Some(modified), make_parent)
-                    .await
-                    .map_err(|e| exception_text(&e, "GetObject"))?;
-                if make_parent {
-                    self.directories.remember(parent);
-                }
-                Ok(times.map(|error| {
-                    format!(
-                        "Skipping file {0}. Successfully Downloaded {0} but was unable to update \
-                         the last modified time. {1}",
-                        path.display(),
-                        os_error_text(&error, &path)
-                    )
-                }))
+                self.download(index, absolute).await
             }
             (
                 Location::S3 {
@@ -614,32 +542,114 @@ impl Job<'_> {
                 },
                 Location::S3 { .. },
             ) => {
-                let store = self.destination_store.expect("S3 destination has a store");
-                let directive = match settings.metadata_directive.as_deref() {
-                    Some("REPLACE") => Some(MetadataDirective::Replace),
-                    Some(_) => Some(MetadataDirective::Copy),
-                    // aws-cli: --metadata without a directive implies REPLACE.
-                    None if !settings.headers.metadata.is_empty() => {
-                        Some(MetadataDirective::Replace)
-                    }
-                    None => None,
-                };
-                store
-                    .copy_from(
-                        source_bucket,
-                        &format!("{source_prefix}{name}"),
-                        name,
-                        &settings.headers,
-                        directive,
-                    )
+                let source_key = format!("{source_prefix}{}", self.source_name(index));
+                self.copy(index, source_bucket, &source_key)
                     .await
-                    .map_err(|e| exception_text(&e, "CopyObject"))?;
-                Ok(None)
+                    .map(|()| None)
             }
             (Location::Local { .. }, Location::Local { .. }) => {
                 unreachable!("local to local is rejected by SyncSettings::resolve")
             }
         }
+    }
+
+    /// Local file → S3: one PutObject below the multipart threshold (read into memory), else a
+    /// multipart upload streamed from disk. Content-Type is guessed as aws-cli guesses it.
+    async fn upload(&self, index: usize) -> Result<(), String> {
+        let settings = self.settings;
+        let name = self.source_name(index);
+        let file = &self.source.local[index];
+        let store = self.destination_store.expect("S3 destination has a store");
+        let key = Key::new(name).map_err(|e| format!("invalid key `{name}`: {e}"))?;
+        let mut headers = settings.headers.clone();
+        if headers.content_type.is_none() && settings.guess_mime_type {
+            headers.content_type = file
+                .path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .and_then(python_content_type);
+        }
+        let size = file.entry.size;
+        if size >= settings.transfer.multipart_threshold {
+            let body = Body::File {
+                path: file.path.clone(),
+                size,
+            };
+            store
+                .put(&key, body, &headers)
+                .await
+                .map_err(|e| exception_text(&e, "CreateMultipartUpload"))?;
+            return Ok(());
+        }
+        let path = file.path.clone();
+        let bytes = tokio::task::spawn_blocking(move || std::fs::read(path))
+            .await
+            .expect("read task does not panic")
+            .map_err(|e| os_error_text(&e, &file.path))?;
+        if bytes.len() as u64 != size {
+            let changed = store::Error::Changed {
+                path: file.path.clone(),
+            };
+            return Err(exception_text(&changed, "PutObject"));
+        }
+        store
+            .put_single(&key, Bytes::from(bytes), &headers)
+            .await
+            .map_err(|e| exception_text(&e, "PutObject"))?;
+        Ok(())
+    }
+
+    /// S3 → a file below `root`, its times set to the object's LastModified (whole seconds).
+    async fn download(&self, index: usize, root: &Path) -> Result<Option<String>, String> {
+        let name = self.source_name(index);
+        let store = self.source_store.expect("S3 source has a store");
+        let path = local_path(root, name);
+        let parent = path.parent().expect("a file below the root has a parent");
+        let make_parent = !self.directories.known(parent);
+        let modified = whole_seconds(self.source.entries[index].modified);
+        let times = store
+            .download_to(name, &path, Some(modified), make_parent)
+            .await
+            .map_err(|e| exception_text(&e, "GetObject"))?;
+        if make_parent {
+            self.directories.remember(parent);
+        }
+        Ok(times.map(|error| {
+            format!(
+                "Skipping file {0}. Successfully Downloaded {0} but was unable to update \
+                 the last modified time. {1}",
+                path.display(),
+                os_error_text(&error, &path)
+            )
+        }))
+    }
+
+    /// S3 → S3, server-side, with aws-cli's metadata directive (`--metadata` alone implies
+    /// REPLACE).
+    async fn copy(
+        &self,
+        index: usize,
+        source_bucket: &str,
+        source_key: &str,
+    ) -> Result<(), String> {
+        let settings = self.settings;
+        let store = self.destination_store.expect("S3 destination has a store");
+        let directive = match settings.metadata_directive.as_deref() {
+            Some("REPLACE") => Some(MetadataDirective::Replace),
+            Some(_) => Some(MetadataDirective::Copy),
+            None if !settings.headers.metadata.is_empty() => Some(MetadataDirective::Replace),
+            None => None,
+        };
+        store
+            .copy_from(
+                source_bucket,
+                source_key,
+                self.source_name(index),
+                &settings.headers,
+                directive,
+            )
+            .await
+            .map_err(|e| exception_text(&e, "CopyObject"))
     }
 
     async fn delete_all(&self, deletes: &[usize], done: &AtomicUsize, total: u64) {
@@ -655,7 +665,7 @@ impl Job<'_> {
                     .map(|&i| self.destination.entries[i].name.clone())
                     .collect();
                 let interrupt = self.interrupt;
-                let _: Vec<()> = stream::iter(names.chunks(1000))
+                stream::iter(names.chunks(1000))
                     .take_while(|_| futures::future::ready(!interrupt.is_set()))
                     .map(|chunk| async move {
                         let failed = store.delete_names(chunk).await;
@@ -674,7 +684,7 @@ impl Job<'_> {
                         }
                     })
                     .buffer_unordered(self.settings.concurrency.get().clamp(1, 4))
-                    .collect()
+                    .collect::<Vec<()>>()
                     .await;
             }
             Location::Local { .. } => {
@@ -692,7 +702,7 @@ impl Job<'_> {
                         Ok(()) => self.output.done(&delete_line(&display)),
                         // Already gone: the goal is reached.
                         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                            self.output.done(&delete_line(&display))
+                            self.output.done(&delete_line(&display));
                         }
                         Err(e) => self.output.fail(&format!(
                             "delete failed: {} {}",
@@ -760,10 +770,10 @@ mod tests {
             warned,
             interrupted,
         };
-        assert_eq!(outcome(0, 0, false).exit_code(), 0);
-        assert_eq!(outcome(0, 3, false).exit_code(), 2);
-        assert_eq!(outcome(1, 3, false).exit_code(), 1);
-        assert_eq!(outcome(1, 0, true).exit_code(), 130);
+        assert_eq!(outcome(0, 0, false).exit_code().code(), 0);
+        assert_eq!(outcome(0, 3, false).exit_code().code(), 2);
+        assert_eq!(outcome(1, 3, false).exit_code().code(), 1);
+        assert_eq!(outcome(1, 0, true).exit_code().code(), 130);
     }
 
     #[test]

@@ -1,13 +1,35 @@
 //! The integration tests: one binary (`autotests = false`), so the AWS SDK is linked once.
 
+// Helpers are `pub` across the modules of this binary, and tests print what they ran; the
+// pedantic group is for the product's code.
+#![allow(
+    unreachable_pub,
+    unused_qualifications,
+    clippy::pedantic,
+    clippy::print_stdout,
+    clippy::print_stderr
+)]
+
+/// `Server`, one handle over moto and rclone, and `for_servers!` (one test per server).
 mod backends;
+/// `hoist deploy` with CloudFront: the exact paths invalidated, limits, throttling, reruns.
 mod cdn;
+/// The `Store` and `NamedStore` contracts, one test per backend × case.
 mod conformance;
+/// `hoist deploy` end to end: order, no-ops, dry runs, guards, headers, awkward keys.
 mod deploy;
+/// Bad input and hostile environments: one clear error, the documented exit code, nothing
+/// changed; secrets never printed.
 mod errors;
+/// Faults injected by `proxy`, interruptions, files changing mid-run: everything converges.
 mod faults;
+/// The fault-injecting HTTP/1.1 proxy the fault tests put between hoist and a server.
 mod proxy;
+/// The test servers and helpers themselves; read these first when everything fails.
 mod server_smoke;
+/// Guards that start moto_server and rclone serve s3 on free loopback ports.
 mod servers;
+/// `hoist sync` beside `aws s3 sync`: the same lines, exit codes and final state.
 mod sync_compat;
+/// Running the binary in a clean environment, building trees, reading buckets back.
 mod util;

@@ -3,7 +3,7 @@
 //! Classification of each key: `new`, `content changed`, `headers changed`, `unchanged`,
 //! `stale`. Where the manifest cannot vouch for an object (no entry, or the listing's size or
 //! ETag moved), the key is left [`Pending`] and the caller reads the object itself (HEAD, and
-//! when needed the local file's MD5) and finishes with [`decide_from_head`].
+//! when needed the local file's MD5) and finishes with [`decide_from_head`] (see `super::probe`).
 //!
 //! Ordering invariant of a plan: actions are sorted by [`Phase`] (immutable assets, other
 //! files, HTML, deletes), then by key; execution runs the phases as barriers in that order, so
@@ -13,15 +13,15 @@
 
 use std::collections::BTreeMap;
 
+use super::manifest::{Manifest, ObjectRecord};
+use super::scan::{LocalFile, RESERVED_DIR};
 use crate::headers::{META_BLAKE3, is_html};
 use crate::key::Key;
-use crate::manifest::{Entry, Manifest};
-use crate::scan::{LocalFile, RESERVED_DIR};
 use crate::store::{ObjectInfo, ObjectMeta};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Phase {
+pub(crate) enum Phase {
     Immutable,
     Other,
     Html,
@@ -29,7 +29,7 @@ pub enum Phase {
 }
 
 impl Phase {
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Phase::Immutable => "immutable",
             Phase::Other => "other",
@@ -38,7 +38,7 @@ impl Phase {
         }
     }
 
-    pub fn of(file: &LocalFile) -> Phase {
+    pub(crate) fn of(file: &LocalFile) -> Phase {
         if file.resolved.immutable {
             Phase::Immutable
         } else if is_html(file.resolved.headers.content_type.as_deref()) {
@@ -51,14 +51,14 @@ impl Phase {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Op {
+pub(crate) enum Op {
     Upload,
     UpdateHeaders,
     Delete,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-pub enum Reason {
+pub(crate) enum Reason {
     #[serde(rename = "new")]
     New,
     #[serde(rename = "content changed")]
@@ -70,7 +70,7 @@ pub enum Reason {
 }
 
 impl Reason {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Reason::New => "new",
             Reason::ContentChanged => "content changed",
@@ -80,30 +80,30 @@ impl Reason {
     }
 
     /// Whether the key held an object before this deploy (so a cache may hold it).
-    pub fn replaces_existing(self) -> bool {
+    pub(crate) fn replaces_existing(self) -> bool {
         !matches!(self, Reason::New)
     }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct Action {
-    pub op: Op,
-    pub key: Key,
-    pub reason: Reason,
-    pub phase: Phase,
+pub(crate) struct Action {
+    pub(crate) op: Op,
+    pub(crate) key: Key,
+    pub(crate) reason: Reason,
+    pub(crate) phase: Phase,
     /// Bytes sent (the file size for uploads, 0 otherwise).
-    pub bytes: u64,
+    pub(crate) bytes: u64,
     /// Whether the key's rule marks it immutable.
     #[serde(skip)]
-    pub immutable: bool,
+    pub(crate) immutable: bool,
     /// Index into the scanned files (uploads and header updates).
     #[serde(skip)]
-    pub file: Option<usize>,
+    pub(crate) file: Option<usize>,
 }
 
 /// The outcome of comparing one local file with what the target holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Decision {
+pub(crate) enum Decision {
     New,
     Unchanged,
     ContentChanged,
@@ -112,24 +112,24 @@ pub enum Decision {
 
 /// A file whose remote object must be read before it can be classified.
 #[derive(Debug, Clone)]
-pub struct Pending {
-    pub file: usize,
-    pub listed: ObjectMeta,
+pub(crate) struct Pending {
+    pub(crate) file: usize,
+    pub(crate) listed: ObjectMeta,
 }
 
 /// The first pass: what the listing and the manifest decide alone.
 #[derive(Debug, Default)]
-pub struct Comparison {
+pub(crate) struct Comparison {
     /// (file index, decision, the manifest entry that now describes the object, if known).
-    pub decided: Vec<(usize, Decision, Option<Entry>)>,
-    pub pending: Vec<Pending>,
+    pub(crate) decided: Vec<(usize, Decision, Option<ObjectRecord>)>,
+    pub(crate) pending: Vec<Pending>,
     /// Listed keys no local file claims.
-    pub remote_only: Vec<ObjectMeta>,
+    pub(crate) remote_only: Vec<ObjectMeta>,
 }
 
 /// Compares scanned files with the listing, trusting manifest entries the listing confirms.
 /// Both inputs must be sorted by key (scan and list guarantee it).
-pub fn compare(
+pub(crate) fn classify(
     files: &[LocalFile],
     listing: &[ObjectMeta],
     manifest: Option<&Manifest>,
@@ -169,7 +169,7 @@ pub fn compare(
 
 /// Whether a single-part ETag (a plain MD5) could settle the content comparison, because the
 /// object carries no blake3 of hoist's. The caller then computes the local file's MD5.
-pub fn needs_md5(file: &LocalFile, info: &ObjectInfo) -> bool {
+pub(crate) fn needs_md5(file: &LocalFile, info: &ObjectInfo) -> bool {
     info.meta.size == file.size
         && !info.headers.metadata.contains_key(META_BLAKE3)
         && info.meta.etag.as_deref().is_some_and(is_plain_md5)
@@ -180,7 +180,11 @@ fn is_plain_md5(etag: &str) -> bool {
 }
 
 /// Classifies a file from its object's HEAD (and, when [`needs_md5`], the local MD5 in hex).
-pub fn decide_from_head(file: &LocalFile, info: &ObjectInfo, local_md5: Option<&str>) -> Decision {
+pub(crate) fn decide_from_head(
+    file: &LocalFile,
+    info: &ObjectInfo,
+    local_md5: Option<&str>,
+) -> Decision {
     let same_content = info.meta.size == file.size
         && match info.headers.metadata.get(META_BLAKE3) {
             Some(remote) => remote.eq_ignore_ascii_case(&file.blake3),
@@ -201,43 +205,39 @@ pub fn decide_from_head(file: &LocalFile, info: &ObjectInfo, local_md5: Option<&
 
 /// What the deploy will do, in execution order.
 #[derive(Debug, Clone, Default)]
-pub struct Plan {
-    pub actions: Vec<Action>,
-    pub unchanged: usize,
+pub(crate) struct Plan {
+    pub(crate) actions: Vec<Action>,
+    pub(crate) unchanged: usize,
     /// Stale keys kept because deletion is off.
-    pub stale_kept: Vec<Key>,
+    pub(crate) stale_kept: Vec<Key>,
     /// Entries for unchanged objects (the manifest's basis, completed by the executor).
-    pub known: BTreeMap<Key, Entry>,
+    pub(crate) known: BTreeMap<Key, ObjectRecord>,
 }
 
 impl Plan {
-    pub fn deletes(&self) -> impl Iterator<Item = &Action> {
+    pub(crate) fn deletes(&self) -> impl Iterator<Item = &Action> {
         self.actions.iter().filter(|a| a.op == Op::Delete)
     }
 
-    pub fn delete_count(&self) -> usize {
+    pub(crate) fn delete_count(&self) -> usize {
         self.deletes().count()
     }
 
-    pub fn is_noop(&self) -> bool {
-        self.actions.is_empty()
-    }
-
-    pub fn phase(&self, phase: Phase) -> impl Iterator<Item = &Action> {
+    pub(crate) fn phase(&self, phase: Phase) -> impl Iterator<Item = &Action> {
         self.actions.iter().filter(move |a| a.phase == phase)
     }
 }
 
-pub struct PlanOptions<'a> {
-    pub delete: bool,
+pub(crate) struct PlanOptions<'a> {
+    pub(crate) delete: bool,
     /// Remote keys matching this are never deleted.
-    pub is_excluded: &'a dyn Fn(&str) -> bool,
+    pub(crate) is_excluded: &'a dyn Fn(&str) -> bool,
 }
 
 /// Builds the plan from every file's decision (each file exactly once) and the remote-only keys.
-pub fn build(
+pub(crate) fn build(
     files: &[LocalFile],
-    decisions: Vec<(usize, Decision, Option<Entry>)>,
+    decisions: Vec<(usize, Decision, Option<ObjectRecord>)>,
     remote_only: &[ObjectMeta],
     options: &PlanOptions<'_>,
 ) -> Plan {
@@ -247,7 +247,7 @@ pub fn build(
         let (op, reason) = match decision {
             Decision::Unchanged => {
                 plan.unchanged += 1;
-                let entry = entry.unwrap_or_else(|| Entry {
+                let entry = entry.unwrap_or_else(|| ObjectRecord {
                     size: file.size,
                     blake3: file.blake3.clone(),
                     etag: None,
@@ -306,8 +306,8 @@ pub fn build(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::deploy::rules::Resolved;
     use crate::headers::Headers;
-    use crate::rules::Resolved;
     use std::time::SystemTime;
 
     fn file(key: &str, content: &str, immutable: bool, content_type: &str) -> LocalFile {
@@ -338,17 +338,13 @@ mod tests {
         }
     }
 
-    fn entry_for(file: &LocalFile, etag: &str) -> Entry {
-        Entry {
+    fn entry_for(file: &LocalFile, etag: &str) -> ObjectRecord {
+        ObjectRecord {
             size: file.size,
             blake3: file.blake3.clone(),
             etag: Some(etag.into()),
             headers: file.resolved.headers.fingerprint(),
         }
-    }
-
-    fn no_excludes(_: &str) -> bool {
-        false
     }
 
     fn plan_of(
@@ -357,8 +353,8 @@ mod tests {
         manifest: Option<&Manifest>,
         delete: bool,
     ) -> (Plan, Vec<Pending>) {
-        let comparison = compare(files, listing, manifest);
-        let exclude = |k: &str| k.ends_with(".keep");
+        let comparison = classify(files, listing, manifest);
+        let exclude = |k: &str| std::path::Path::new(k).extension() == Some("keep".as_ref());
         let plan = build(
             files,
             comparison.decided,
@@ -553,6 +549,5 @@ mod tests {
         assert!(!Reason::New.replaces_existing());
         assert!(Reason::ContentChanged.replaces_existing());
         assert!(Reason::Stale.replaces_existing());
-        let _ = no_excludes;
     }
 }

@@ -11,7 +11,6 @@
 //! memory (bounded by a byte budget); large ones stream from disk.
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -19,27 +18,31 @@ use futures::StreamExt;
 use futures::stream;
 use tokio::sync::Semaphore;
 
+use super::plan::{Action, Op, Phase, Plan};
+use super::scan::LocalFile;
+use super::settings::DeploySettings;
+use crate::error::ErrorChain;
 use crate::headers::{Headers, META_BLAKE3};
 use crate::interrupt::Interrupt;
 use crate::key::Key;
-use crate::plan::{Action, Op, Phase, Plan};
-use crate::scan::LocalFile;
 use crate::store::{self, Body, Store};
 
 #[derive(Debug, Clone, Copy)]
-pub struct ExecOptions {
-    pub concurrency: usize,
+pub(crate) struct ExecOptions {
+    pub(crate) concurrency: usize,
     /// Files of at least this size are streamed from disk instead of read into memory.
-    pub stream_threshold: u64,
+    pub(crate) stream_threshold: u64,
     /// Upper bound on file bytes held in memory at once.
-    pub memory_budget: u64,
+    pub(crate) memory_budget: u64,
 }
 
-impl Default for ExecOptions {
-    fn default() -> Self {
+impl ExecOptions {
+    /// The deploy's concurrency; files from the multipart threshold up stream from disk; at
+    /// most 32 MiB of file bytes in memory.
+    pub(crate) fn new(settings: &DeploySettings) -> ExecOptions {
         ExecOptions {
-            concurrency: 16,
-            stream_threshold: 8 << 20,
+            concurrency: settings.concurrency.get(),
+            stream_threshold: settings.multipart_threshold,
             memory_budget: 32 << 20,
         }
     }
@@ -47,19 +50,18 @@ impl Default for ExecOptions {
 
 /// What executing a plan produced: the ETag of every key it wrote.
 #[derive(Debug, Default)]
-pub struct Executed {
-    pub etags: BTreeMap<Key, Option<String>>,
-    pub bytes: u64,
+pub(crate) struct Executed {
+    pub(crate) etags: BTreeMap<Key, Option<String>>,
 }
 
 #[derive(Debug)]
-pub struct Failure {
-    pub key: Key,
-    pub error: store::Error,
+pub(crate) struct Failure {
+    pub(crate) key: Key,
+    pub(crate) error: store::Error,
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum ExecuteError {
+pub(crate) enum ExecuteError {
     #[error("{}", phase_failed_message(*phase, failed, not_started))]
     PhaseFailed {
         phase: Phase,
@@ -102,21 +104,6 @@ fn phase_failed_message(phase: Phase, failed: &[Failure], not_started: &[&'stati
     message
 }
 
-/// Displays an error and its sources on one line.
-pub struct ErrorChain<'a>(pub &'a (dyn std::error::Error + 'static));
-
-impl fmt::Display for ErrorChain<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.0)?;
-        let mut source = self.0.source();
-        while let Some(error) = source {
-            write!(f, ": {error}")?;
-            source = error.source();
-        }
-        Ok(())
-    }
-}
-
 /// The stages after uploads, named in errors so the user knows what did not happen.
 const LATER: [(Phase, &str); 4] = [
     (Phase::Immutable, "immutable uploads"),
@@ -134,19 +121,19 @@ fn not_started_after(phase: Phase, extra: &[&'static str]) -> Vec<&'static str> 
         .collect()
 }
 
-pub struct Executor<'a> {
-    pub store: &'a dyn Store,
-    pub files: &'a [LocalFile],
-    pub options: ExecOptions,
-    pub interrupt: &'a Interrupt,
+pub(crate) struct Executor<'a> {
+    pub(crate) store: &'a dyn Store,
+    pub(crate) files: &'a [LocalFile],
+    pub(crate) options: ExecOptions,
+    pub(crate) interrupt: &'a Interrupt,
     /// Called once per completed action.
-    pub on_done: &'a (dyn Fn(&Action) + Sync),
+    pub(crate) on_done: &'a (dyn Fn(&Action) + Sync),
     /// Stages that run after the executor (invalidation, manifest), for error messages.
-    pub after: &'a [&'static str],
+    pub(crate) after: &'a [&'static str],
 }
 
 impl Executor<'_> {
-    pub async fn run(&self, plan: &Plan) -> Result<Executed, ExecuteError> {
+    pub(crate) async fn run(&self, plan: &Plan) -> Result<Executed, ExecuteError> {
         let mut executed = Executed::default();
         let memory = Arc::new(Semaphore::new(budget_permits(self.options.memory_budget)));
         for phase in [Phase::Immutable, Phase::Other, Phase::Html, Phase::Delete] {
@@ -208,7 +195,6 @@ impl Executor<'_> {
         for (action, result) in results {
             match result {
                 Ok(etag) => {
-                    executed.bytes += action.bytes;
                     executed.etags.insert(action.key.clone(), etag);
                 }
                 Err(error) => failed.push(Failure {
@@ -291,7 +277,7 @@ impl Executor<'_> {
 }
 
 /// The headers an object is published with: the rule's, plus its blake3 digest in metadata.
-pub fn headers_for(file: &LocalFile) -> Headers {
+pub(crate) fn headers_for(file: &LocalFile) -> Headers {
     let mut headers = (*file.resolved.headers).clone();
     headers
         .metadata
@@ -335,7 +321,7 @@ async fn read_verified(file: &LocalFile) -> Result<Bytes, store::Error> {
 /// Hashes a large file again before it is streamed.
 async fn verify_streamed(file: &LocalFile) -> Result<(), store::Error> {
     let path = file.path.clone();
-    let (digest, size) = tokio::task::spawn_blocking(move || crate::scan::hash_file(&path))
+    let (digest, size) = tokio::task::spawn_blocking(move || super::scan::hash_file(&path))
         .await
         .expect("hash task does not panic")
         .map_err(|source| store::Error::Io {

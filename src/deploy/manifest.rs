@@ -18,42 +18,42 @@ use crate::key::Key;
 use crate::store::ObjectMeta;
 
 /// The manifest's key, relative to the target prefix.
-pub const MANIFEST_KEY: &str = ".hoist/manifest.json";
-pub const VERSION: u32 = 1;
+pub(crate) const MANIFEST_KEY: &str = ".hoist/manifest.json";
+pub(crate) const VERSION: u32 = 1;
 
-pub fn manifest_key() -> Key {
+pub(crate) fn manifest_key() -> Key {
     Key::new(MANIFEST_KEY).expect("the manifest key is valid")
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Manifest {
-    pub version: u32,
+pub(crate) struct Manifest {
+    pub(crate) version: u32,
     /// Unique per deploy that wrote it.
-    pub deploy_id: String,
-    pub objects: BTreeMap<Key, Entry>,
+    pub(crate) deploy_id: String,
+    pub(crate) objects: BTreeMap<Key, ObjectRecord>,
     /// Keys changed by a deploy whose CloudFront invalidation has not been confirmed.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub pending_invalidation: Vec<String>,
+    pub(crate) pending_invalidation: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Entry {
-    pub size: u64,
-    pub blake3: String,
+pub(crate) struct ObjectRecord {
+    pub(crate) size: u64,
+    pub(crate) blake3: String,
     /// The ETag the store gave for the object (normalized), if it gave one.
-    pub etag: Option<String>,
+    pub(crate) etag: Option<String>,
     /// [`crate::headers::Headers::fingerprint`] of the headers it was published with.
-    pub headers: String,
+    pub(crate) headers: String,
 }
 
 #[derive(Debug, thiserror::Error)]
 #[error("the manifest is not readable (it will be rewritten)")]
-pub struct ManifestError(#[source] pub serde_json::Error);
+pub(crate) struct ManifestError(#[source] pub serde_json::Error);
 
 impl Manifest {
-    pub fn new(objects: BTreeMap<Key, Entry>) -> Manifest {
+    pub(crate) fn new(objects: BTreeMap<Key, ObjectRecord>) -> Manifest {
         Manifest {
             version: VERSION,
             deploy_id: uuid::Uuid::new_v4().to_string(),
@@ -62,7 +62,7 @@ impl Manifest {
         }
     }
 
-    pub fn parse(bytes: &[u8]) -> Result<Manifest, ManifestError> {
+    pub(crate) fn parse(bytes: &[u8]) -> Result<Manifest, ManifestError> {
         let manifest: Manifest = serde_json::from_slice(bytes).map_err(ManifestError)?;
         if manifest.version != VERSION {
             return Err(ManifestError(serde::de::Error::custom(format!(
@@ -73,20 +73,20 @@ impl Manifest {
         Ok(manifest)
     }
 
-    pub fn to_bytes(&self) -> Vec<u8> {
+    pub(crate) fn to_bytes(&self) -> Vec<u8> {
         serde_json::to_vec(self).expect("manifest serializes")
     }
 
     /// The entry for a listed object, if it still describes that object: same size, and an
     /// ETag that the listing shows and that equals the recorded one.
-    pub fn valid_entry(&self, listed: &ObjectMeta) -> Option<&Entry> {
+    pub(crate) fn valid_entry(&self, listed: &ObjectMeta) -> Option<&ObjectRecord> {
         let entry = self.objects.get(&listed.key)?;
         let listed_etag = listed.etag.as_deref()?;
         (entry.size == listed.size && entry.etag.as_deref() == Some(listed_etag)).then_some(entry)
     }
 
     /// Whether two manifests say the same (ignoring the deploy id).
-    pub fn same_content(&self, other: &Manifest) -> bool {
+    pub(crate) fn same_content(&self, other: &Manifest) -> bool {
         self.objects == other.objects && self.pending_invalidation == other.pending_invalidation
     }
 }
@@ -108,7 +108,7 @@ mod tests {
         let mut objects = BTreeMap::new();
         objects.insert(
             Key::new("a.html").unwrap(),
-            Entry {
+            ObjectRecord {
                 size: 3,
                 blake3: "b3".into(),
                 etag: Some("e1".into()),

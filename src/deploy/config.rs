@@ -3,18 +3,19 @@
 //! Every struct denies unknown fields, and values that can be wrong on their own (globs, header
 //! values, metadata names) are checked while deserializing, so serde_yaml's error already names
 //! the key path and line (`rules[1].match: invalid glob … at line 12 column 5`). Nothing here
-//! touches the network; [`crate::settings`] combines this file with the command line.
+//! touches the network; [`crate::deploy::settings`] combines this file with the command line.
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 
+use globset::{Glob, GlobBuilder};
 use serde::Deserialize;
 use serde::de::{self, Deserializer, SeqAccess, Visitor};
 
 #[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
+pub(crate) enum ConfigError {
     #[error("cannot read config file `{}`", path.display())]
     Read {
         path: PathBuf,
@@ -32,7 +33,7 @@ pub enum ConfigError {
 /// serde_yaml's error, with the line added where serde_yaml gives none (an unknown key at the
 /// top level has no location).
 #[derive(Debug)]
-pub struct ParseError {
+pub(crate) struct ParseError {
     error: serde_yaml::Error,
     line: Option<usize>,
 }
@@ -75,65 +76,65 @@ fn unknown_field(message: &str) -> Option<&str> {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct DeployConfig {
+pub(crate) struct DeployConfig {
     /// Directory to publish, relative to the config file.
-    pub source: Option<PathBuf>,
-    pub target: Option<String>,
-    pub region: Option<String>,
-    pub endpoint_url: Option<String>,
+    pub(crate) source: Option<PathBuf>,
+    pub(crate) target: Option<String>,
+    pub(crate) region: Option<String>,
+    pub(crate) endpoint_url: Option<String>,
     /// Force path-style addressing (automatic for localhost and IP endpoints).
-    pub path_style: Option<bool>,
-    pub profile: Option<String>,
+    pub(crate) path_style: Option<bool>,
+    pub(crate) profile: Option<String>,
     /// Remove stale keys under the prefix.
-    pub delete: Option<bool>,
+    pub(crate) delete: Option<bool>,
     /// A plan deleting more keys than this fails before changing anything, unless `--force`.
-    pub max_deletes: Option<usize>,
-    pub concurrency: Option<NonZeroUsize>,
+    pub(crate) max_deletes: Option<usize>,
+    pub(crate) concurrency: Option<NonZeroUsize>,
     /// Files at least this large are uploaded in parts (bytes, or `8MB`, `16MiB`).
-    pub multipart_threshold: Option<ByteSize>,
-    pub multipart_chunksize: Option<ByteSize>,
+    pub(crate) multipart_threshold: Option<ByteSize>,
+    pub(crate) multipart_chunksize: Option<ByteSize>,
     #[serde(default)]
-    pub exclude: Patterns,
+    pub(crate) exclude: Patterns,
     #[serde(default)]
-    pub rules: Vec<RuleConfig>,
-    pub cloudfront: Option<CloudFrontConfig>,
+    pub(crate) rules: Vec<RuleConfig>,
+    pub(crate) cloudfront: Option<CloudFrontConfig>,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RuleConfig {
+pub(crate) struct RuleConfig {
     #[serde(rename = "match")]
-    pub patterns: Patterns,
-    pub cache_control: Option<HeaderText>,
-    pub content_type: Option<HeaderText>,
-    pub content_encoding: Option<HeaderText>,
-    pub content_language: Option<HeaderText>,
-    pub content_disposition: Option<HeaderText>,
+    pub(crate) patterns: Patterns,
+    pub(crate) cache_control: Option<HeaderText>,
+    pub(crate) content_type: Option<HeaderText>,
+    pub(crate) content_encoding: Option<HeaderText>,
+    pub(crate) content_language: Option<HeaderText>,
+    pub(crate) content_disposition: Option<HeaderText>,
     #[serde(default)]
-    pub metadata: BTreeMap<MetadataName, HeaderText>,
-    pub acl: Option<Acl>,
-    pub storage_class: Option<StorageClass>,
+    pub(crate) metadata: BTreeMap<MetadataName, HeaderText>,
+    pub(crate) acl: Option<Acl>,
+    pub(crate) storage_class: Option<StorageClass>,
     /// Content-hashed names: uploaded first, never invalidated.
     #[serde(default)]
-    pub immutable: bool,
+    pub(crate) immutable: bool,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct CloudFrontConfig {
-    pub distribution_id: Option<String>,
+pub(crate) struct CloudFrontConfig {
+    pub(crate) distribution_id: Option<String>,
     /// Wait until the invalidation completes.
     #[serde(default)]
-    pub wait: bool,
+    pub(crate) wait: bool,
     /// Past this many paths, collapse them into wildcards.
-    pub max_paths: Option<NonZeroUsize>,
-    pub endpoint_url: Option<String>,
+    pub(crate) max_paths: Option<NonZeroUsize>,
+    pub(crate) endpoint_url: Option<String>,
     /// Whether to invalidate at all when a distribution is configured (default true).
-    pub invalidate: Option<bool>,
+    pub(crate) invalidate: Option<bool>,
 }
 
 impl DeployConfig {
-    pub fn load(path: &Path) -> Result<DeployConfig, ConfigError> {
+    pub(crate) fn load(path: &Path) -> Result<DeployConfig, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.to_owned(),
             source,
@@ -144,7 +145,7 @@ impl DeployConfig {
         })
     }
 
-    pub fn parse(text: &str) -> Result<DeployConfig, ParseError> {
+    pub(crate) fn parse(text: &str) -> Result<DeployConfig, ParseError> {
         let parse = || {
             // An empty file (or one holding only comments) is a valid, empty config.
             if serde_yaml::from_str::<serde_yaml::Value>(text)?.is_null() {
@@ -156,9 +157,53 @@ impl DeployConfig {
     }
 }
 
-/// One glob or a list of them, each checked when the file is read.
+/// One glob or a list of them, each compiled once, when the file is read.
 #[derive(Debug, Default, Clone)]
-pub struct Patterns(pub Vec<String>);
+pub(crate) struct Patterns {
+    /// As the user wrote them.
+    pub(crate) text: Vec<String>,
+    /// What they compile to ([`compile_pattern`]), for [`crate::deploy::rules`] to match with.
+    pub(crate) globs: Vec<Glob>,
+}
+
+impl Patterns {
+    fn push(&mut self, pattern: &str) -> Result<(), String> {
+        if pattern.is_empty() {
+            return Err("empty glob pattern".into());
+        }
+        let globs =
+            compile_pattern(pattern).map_err(|e| format!("invalid glob `{pattern}`: {e}"))?;
+        self.text.push(pattern.to_string());
+        self.globs.extend(globs);
+        Ok(())
+    }
+}
+
+/// Compiles one user pattern into the globs that implement .gitignore's habits: a pattern
+/// without `/` matches the file name at any depth, one with `/` is anchored at the source root
+/// (a leading `/` is allowed), `*` stays within a segment and `**` crosses directories. A
+/// pattern that names a directory also matches everything below it (`exclude: [node_modules]`).
+pub(crate) fn compile_pattern(pattern: &str) -> Result<Vec<Glob>, globset::Error> {
+    // A trailing `/` does not anchor (gitignore: `drafts/` matches `a/drafts/`).
+    let anchored = pattern.trim_end_matches('/').contains('/');
+    let body = pattern.trim_start_matches('/').trim_end_matches('/');
+    let base = if anchored || body.starts_with("**") {
+        body.to_string()
+    } else {
+        format!("**/{body}")
+    };
+    let build = |glob: &str| {
+        GlobBuilder::new(glob)
+            .literal_separator(true)
+            .backslash_escape(true)
+            .build()
+    };
+    let mut globs = vec![build(&base)?];
+    if !base.ends_with("/**") && base != "**" {
+        globs.push(build(&format!("{base}/**"))?);
+    }
+    Ok(globs)
+}
 
 impl<'de> Deserialize<'de> for Patterns {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
@@ -169,29 +214,20 @@ impl<'de> Deserialize<'de> for Patterns {
                 f.write_str("a glob pattern or a list of glob patterns")
             }
             fn visit_str<E: de::Error>(self, value: &str) -> Result<Patterns, E> {
-                check_glob(value).map_err(E::custom)?;
-                Ok(Patterns(vec![value.to_string()]))
+                let mut patterns = Patterns::default();
+                patterns.push(value).map_err(E::custom)?;
+                Ok(patterns)
             }
             fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Patterns, A::Error> {
-                let mut patterns = Vec::new();
+                let mut patterns = Patterns::default();
                 while let Some(value) = seq.next_element::<String>()? {
-                    check_glob(&value).map_err(de::Error::custom)?;
-                    patterns.push(value);
+                    patterns.push(&value).map_err(de::Error::custom)?;
                 }
-                Ok(Patterns(patterns))
+                Ok(patterns)
             }
         }
         deserializer.deserialize_any(PatternsVisitor)
     }
-}
-
-fn check_glob(pattern: &str) -> Result<(), String> {
-    if pattern.is_empty() {
-        return Err("empty glob pattern".into());
-    }
-    crate::rules::compile_pattern(pattern)
-        .map(|_| ())
-        .map_err(|e| format!("invalid glob `{pattern}`: {e}"))
 }
 
 /// Deserializes a string and checks it *inside* the deserializer call, so serde_yaml's error
@@ -218,7 +254,7 @@ where
 
 /// A header value: printable ASCII (S3 rejects or mangles anything else).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HeaderText(pub String);
+pub(crate) struct HeaderText(pub(crate) String);
 
 impl<'de> Deserialize<'de> for HeaderText {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
@@ -239,7 +275,7 @@ impl<'de> Deserialize<'de> for HeaderText {
 
 /// A user-metadata name: an HTTP token, stored lower-case.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-pub struct MetadataName(pub String);
+pub(crate) struct MetadataName(pub(crate) String);
 
 impl<'de> Deserialize<'de> for MetadataName {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
@@ -266,7 +302,7 @@ impl<'de> Deserialize<'de> for MetadataName {
     }
 }
 
-pub const CANNED_ACLS: &[&str] = &[
+pub(crate) const CANNED_ACLS: &[&str] = &[
     "private",
     "public-read",
     "public-read-write",
@@ -278,7 +314,7 @@ pub const CANNED_ACLS: &[&str] = &[
 ];
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Acl(pub String);
+pub(crate) struct Acl(pub(crate) String);
 
 impl<'de> Deserialize<'de> for Acl {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
@@ -294,7 +330,7 @@ impl<'de> Deserialize<'de> for Acl {
     }
 }
 
-pub const STORAGE_CLASSES: &[&str] = &[
+pub(crate) const STORAGE_CLASSES: &[&str] = &[
     "STANDARD",
     "REDUCED_REDUNDANCY",
     "STANDARD_IA",
@@ -307,7 +343,7 @@ pub const STORAGE_CLASSES: &[&str] = &[
 ];
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StorageClass(pub String);
+pub(crate) struct StorageClass(pub(crate) String);
 
 impl<'de> Deserialize<'de> for StorageClass {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
@@ -326,10 +362,10 @@ impl<'de> Deserialize<'de> for StorageClass {
 /// A size in bytes: a number, or a number with a unit (`8MB`, `16MiB`, `1GB`), read the way
 /// aws-cli reads `s3.multipart_threshold` (`MB` and `MiB` both mean 2^20).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ByteSize(pub u64);
+pub(crate) struct ByteSize(pub(crate) u64);
 
 impl ByteSize {
-    pub fn parse(text: &str) -> Result<ByteSize, String> {
+    pub(crate) fn parse(text: &str) -> Result<ByteSize, String> {
         let text = text.trim();
         let split = text
             .find(|c: char| !c.is_ascii_digit())
@@ -383,7 +419,7 @@ mod tests {
 
     #[test]
     fn example_file_parses() {
-        let text = include_str!("../deploy.example.yaml");
+        let text = include_str!("../../deploy.example.yaml");
         let config = DeployConfig::parse(text).expect("deploy.example.yaml is valid");
         assert!(!config.rules.is_empty());
         assert!(config.cloudfront.is_some());
@@ -430,8 +466,8 @@ mod tests {
     #[test]
     fn match_takes_string_or_list() {
         let config = DeployConfig::parse("rules:\n  - match: a\n  - match: [b, 'c/**']\n").unwrap();
-        assert_eq!(config.rules[0].patterns.0, ["a"]);
-        assert_eq!(config.rules[1].patterns.0, ["b", "c/**"]);
+        assert_eq!(config.rules[0].patterns.text, ["a"]);
+        assert_eq!(config.rules[1].patterns.text, ["b", "c/**"]);
     }
 
     #[test]

@@ -1,10 +1,17 @@
-//! AWS SDK setup shared by S3 and CloudFront: the standard credential and region chain
+//! AWS SDK setup shared by `deploy` and `sync`: the standard credential and region chain
 //! (environment, shared config and credentials files with profiles, SSO, web identity, instance
 //! metadata), retries from `AWS_MAX_ATTEMPTS`/`AWS_RETRY_MODE`/the profile, and timeouts so a
 //! stalled or unreachable endpoint fails a run instead of hanging it.
 //!
+//! This module and `store/` are the only places that name SDK types. A [`Session`] is the loaded
+//! configuration; it opens the one kind of [`S3Store`] both commands use
+//! ([`Session::s3_store`]) and the CloudFront client ([`cloudfront::CloudFront`]).
+//!
 //! Clients are built from `aws_config` with the latest behaviour version: clients built from a
-//! bare `Config::builder()` had no retries before BehaviorVersion 2026-01-12 (S3-PITFALLS.md).
+//! bare `Config::builder()` had no retries before BehaviorVersion 2026-01-12
+//! (`docs/s3-facts.md`).
+
+pub(crate) mod cloudfront;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -18,39 +25,104 @@ use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use aws_smithy_types::config_bag::ConfigBag;
 
 use aws_config::meta::region::RegionProviderChain;
+use aws_types::sdk_config::RequestChecksumCalculation;
+
+use crate::interrupt::Interrupt;
+use crate::key::Prefix;
+use crate::store::s3::{Integrity, Multipart, S3Store};
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 
 /// How to reach AWS (or an S3-compatible store), as resolved from flags and config.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct AwsOptions {
-    pub region: Option<String>,
-    pub profile: Option<String>,
+pub(crate) struct AwsOptions {
+    pub(crate) region: Option<String>,
+    pub(crate) profile: Option<String>,
     /// S3 endpoint override; `AWS_ENDPOINT_URL_S3` / `AWS_ENDPOINT_URL` apply when unset.
-    pub endpoint_url: Option<String>,
+    pub(crate) endpoint_url: Option<String>,
     /// `Some(true)` forces path-style addressing; `None` picks it for IP and localhost endpoints.
-    pub path_style: Option<bool>,
-    pub timeouts: Timeouts,
+    pub(crate) path_style: Option<bool>,
+    pub(crate) timeouts: Timeouts,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Timeouts {
-    pub connect: Duration,
+pub(crate) struct Timeouts {
+    pub(crate) connect: Duration,
     /// Longest wait for response bytes; a stalled server fails the attempt, which is retried.
-    pub read: Duration,
+    pub(crate) read: Duration,
 }
 
 impl Default for Timeouts {
     fn default() -> Self {
         Timeouts {
             connect: Duration::from_secs(5),
-            read: Duration::from_secs(60),
+            read: Duration::from_mins(1),
         }
     }
 }
 
-/// Loads the shared SDK configuration. Sends no request: credentials resolve lazily.
-pub async fn load(options: &AwsOptions) -> SdkConfig {
+/// A loaded SDK configuration and the options it was loaded with.
+#[derive(Debug, Clone)]
+pub(crate) struct Session {
+    sdk: SdkConfig,
+    options: AwsOptions,
+}
+
+/// How an [`S3Store`] transfers: the multipart sizes, the parts in flight, and whether a
+/// multipart upload must learn the ETag listings show (deploy's manifest keeps it; sync does
+/// not).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct StoreOptions {
+    pub(crate) multipart: Multipart,
+    pub(crate) concurrency: usize,
+    pub(crate) listed_etags: bool,
+}
+
+impl Session {
+    /// Loads the shared SDK configuration. Sends no request: credentials resolve lazily.
+    pub(crate) async fn load(options: &AwsOptions) -> Session {
+        Session {
+            sdk: load(options).await,
+            options: options.clone(),
+        }
+    }
+
+    /// The S3 store of `bucket`/`prefix`: path style for local endpoints, CRC32 checksums or,
+    /// where the user asked for checksums only when required, Content-MD5.
+    pub(crate) fn s3_store(
+        &self,
+        bucket: &str,
+        prefix: Prefix,
+        options: StoreOptions,
+        interrupt: &Interrupt,
+    ) -> S3Store {
+        let integrity = match self.sdk.request_checksum_calculation() {
+            Some(RequestChecksumCalculation::WhenRequired) => Integrity::Md5,
+            _ => Integrity::Crc32,
+        };
+        let store = S3Store::new(
+            s3_client(&self.sdk, &self.options),
+            bucket,
+            prefix,
+            endpoint_label(&self.sdk, &self.options),
+        )
+        .with_integrity(integrity)
+        .with_multipart(options.multipart, options.concurrency)
+        .with_interrupt(interrupt.clone());
+        if options.listed_etags {
+            store
+        } else {
+            store.without_listed_etags()
+        }
+    }
+
+    /// The CloudFront client, signed for us-east-1 (a global service).
+    pub(crate) fn cloudfront(&self, endpoint_url: Option<&str>) -> cloudfront::CloudFront {
+        cloudfront::CloudFront::new(&self.sdk, endpoint_url)
+    }
+}
+
+async fn load(options: &AwsOptions) -> SdkConfig {
     let region = RegionProviderChain::first_try(options.region.clone().map(Region::new))
         .or_default_provider()
         .or_else(Region::from_static("us-east-1"));
@@ -68,8 +140,55 @@ pub async fn load(options: &AwsOptions) -> SdkConfig {
     loader.load().await
 }
 
+/// An environment variable hoist reads that holds no valid value.
+#[derive(Debug, thiserror::Error)]
+#[error("{name}={value}: expected a number of seconds")]
+pub(crate) struct EnvError {
+    name: &'static str,
+    value: String,
+}
+
+impl Timeouts {
+    /// Defaults, overridable with `HOIST_CONNECT_TIMEOUT` and `HOIST_READ_TIMEOUT` (seconds).
+    pub(crate) fn from_env() -> Result<Timeouts, EnvError> {
+        let mut timeouts = Timeouts::default();
+        for (name, slot) in [
+            ("HOIST_CONNECT_TIMEOUT", &mut timeouts.connect),
+            ("HOIST_READ_TIMEOUT", &mut timeouts.read),
+        ] {
+            if let Ok(value) = std::env::var(name) {
+                let seconds: f64 = value
+                    .parse()
+                    .ok()
+                    .filter(|s: &f64| s.is_finite() && *s > 0.0)
+                    .ok_or(EnvError { name, value })?;
+                *slot = Duration::from_secs_f64(seconds);
+            }
+        }
+        Ok(timeouts)
+    }
+}
+
+/// `--expires` and the like: RFC 3339 (`2030-01-01T00:00:00Z`), an HTTP date, or epoch
+/// seconds, as the HTTP date S3 stores; `None` when the text is none of these.
+pub(crate) fn http_date(text: &str) -> Option<String> {
+    use aws_smithy_types::DateTime;
+    use aws_smithy_types::date_time::Format;
+    let parsed = DateTime::from_str(text, Format::DateTime)
+        .or_else(|_| DateTime::from_str(text, Format::HttpDate))
+        .ok()
+        .or_else(|| {
+            text.trim()
+                .parse::<f64>()
+                .ok()
+                .filter(|s| s.is_finite())
+                .map(DateTime::from_secs_f64)
+        })?;
+    parsed.fmt(Format::HttpDate).ok()
+}
+
 /// Whether an endpoint names a host that cannot take virtual-hosted bucket names.
-pub fn wants_path_style(endpoint: &str) -> bool {
+pub(crate) fn wants_path_style(endpoint: &str) -> bool {
     let rest = endpoint
         .split_once("://")
         .map_or(endpoint, |(_, rest)| rest);
@@ -89,21 +208,21 @@ pub fn wants_path_style(endpoint: &str) -> bool {
 /// Requests and attempts of every S3 client in this process, to report how much was retried.
 /// Process-wide because a run has one S3 configuration and the report is the process's.
 #[derive(Debug, Default)]
-pub struct RequestStats {
+pub(crate) struct RequestStats {
     operations: AtomicU64,
     attempts: AtomicU64,
 }
 
 impl RequestStats {
     /// Attempts beyond the first of each operation.
-    pub fn retries(&self) -> u64 {
+    pub(crate) fn retries(&self) -> u64 {
         self.attempts
             .load(Ordering::Relaxed)
             .saturating_sub(self.operations.load(Ordering::Relaxed))
     }
 }
 
-pub static REQUEST_STATS: RequestStats = RequestStats {
+pub(crate) static REQUEST_STATS: RequestStats = RequestStats {
     operations: AtomicU64::new(0),
     attempts: AtomicU64::new(0),
 };
@@ -136,7 +255,7 @@ impl Intercept for CountAttempts {
     }
 }
 
-pub fn s3_client(sdk: &SdkConfig, options: &AwsOptions) -> aws_sdk_s3::Client {
+fn s3_client(sdk: &SdkConfig, options: &AwsOptions) -> aws_sdk_s3::Client {
     let mut builder = aws_sdk_s3::config::Builder::from(sdk).interceptor(CountAttempts);
     let endpoint = options
         .endpoint_url
@@ -153,7 +272,7 @@ pub fn s3_client(sdk: &SdkConfig, options: &AwsOptions) -> aws_sdk_s3::Client {
 }
 
 /// The endpoint shown in messages: the override, or the AWS default.
-pub fn endpoint_label(sdk: &SdkConfig, options: &AwsOptions) -> String {
+fn endpoint_label(sdk: &SdkConfig, options: &AwsOptions) -> String {
     options
         .endpoint_url
         .clone()

@@ -5,20 +5,20 @@ use std::path::PathBuf;
 use crate::key::Prefix;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Target {
+pub(crate) enum Target {
     S3 { bucket: String, prefix: Prefix },
     Local { path: PathBuf },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("malformed target `{url}`: {reason} (expected s3://bucket[/prefix/] or file://PATH)")]
-pub struct TargetError {
-    pub url: String,
-    pub reason: String,
+pub(crate) struct TargetError {
+    pub(crate) url: String,
+    pub(crate) reason: String,
 }
 
 impl Target {
-    pub fn parse(url: &str) -> Result<Target, TargetError> {
+    pub(crate) fn parse(url: &str) -> Result<Target, TargetError> {
         let fail = |reason: &str| TargetError {
             url: url.to_string(),
             reason: reason.to_string(),
@@ -42,18 +42,11 @@ impl Target {
         }
         Err(fail("unknown scheme"))
     }
-
-    pub fn display(&self) -> String {
-        match self {
-            Target::S3 { bucket, prefix } => format!("s3://{bucket}/{prefix}"),
-            Target::Local { path } => format!("file://{}", path.display()),
-        }
-    }
 }
 
 /// S3's bucket naming rules, loosened to what S3-compatible stores also accept (upper case
 /// and `_`), so the error comes before any request.
-pub fn validate_bucket(bucket: &str) -> Result<(), String> {
+pub(crate) fn validate_bucket(bucket: &str) -> Result<(), String> {
     if bucket.is_empty() {
         return Err("no bucket name".into());
     }

@@ -14,30 +14,27 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-use aws_sdk_cloudfront::error::{ProvideErrorMetadata, SdkError};
-use aws_sdk_cloudfront::types::{InvalidationBatch, Paths};
-
-use crate::error::Error;
+use super::plan::{Op, Plan};
+use super::settings::CloudFrontSettings;
+use super::target::Target;
+use crate::aws::cloudfront::{CloudFront, CloudFrontError, Invalidation};
 use crate::interrupt::Interrupt;
 use crate::key::Prefix;
-use crate::plan::{Op, Plan};
 use crate::report::Printer;
-use crate::settings::CloudFrontSettings;
-use crate::target::Target;
 
 /// CloudFront allows 15 wildcard paths in progress at once.
-pub const MAX_WILDCARDS: usize = 15;
+pub(crate) const MAX_WILDCARDS: usize = 15;
 /// And 3,000 paths in one invalidation (in progress at once).
-pub const MAX_PATHS: usize = 3000;
+pub(crate) const MAX_PATHS: usize = 3000;
 
 /// Keys (relative to the target prefix) whose cached copies are stale after the deploy.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Changes {
-    pub keys: Vec<String>,
+pub(crate) struct Changes {
+    pub(crate) keys: Vec<String>,
 }
 
 impl Changes {
-    pub fn from_plan(plan: &Plan) -> Changes {
+    pub(crate) fn from_plan(plan: &Plan) -> Changes {
         let keys = plan
             .actions
             .iter()
@@ -49,7 +46,7 @@ impl Changes {
     }
 
     /// These changes and the keys an earlier deploy left uninvalidated, each once, sorted.
-    pub fn with_pending(self, pending: &[String]) -> Changes {
+    pub(crate) fn with_pending(self, pending: &[String]) -> Changes {
         let keys: BTreeSet<String> = self
             .keys
             .into_iter()
@@ -62,16 +59,16 @@ impl Changes {
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
-pub struct InvalidationReport {
-    pub distribution_id: String,
-    pub paths: Vec<String>,
-    pub id: Option<String>,
+pub(crate) struct InvalidationReport {
+    pub(crate) distribution_id: String,
+    pub(crate) paths: Vec<String>,
+    pub(crate) id: Option<String>,
     /// `dryrun`, `none` (nothing to invalidate), `InProgress` or `Completed`.
-    pub status: String,
+    pub(crate) status: String,
 }
 
 impl InvalidationReport {
-    pub fn summary(&self) -> String {
+    pub(crate) fn summary(&self) -> String {
         match &self.id {
             Some(id) => format!(
                 "invalidated {} path(s) on {} ({id}, {})",
@@ -104,14 +101,14 @@ const UNSAFE: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS
     .add(b'}')
     .add(b'~');
 
-pub fn encode_path(path: &str) -> String {
+pub(crate) fn encode_path(path: &str) -> String {
     percent_encoding::utf8_percent_encode(path, UNSAFE).to_string()
 }
 
 /// The unencoded URL paths to invalidate for the changed keys. `origin_path` is the
 /// distribution origin's OriginPath (`/site` or empty); keys outside it are not served by the
 /// distribution and are skipped.
-pub fn paths_for(changes: &Changes, prefix: &Prefix, origin_path: &str) -> Vec<String> {
+pub(crate) fn paths_for(changes: &Changes, prefix: &Prefix, origin_path: &str) -> Vec<String> {
     let origin = origin_path.trim_matches('/');
     let mut out = BTreeSet::new();
     for key in &changes.keys {
@@ -168,7 +165,13 @@ impl Node {
 
 /// Collapses unencoded paths into at most `max_paths` entries with at most [`MAX_WILDCARDS`]
 /// wildcards that together cover every path, keeping them as specific as the limits allow.
-pub fn collapse(paths: Vec<String>, max_paths: usize) -> Vec<String> {
+/// One path of [`collapse`]'s frontier: a wildcard over a directory, or an exact path.
+enum Item<'a> {
+    Wild(String, &'a Node),
+    Exact(String),
+}
+
+pub(crate) fn collapse(paths: Vec<String>, max_paths: usize) -> Vec<String> {
     let max_paths = max_paths.clamp(1, MAX_PATHS);
     if paths.len() <= max_paths {
         return paths;
@@ -180,10 +183,6 @@ pub fn collapse(paths: Vec<String>, max_paths: usize) -> Vec<String> {
     }
     // Frontier: wildcards (directory prefix, node) and exact paths. Start from `/*` and refine
     // breadth-first while the result still fits.
-    enum Item<'a> {
-        Wild(String, &'a Node),
-        Exact(String),
-    }
     let mut frontier: Vec<Item> = vec![Item::Wild("/".to_string(), &root)];
     let mut queue = std::collections::VecDeque::from([0usize]);
     while let Some(index) = queue.pop_front() {
@@ -214,7 +213,6 @@ pub fn collapse(paths: Vec<String>, max_paths: usize) -> Vec<String> {
             .count();
         let total = frontier.len() - 1 + replacement.len();
         if wild_now - 1 + wild_added <= MAX_WILDCARDS && total <= max_paths {
-            let start = frontier.len();
             frontier[index] = Item::Exact(String::new()); // placeholder, removed below
             for item in replacement {
                 if matches!(item, Item::Wild(..)) {
@@ -222,7 +220,6 @@ pub fn collapse(paths: Vec<String>, max_paths: usize) -> Vec<String> {
                 }
                 frontier.push(item);
             }
-            let _ = start;
         }
     }
     let mut out: Vec<String> = frontier
@@ -238,7 +235,7 @@ pub fn collapse(paths: Vec<String>, max_paths: usize) -> Vec<String> {
 }
 
 /// The final, encoded paths for a deploy's changes.
-pub fn invalidation_paths(
+pub(crate) fn invalidation_paths(
     changes: &Changes,
     prefix: &Prefix,
     origin_path: &str,
@@ -250,125 +247,120 @@ pub fn invalidation_paths(
         .collect()
 }
 
-fn client(
-    sdk: &aws_config::SdkConfig,
-    settings: &CloudFrontSettings,
-) -> aws_sdk_cloudfront::Client {
-    let mut builder = aws_sdk_cloudfront::config::Builder::from(sdk)
-        // CloudFront is a global service, signed for us-east-1.
-        .region(aws_config::Region::from_static("us-east-1"));
-    if let Some(url) = &settings.endpoint_url {
-        builder = builder.endpoint_url(url);
-    }
-    aws_sdk_cloudfront::Client::from_conf(builder.build())
+/// A CloudFront step that failed. Every variant but [`CdnError::Request`] is reached after the
+/// site is published, so each says what the user must do.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum CdnError {
+    #[error("{op} for distribution {distribution} failed")]
+    Request {
+        op: &'static str,
+        distribution: String,
+        #[source]
+        source: CloudFrontError,
+    },
+    #[error(
+        "the site is deployed but these paths were not invalidated: {}",
+        list_paths(paths)
+    )]
+    NotInvalidated {
+        distribution: String,
+        paths: Vec<String>,
+        #[source]
+        source: Box<CdnError>,
+    },
+    #[error("invalidation {id} did not complete within {seconds}s")]
+    WaitTimedOut { id: String, seconds: u64 },
 }
 
-fn cdn_error<E>(what: &str, distribution: &str, err: SdkError<E>) -> Error
-where
-    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
-{
-    // A service error's code and message go in the message; anything else (no connection,
-    // a timeout) is the cause. Never both, or the chain prints it twice.
-    let (detail, source): (String, Option<Box<dyn std::error::Error + Send + Sync>>) = match &err {
-        SdkError::ServiceError(service) => (
-            format!(
-                ": {}{}",
-                service.err().code().unwrap_or("error"),
-                service
-                    .err()
-                    .message()
-                    .map(|m| format!(" ({m})"))
-                    .unwrap_or_default()
+fn list_paths(paths: &[String]) -> String {
+    if paths.is_empty() {
+        "(none known)".to_string()
+    } else {
+        paths.join(" ")
+    }
+}
+
+impl CdnError {
+    fn request(op: &'static str, settings: &CloudFrontSettings, source: CloudFrontError) -> Self {
+        CdnError::Request {
+            op,
+            distribution: settings.distribution_id.clone(),
+            source,
+        }
+    }
+
+    /// Adds which paths were not invalidated. The site itself is deployed by then, and the
+    /// manifest records the keys, so the next deploy (or the user, by hand) finishes the job.
+    fn not_invalidated(self, settings: &CloudFrontSettings, paths: &[String]) -> Self {
+        CdnError::NotInvalidated {
+            distribution: settings.distribution_id.clone(),
+            paths: paths.to_vec(),
+            source: Box::new(self),
+        }
+    }
+
+    pub(crate) fn hint(&self) -> Option<String> {
+        match self {
+            CdnError::Request { .. } => None,
+            CdnError::NotInvalidated {
+                distribution,
+                paths,
+                ..
+            } => {
+                let quoted: Vec<String> = paths.iter().map(|p| format!("'{p}'")).collect();
+                Some(format!(
+                    "the next `hoist deploy` invalidates them (the manifest records them), or by hand: \
+                     aws cloudfront create-invalidation --distribution-id {distribution} --paths {}",
+                    if quoted.is_empty() {
+                        "'/*'".to_string()
+                    } else {
+                        quoted.join(" ")
+                    }
+                ))
+            }
+            CdnError::WaitTimedOut { .. } => Some(
+                "it keeps running in CloudFront; check it with `aws cloudfront get-invalidation`"
+                    .into(),
             ),
-            None,
-        ),
-        _ => (String::new(), Some(Box::new(err))),
-    };
-    Error::Cdn {
-        message: format!("{what} for distribution {distribution} failed{detail}"),
-        hint: None,
-        source,
-    }
-}
-
-/// Adds to a CloudFront error which paths were not invalidated and how to do it by hand. The
-/// site itself is deployed by then; a rerun finds nothing to upload and so nothing to
-/// invalidate, so the user must act.
-fn not_invalidated(error: Error, settings: &CloudFrontSettings, paths: &[String]) -> Error {
-    let Error::Cdn {
-        message, source, ..
-    } = error
-    else {
-        return error;
-    };
-    let quoted: Vec<String> = paths.iter().map(|p| format!("'{p}'")).collect();
-    Error::Cdn {
-        message: format!(
-            "{message}; the site is deployed but these paths were not invalidated: {}",
-            if paths.is_empty() {
-                "(none known)".to_string()
-            } else {
-                paths.join(" ")
-            }
-        ),
-        hint: Some(format!(
-            "the next `hoist deploy` invalidates them (the manifest records them), or by hand: \
-             aws cloudfront create-invalidation --distribution-id {} --paths {}",
-            settings.distribution_id,
-            if quoted.is_empty() {
-                "'/*'".to_string()
-            } else {
-                quoted.join(" ")
-            }
-        )),
-        source,
+        }
     }
 }
 
 /// Reads the OriginPath of the origin that serves the target bucket (empty when none matches).
 async fn origin_path(
-    client: &aws_sdk_cloudfront::Client,
+    client: &CloudFront,
     settings: &CloudFrontSettings,
     bucket: &str,
     printer: &Printer,
-) -> Result<String, Error> {
-    let output = client
-        .get_distribution()
-        .id(&settings.distribution_id)
-        .send()
+) -> Result<String, CdnError> {
+    let origins = client
+        .origins(&settings.distribution_id)
         .await
-        .map_err(|e| cdn_error("GetDistribution", &settings.distribution_id, e))?;
-    let origins = output
-        .distribution()
-        .and_then(|d| d.distribution_config())
-        .and_then(|c| c.origins())
-        .map(|o| o.items().to_vec())
-        .unwrap_or_default();
+        .map_err(|e| CdnError::request("GetDistribution", settings, e))?;
     let matching = origins.iter().find(|origin| {
-        let domain = origin.domain_name();
+        let domain = origin.domain.as_str();
         domain == bucket
             || domain.starts_with(&format!("{bucket}.s3"))
             || domain.starts_with(&format!("{bucket}.s3-website"))
     });
-    match matching {
-        Some(origin) => Ok(origin.origin_path().unwrap_or("").to_string()),
-        None => {
-            printer.warn(&format!(
-                "no origin of distribution {} serves bucket `{bucket}`; assuming no OriginPath",
-                settings.distribution_id
-            ));
-            Ok(String::new())
-        }
+    if let Some(origin) = matching {
+        Ok(origin.path.clone())
+    } else {
+        printer.warn(&format!(
+            "no origin of distribution {} serves bucket `{bucket}`; assuming no OriginPath",
+            settings.distribution_id
+        ));
+        Ok(String::new())
     }
 }
 
 async fn compute(
-    client: &aws_sdk_cloudfront::Client,
+    client: &CloudFront,
     settings: &CloudFrontSettings,
     target: &Target,
     changes: &Changes,
     printer: &Printer,
-) -> Result<Vec<String>, Error> {
+) -> Result<Vec<String>, CdnError> {
     let Target::S3 { bucket, prefix } = target else {
         return Ok(Vec::new());
     };
@@ -385,15 +377,14 @@ async fn compute(
 }
 
 /// `--dryrun`: the exact paths, nothing created.
-pub async fn plan_invalidation(
-    sdk: &aws_config::SdkConfig,
+pub(crate) async fn plan_invalidation(
+    client: &CloudFront,
     settings: &CloudFrontSettings,
     target: &Target,
     changes: &Changes,
     printer: &Printer,
-) -> Result<InvalidationReport, Error> {
-    let client = client(sdk, settings);
-    let paths = compute(&client, settings, target, changes, printer).await?;
+) -> Result<InvalidationReport, CdnError> {
+    let paths = compute(client, settings, target, changes, printer).await?;
     for path in &paths {
         printer.line(&format!("(dryrun) invalidate  {path}"));
     }
@@ -407,16 +398,15 @@ pub async fn plan_invalidation(
 
 /// Creates the invalidation (retrying while CloudFront has too many in progress) and, with
 /// `wait`, polls until it completes.
-pub async fn invalidate(
-    sdk: &aws_config::SdkConfig,
+pub(crate) async fn invalidate(
+    client: &CloudFront,
     settings: &CloudFrontSettings,
     target: &Target,
     changes: &Changes,
     printer: &Printer,
     interrupt: &Interrupt,
-) -> Result<InvalidationReport, Error> {
-    let client = client(sdk, settings);
-    let paths = match compute(&client, settings, target, changes, printer).await {
+) -> Result<InvalidationReport, CdnError> {
+    let paths = match compute(client, settings, target, changes, printer).await {
         Ok(paths) => paths,
         Err(error) => {
             // Without the OriginPath the exact paths are unknown; name them as the bucket has them.
@@ -426,7 +416,7 @@ pub async fn invalidate(
                 }
                 Target::Local { .. } => Vec::new(),
             };
-            return Err(not_invalidated(error, settings, &fallback));
+            return Err(error.not_invalidated(settings, &fallback));
         }
     };
     let mut report = InvalidationReport {
@@ -438,31 +428,37 @@ pub async fn invalidate(
     if paths.is_empty() {
         return Ok(report);
     }
+    let created = create_waiting_out_throttles(client, settings, &paths, printer, interrupt)
+        .await
+        .map_err(|e| e.not_invalidated(settings, &paths))?;
+    report.id = created.id;
+    report.status = created.status.unwrap_or_else(|| "InProgress".into());
+    if let (true, Some(id)) = (settings.wait, report.id.clone()) {
+        report.status = wait_until_complete(client, settings, &id, printer, interrupt).await?;
+    }
+    Ok(report)
+}
+
+/// CreateInvalidation, waiting out `TooManyInvalidationsInProgress` with backoff for up to five
+/// minutes (the SDK's retries are for transport errors and throttling, not this).
+async fn create_waiting_out_throttles(
+    client: &CloudFront,
+    settings: &CloudFrontSettings,
+    paths: &[String],
+    printer: &Printer,
+    interrupt: &Interrupt,
+) -> Result<Invalidation, CdnError> {
     let caller_reference = uuid::Uuid::new_v4().to_string();
     let mut delay = Duration::from_secs(2);
-    let deadline = Instant::now() + Duration::from_secs(300);
-    let created = loop {
-        let batch = InvalidationBatch::builder()
-            .paths(
-                Paths::builder()
-                    .quantity(paths.len() as i32)
-                    .set_items(Some(paths.clone()))
-                    .build()
-                    .expect("quantity is set"),
-            )
-            .caller_reference(&caller_reference)
-            .build()
-            .expect("paths and caller reference are set");
-        let result = client
-            .create_invalidation()
-            .distribution_id(&settings.distribution_id)
-            .invalidation_batch(batch)
-            .send()
-            .await;
-        match result {
-            Ok(output) => break output,
-            Err(SdkError::ServiceError(service))
-                if service.err().code() == Some("TooManyInvalidationsInProgress")
+    let deadline = Instant::now() + Duration::from_mins(5);
+    loop {
+        match client
+            .create_invalidation(&settings.distribution_id, paths, &caller_reference)
+            .await
+        {
+            Ok(created) => return Ok(created),
+            Err(error)
+                if error.is_too_many_invalidations()
                     && Instant::now() + delay < deadline
                     && !interrupt.is_set() =>
             {
@@ -471,46 +467,34 @@ pub async fn invalidate(
                     delay.as_secs()
                 ));
                 tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(60));
+                delay = (delay * 2).min(Duration::from_mins(1));
             }
-            Err(e) => {
-                let error = cdn_error("CreateInvalidation", &settings.distribution_id, e);
-                return Err(not_invalidated(error, settings, &paths));
-            }
+            Err(error) => return Err(CdnError::request("CreateInvalidation", settings, error)),
         }
-    };
-    let invalidation = created.invalidation();
-    report.id = invalidation.map(|i| i.id().to_string());
-    report.status = invalidation.map_or("InProgress".into(), |i| i.status().to_string());
-    if let (true, Some(id)) = (settings.wait, report.id.clone()) {
-        report.status = wait_until_complete(&client, settings, &id, printer, interrupt).await?;
     }
-    Ok(report)
 }
 
 async fn wait_until_complete(
-    client: &aws_sdk_cloudfront::Client,
+    client: &CloudFront,
     settings: &CloudFrontSettings,
     id: &str,
     printer: &Printer,
     interrupt: &Interrupt,
-) -> Result<String, Error> {
+) -> Result<String, CdnError> {
     let started = Instant::now();
-    let limit = Duration::from_secs(20 * 60);
+    let limit = Duration::from_mins(20);
     let mut delay = Duration::from_secs(1);
     let spinner = printer.spinner(&format!("waiting for invalidation {id}"));
+    let finish = |spinner: Option<indicatif::ProgressBar>| {
+        if let Some(bar) = spinner {
+            bar.finish_and_clear();
+        }
+    };
     loop {
-        let output = client
-            .get_invalidation()
-            .distribution_id(&settings.distribution_id)
-            .id(id)
-            .send()
+        let status = client
+            .invalidation_status(&settings.distribution_id, id)
             .await
-            .map_err(|e| cdn_error("GetInvalidation", &settings.distribution_id, e))?;
-        let status = output
-            .invalidation()
-            .map(|i| i.status().to_string())
-            .unwrap_or_default();
+            .map_err(|e| CdnError::request("GetInvalidation", settings, e))?;
         let message = format!(
             "invalidation {id}: {status} after {}s",
             started.elapsed().as_secs()
@@ -520,19 +504,14 @@ async fn wait_until_complete(
             None => printer.status(&message),
         }
         if status.eq_ignore_ascii_case("Completed") {
-            if let Some(bar) = spinner {
-                bar.finish_and_clear();
-            }
+            finish(spinner);
             return Ok(status);
         }
         if started.elapsed() > limit || interrupt.is_set() {
-            if let Some(bar) = spinner {
-                bar.finish_and_clear();
-            }
-            return Err(Error::Cdn {
-                message: format!("invalidation {id} did not complete within {}s", limit.as_secs()),
-                hint: Some("it keeps running in CloudFront; check it with `aws cloudfront get-invalidation`".into()),
-                source: None,
+            finish(spinner);
+            return Err(CdnError::WaitTimedOut {
+                id: id.to_string(),
+                seconds: limit.as_secs(),
             });
         }
         tokio::time::sleep(delay).await;
@@ -546,7 +525,7 @@ mod tests {
 
     fn changes(keys: &[&str]) -> Changes {
         Changes {
-            keys: keys.iter().map(|k| k.to_string()).collect(),
+            keys: keys.iter().map(ToString::to_string).collect(),
         }
     }
 
@@ -619,8 +598,8 @@ mod tests {
 
     #[test]
     fn from_plan_skips_new_and_immutable() {
+        use crate::deploy::plan::{Action, Phase, Reason};
         use crate::key::Key;
-        use crate::plan::{Action, Phase, Reason};
         let action = |key: &str, op, reason, immutable| Action {
             op,
             key: Key::new(key).unwrap(),

@@ -1,58 +1,32 @@
 //! Compiled deploy rules: a file's key → the headers it is published with. Pure: no I/O.
 //!
-//! Patterns follow .gitignore habits (issue #2): a pattern without `/` matches the file name at
-//! any depth, one with `/` is anchored at the source root (a leading `/` is allowed), `*` stays
-//! within a segment and `**` crosses directories. A pattern that names a directory also matches
-//! everything below it (`exclude: [node_modules]`). The first rule that matches wins.
+//! `config` parses and compiles each pattern once (.gitignore habits, issue #2; see
+//! [`super::config::compile_pattern`]); this module only groups the globs into sets and matches.
+//! The first rule that matches wins.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use globset::{Glob, GlobBuilder, GlobSet, GlobSetBuilder};
+use globset::{GlobSet, GlobSetBuilder};
 
-use crate::config::{DeployConfig, RuleConfig};
-use crate::headers::{Headers, guess_content_type};
+use super::config::{DeployConfig, Patterns, RuleConfig};
+use crate::headers::{Headers, default_content_type};
 use crate::key::Key;
 
-/// Compiles one user pattern into the globs that implement the rules above.
-pub fn compile_pattern(pattern: &str) -> Result<Vec<Glob>, globset::Error> {
-    // A trailing `/` does not anchor (gitignore: `drafts/` matches `a/drafts/`).
-    let anchored = pattern.trim_end_matches('/').contains('/');
-    let body = pattern.trim_start_matches('/').trim_end_matches('/');
-    let base = if anchored || body.starts_with("**") {
-        body.to_string()
-    } else {
-        format!("**/{body}")
-    };
-    let build = |glob: &str| {
-        GlobBuilder::new(glob)
-            .literal_separator(true)
-            .backslash_escape(true)
-            .build()
-    };
-    let mut globs = vec![build(&base)?];
-    if !base.ends_with("/**") && base != "**" {
-        globs.push(build(&format!("{base}/**"))?);
-    }
-    Ok(globs)
-}
-
-fn compile_set(patterns: &[String]) -> Result<GlobSet, globset::Error> {
+fn compile_set(patterns: &Patterns) -> Result<GlobSet, globset::Error> {
     let mut builder = GlobSetBuilder::new();
-    for pattern in patterns {
-        for glob in compile_pattern(pattern)? {
-            builder.add(glob);
-        }
+    for glob in &patterns.globs {
+        builder.add(glob.clone());
     }
     builder.build()
 }
 
 #[derive(Debug, thiserror::Error)]
 #[error("invalid glob in {context}")]
-pub struct RuleError {
-    pub context: String,
+pub(crate) struct RuleError {
+    pub(crate) context: String,
     #[source]
-    pub source: globset::Error,
+    pub(crate) source: globset::Error,
 }
 
 #[derive(Debug)]
@@ -67,24 +41,25 @@ struct Rule {
 /// What a rule says about one file. The headers are shared by every file that resolves to the
 /// same ones (a 100,000-file site has a handful of distinct sets), which keeps a scan small.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Resolved {
-    pub headers: Arc<Headers>,
-    pub immutable: bool,
+pub(crate) struct Resolved {
+    pub(crate) headers: Arc<Headers>,
+    pub(crate) immutable: bool,
     /// Index of the rule that matched, if any.
-    pub rule: Option<usize>,
+    pub(crate) rule: Option<usize>,
 }
 
 #[derive(Debug)]
-pub struct Rules {
-    rules: Vec<Rule>,
+pub(crate) struct Rules {
+    /// In the file's order: the first that matches wins.
+    ordered: Vec<Rule>,
     exclude: GlobSet,
     /// Each distinct set of resolved headers, once.
     interned: Mutex<HashMap<Headers, Arc<Headers>>>,
 }
 
 impl Rules {
-    pub fn from_config(config: &DeployConfig) -> Result<Rules, RuleError> {
-        let exclude = compile_set(&config.exclude.0).map_err(|source| RuleError {
+    pub(crate) fn from_config(config: &DeployConfig) -> Result<Rules, RuleError> {
+        let exclude = compile_set(&config.exclude).map_err(|source| RuleError {
             context: "exclude".into(),
             source,
         })?;
@@ -100,14 +75,14 @@ impl Rules {
             })
             .collect::<Result<_, _>>()?;
         Ok(Rules {
-            rules,
+            ordered: rules,
             exclude,
             interned: Mutex::default(),
         })
     }
 
     /// Whether a key is excluded: never uploaded, and never deleted when found remotely.
-    pub fn is_excluded(&self, key: &str) -> bool {
+    pub(crate) fn is_excluded(&self, key: &str) -> bool {
         self.exclude.is_match(key)
     }
 
@@ -120,9 +95,9 @@ impl Rules {
         )
     }
 
-    pub fn resolve(&self, key: &Key) -> Resolved {
+    pub(crate) fn resolve(&self, key: &Key) -> Resolved {
         let matched = self
-            .rules
+            .ordered
             .iter()
             .enumerate()
             .find(|(_, rule)| rule.set.is_match(key.as_str()));
@@ -130,7 +105,7 @@ impl Rules {
             Some((index, rule)) => {
                 let mut headers = rule.headers.clone();
                 if !rule.has_content_type {
-                    headers.content_type = Some(guess_content_type(key.file_name()));
+                    headers.content_type = Some(default_content_type(key.file_name()));
                 }
                 Resolved {
                     headers: self.intern(headers),
@@ -140,7 +115,7 @@ impl Rules {
             }
             None => Resolved {
                 headers: self.intern(Headers {
-                    content_type: Some(guess_content_type(key.file_name())),
+                    content_type: Some(default_content_type(key.file_name())),
                     ..Headers::default()
                 }),
                 immutable: false,
@@ -151,7 +126,8 @@ impl Rules {
 }
 
 fn compile_rule(rule: &RuleConfig) -> Result<Rule, globset::Error> {
-    let text = |value: &Option<crate::config::HeaderText>| value.as_ref().map(|v| v.0.clone());
+    let text =
+        |value: &Option<crate::deploy::config::HeaderText>| value.as_ref().map(|v| v.0.clone());
     let headers = Headers {
         content_type: text(&rule.content_type),
         cache_control: text(&rule.cache_control),
@@ -168,7 +144,7 @@ fn compile_rule(rule: &RuleConfig) -> Result<Rule, globset::Error> {
         ..Headers::default()
     };
     Ok(Rule {
-        set: compile_set(&rule.patterns.0)?,
+        set: compile_set(&rule.patterns)?,
         has_content_type: rule.content_type.is_some(),
         headers,
         immutable: rule.immutable,
@@ -215,7 +191,11 @@ mod tests {
             ("file\\*.txt", "fileX.txt", false),
         ];
         for (pattern, k, want) in cases {
-            let set = compile_set(&[pattern.to_string()]).unwrap();
+            let patterns = Patterns {
+                text: vec![pattern.to_string()],
+                globs: crate::deploy::config::compile_pattern(pattern).unwrap(),
+            };
+            let set = compile_set(&patterns).unwrap();
             assert_eq!(set.is_match(k), want, "pattern {pattern:?} on {k:?}");
         }
     }
@@ -272,8 +252,8 @@ rules:
         let a = r.resolve(&key("a/index.html"));
         let b = r.resolve(&key("b/page.html"));
         let c = r.resolve(&key("c.css"));
-        assert!(std::sync::Arc::ptr_eq(&a.headers, &b.headers));
-        assert!(!std::sync::Arc::ptr_eq(&a.headers, &c.headers));
+        assert!(Arc::ptr_eq(&a.headers, &b.headers));
+        assert!(!Arc::ptr_eq(&a.headers, &c.headers));
     }
 
     #[test]

@@ -7,82 +7,92 @@
 use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 
-use crate::aws::{AwsOptions, Timeouts};
+use super::config::{ConfigError, DeployConfig};
+use super::rules::{RuleError, Rules};
+use super::target::{Target, TargetError};
+use crate::aws::{AwsOptions, EnvError, Timeouts};
 use crate::cli::DeployArgs;
-use crate::config::{ConfigError, DeployConfig};
-use crate::error::Error;
-use crate::execute::ExecOptions;
-use crate::report::OutputFormat;
-use crate::rules::Rules;
-use crate::store::s3::Multipart;
-use crate::target::Target;
+use crate::cli::OutputFormat;
 
-pub const DEFAULT_CONFIG: &str = "deploy.yaml";
-pub const DEFAULT_CONCURRENCY: usize = 16;
-pub const DEFAULT_MAX_DELETES: usize = 256;
-pub const DEFAULT_MAX_PATHS: usize = 100;
+/// Flags and deploy.yaml that do not make a deploy: exit 2, before any request.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum SettingsError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("no source directory: set `source` in deploy.yaml or pass --source")]
+    NoSource,
+    #[error("no target: set `target` in deploy.yaml or pass --target")]
+    NoTarget,
+    #[error(transparent)]
+    Target(#[from] TargetError),
+    #[error(transparent)]
+    Rules(#[from] RuleError),
+    #[error("invalid CloudFront distribution id `{0}`")]
+    DistributionId(String),
+    #[error(
+        "--invalidate needs a distribution: pass --distribution-id or set cloudfront.distribution_id"
+    )]
+    InvalidateWithoutDistribution,
+    #[error(transparent)]
+    Env(#[from] EnvError),
+}
+
+pub(crate) const DEFAULT_CONFIG: &str = "deploy.yaml";
+pub(crate) const DEFAULT_CONCURRENCY: usize = 16;
+pub(crate) const DEFAULT_MAX_DELETES: usize = 256;
+pub(crate) const DEFAULT_MAX_PATHS: usize = 100;
+/// aws-cli's multipart threshold and part size.
+pub(crate) const DEFAULT_MULTIPART_SIZE: u64 = 8 << 20;
 
 #[derive(Debug)]
-pub struct DeploySettings {
-    pub source: PathBuf,
-    pub target: Target,
-    pub aws: AwsOptions,
-    pub dryrun: bool,
-    pub delete: bool,
-    pub max_deletes: usize,
-    pub force: bool,
-    pub concurrency: NonZeroUsize,
-    pub multipart: Multipart,
-    pub rules: std::sync::Arc<Rules>,
-    pub output: OutputFormat,
-    pub quiet: bool,
-    pub cloudfront: Option<CloudFrontSettings>,
+pub(crate) struct DeploySettings {
+    pub(crate) source: PathBuf,
+    pub(crate) target: Target,
+    pub(crate) aws: AwsOptions,
+    pub(crate) dryrun: bool,
+    pub(crate) delete: bool,
+    pub(crate) max_deletes: usize,
+    pub(crate) force: bool,
+    pub(crate) concurrency: NonZeroUsize,
+    /// Files at least this large are uploaded in parts of `multipart_chunksize`.
+    pub(crate) multipart_threshold: u64,
+    pub(crate) multipart_chunksize: u64,
+    pub(crate) rules: std::sync::Arc<Rules>,
+    pub(crate) output: OutputFormat,
+    pub(crate) quiet: bool,
+    pub(crate) cloudfront: Option<CloudFrontSettings>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CloudFrontSettings {
-    pub distribution_id: String,
-    pub wait: bool,
-    pub max_paths: usize,
-    pub endpoint_url: Option<String>,
+pub(crate) struct CloudFrontSettings {
+    pub(crate) distribution_id: String,
+    pub(crate) wait: bool,
+    pub(crate) max_paths: usize,
+    pub(crate) endpoint_url: Option<String>,
 }
 
 impl DeploySettings {
-    pub fn resolve(args: &DeployArgs) -> Result<DeploySettings, Error> {
+    pub(crate) fn resolve(args: &DeployArgs) -> Result<DeploySettings, SettingsError> {
         let (config, base) = load_config(args.config.as_deref())?;
         let source = match (&args.source, &config.source) {
             (Some(source), _) => source.clone(),
             (None, Some(source)) => base.join(source),
-            (None, None) => {
-                return Err(Error::Usage(
-                    "no source directory: set `source` in deploy.yaml or pass --source".into(),
-                ));
-            }
+            (None, None) => return Err(SettingsError::NoSource),
         };
         let target_url = args
             .target
             .clone()
             .or(config.target.clone())
-            .ok_or_else(|| {
-                Error::Usage("no target: set `target` in deploy.yaml or pass --target".into())
-            })?;
-        let mut target = Target::parse(&target_url).map_err(|e| Error::Usage(e.to_string()))?;
+            .ok_or(SettingsError::NoTarget)?;
+        let mut target = Target::parse(&target_url)?;
         if let (Target::Local { path }, None) = (&mut target, &args.target) {
             // A file:// target from the config file is relative to the file.
             if path.is_relative() {
                 *path = base.join(&*path);
             }
         }
-        let rules = Rules::from_config(&config).map_err(|e| Error::Usage(e.to_string()))?;
+        let rules = Rules::from_config(&config)?;
         let cloudfront = resolve_cloudfront(args, &config)?;
-        let multipart = Multipart {
-            threshold: config
-                .multipart_threshold
-                .map_or(Multipart::default().threshold, |s| s.0),
-            chunk_size: config
-                .multipart_chunksize
-                .map_or(Multipart::default().chunk_size, |s| s.0),
-        };
         Ok(DeploySettings {
             source,
             target,
@@ -105,24 +115,21 @@ impl DeploySettings {
                 .concurrency
                 .or(config.concurrency)
                 .unwrap_or(NonZeroUsize::new(DEFAULT_CONCURRENCY).expect("non-zero")),
-            multipart,
+            multipart_threshold: config
+                .multipart_threshold
+                .map_or(DEFAULT_MULTIPART_SIZE, |s| s.0),
+            multipart_chunksize: config
+                .multipart_chunksize
+                .map_or(DEFAULT_MULTIPART_SIZE, |s| s.0),
             rules: std::sync::Arc::new(rules),
             output: args.output,
             quiet: args.quiet,
             cloudfront,
         })
     }
-
-    pub fn exec_options(&self) -> ExecOptions {
-        ExecOptions {
-            concurrency: self.concurrency.get(),
-            stream_threshold: self.multipart.threshold,
-            ..ExecOptions::default()
-        }
-    }
 }
 
-fn load_config(explicit: Option<&Path>) -> Result<(DeployConfig, PathBuf), Error> {
+fn load_config(explicit: Option<&Path>) -> Result<(DeployConfig, PathBuf), SettingsError> {
     let path = explicit.unwrap_or(Path::new(DEFAULT_CONFIG));
     let base = path
         .parent()
@@ -143,7 +150,7 @@ fn load_config(explicit: Option<&Path>) -> Result<(DeployConfig, PathBuf), Error
 fn resolve_cloudfront(
     args: &DeployArgs,
     config: &DeployConfig,
-) -> Result<Option<CloudFrontSettings>, Error> {
+) -> Result<Option<CloudFrontSettings>, SettingsError> {
     let section = config.cloudfront.as_ref();
     let distribution_id = args
         .distribution_id
@@ -159,9 +166,7 @@ fn resolve_cloudfront(
     match (distribution_id, enabled) {
         (Some(id), true) => {
             if id.is_empty() || !id.chars().all(|c| c.is_ascii_alphanumeric()) {
-                return Err(Error::Usage(format!(
-                    "invalid CloudFront distribution id `{id}`"
-                )));
+                return Err(SettingsError::DistributionId(id));
             }
             Ok(Some(CloudFrontSettings {
                 distribution_id: id,
@@ -172,33 +177,7 @@ fn resolve_cloudfront(
                 endpoint_url: section.and_then(|c| c.endpoint_url.clone()),
             }))
         }
-        (None, true) if args.invalidate => Err(Error::Usage(
-            "--invalidate needs a distribution: pass --distribution-id or set cloudfront.distribution_id"
-                .into(),
-        )),
+        (None, true) if args.invalidate => Err(SettingsError::InvalidateWithoutDistribution),
         _ => Ok(None),
-    }
-}
-
-impl Timeouts {
-    /// Defaults, overridable with `HOIST_CONNECT_TIMEOUT` and `HOIST_READ_TIMEOUT` (seconds).
-    pub fn from_env() -> Result<Timeouts, Error> {
-        let mut timeouts = Timeouts::default();
-        for (name, slot) in [
-            ("HOIST_CONNECT_TIMEOUT", &mut timeouts.connect),
-            ("HOIST_READ_TIMEOUT", &mut timeouts.read),
-        ] {
-            if let Ok(value) = std::env::var(name) {
-                let seconds: f64 = value
-                    .parse()
-                    .ok()
-                    .filter(|s: &f64| s.is_finite() && *s > 0.0)
-                    .ok_or_else(|| {
-                        Error::Usage(format!("{name}={value}: expected a number of seconds"))
-                    })?;
-                *slot = std::time::Duration::from_secs_f64(seconds);
-            }
-        }
-        Ok(timeouts)
     }
 }

@@ -10,25 +10,25 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::SystemTime;
 
+use crate::deploy::rules::{Resolved, Rules};
 use crate::key::{Key, KeyError};
-use crate::rules::{Resolved, Rules};
 
 /// Keys under this directory belong to hoist (the deploy manifest) and are never site files.
-pub const RESERVED_DIR: &str = ".hoist";
+pub(crate) const RESERVED_DIR: &str = ".hoist";
 
 #[derive(Debug, Clone)]
-pub struct LocalFile {
-    pub key: Key,
-    pub path: PathBuf,
-    pub size: u64,
-    pub mtime: SystemTime,
+pub(crate) struct LocalFile {
+    pub(crate) key: Key,
+    pub(crate) path: PathBuf,
+    pub(crate) size: u64,
+    pub(crate) mtime: SystemTime,
     /// Lower-case hex blake3 digest of the content.
-    pub blake3: String,
-    pub resolved: Resolved,
+    pub(crate) blake3: String,
+    pub(crate) resolved: Resolved,
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum ScanError {
+pub(crate) enum ScanError {
     #[error("source directory `{}` does not exist", path.display())]
     Missing { path: PathBuf },
     #[error("source `{}` is not a directory", path.display())]
@@ -62,13 +62,13 @@ pub enum ScanError {
 
 /// What a scan found besides the files.
 #[derive(Debug, Default)]
-pub struct ScanReport {
-    pub files: Vec<LocalFile>,
+pub(crate) struct ScanReport {
+    pub(crate) files: Vec<LocalFile>,
     /// Files left out because they sit in the reserved `.hoist/` directory.
-    pub reserved: Vec<PathBuf>,
+    pub(crate) reserved: Vec<PathBuf>,
 }
 
-struct Entry {
+struct Found {
     key: Key,
     path: PathBuf,
     size: u64,
@@ -76,7 +76,7 @@ struct Entry {
 }
 
 /// Checks that `root` is a readable directory, before anything else happens.
-pub fn check_root(root: &Path) -> Result<(), ScanError> {
+pub(crate) fn check_root(root: &Path) -> Result<(), ScanError> {
     let metadata = std::fs::metadata(root).map_err(|source| match source.kind() {
         std::io::ErrorKind::NotFound => ScanError::Missing {
             path: root.to_owned(),
@@ -100,7 +100,7 @@ pub fn check_root(root: &Path) -> Result<(), ScanError> {
 }
 
 /// Walks and hashes `root`. Excluded paths are pruned during the walk.
-pub fn scan(root: &Path, rules: &Rules) -> Result<ScanReport, ScanError> {
+pub(crate) fn scan(root: &Path, rules: &Rules) -> Result<ScanReport, ScanError> {
     check_root(root)?;
     let (entries, reserved) = walk(root, rules)?;
     let files = hash_all(entries, rules)?;
@@ -127,7 +127,7 @@ fn relative_key(root: &Path, path: &Path) -> Result<String, ScanError> {
     Ok(key)
 }
 
-fn walk(root: &Path, rules: &Rules) -> Result<(Vec<Entry>, Vec<PathBuf>), ScanError> {
+fn walk(root: &Path, rules: &Rules) -> Result<(Vec<Found>, Vec<PathBuf>), ScanError> {
     let mut entries = Vec::new();
     let mut reserved = Vec::new();
     let mut walker = walkdir::WalkDir::new(root)
@@ -180,20 +180,20 @@ fn walk(root: &Path, rules: &Rules) -> Result<(Vec<Entry>, Vec<PathBuf>), ScanEr
             key,
             source,
         })?;
-        entries.push(Entry {
+        entries.push(Found {
             key,
             path: path.to_owned(),
             size: metadata.len(),
             mtime: metadata.modified().unwrap_or(SystemTime::UNIX_EPOCH),
         });
     }
-    // S3 lists keys in UTF-8 byte order; keep the same order (see S3-PITFALLS.md).
+    // S3 lists keys in UTF-8 byte order; keep the same order (see docs/s3-facts.md).
     entries.sort_by(|a, b| a.key.cmp(&b.key));
     Ok((entries, reserved))
 }
 
 /// Hashes a file with blake3, streaming it.
-pub fn hash_file(path: &Path) -> std::io::Result<(String, u64)> {
+pub(crate) fn hash_file(path: &Path) -> std::io::Result<(String, u64)> {
     let file = std::fs::File::open(path)?;
     let mut hasher = blake3::Hasher::new();
     hasher.update_reader(file)?;
@@ -201,10 +201,9 @@ pub fn hash_file(path: &Path) -> std::io::Result<(String, u64)> {
     Ok((hasher.finalize().to_hex().to_string(), size))
 }
 
-fn hash_all(entries: Vec<Entry>, rules: &Rules) -> Result<Vec<LocalFile>, ScanError> {
+fn hash_all(entries: Vec<Found>, rules: &Rules) -> Result<Vec<LocalFile>, ScanError> {
     let threads = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(2)
+        .map_or(2, std::num::NonZero::get)
         .min(entries.len().max(1));
     let next = AtomicUsize::new(0);
     let results: Mutex<Vec<Option<Result<String, ScanError>>>> =
@@ -253,7 +252,7 @@ fn hash_all(entries: Vec<Entry>, rules: &Rules) -> Result<Vec<LocalFile>, ScanEr
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::DeployConfig;
+    use crate::deploy::config::DeployConfig;
 
     fn rules(yaml: &str) -> Rules {
         Rules::from_config(&DeployConfig::parse(yaml).unwrap()).unwrap()

@@ -1,0 +1,81 @@
+//! How a deploy fails: each stage's error, wrapped once, with its exit code and hint.
+
+use std::path::PathBuf;
+
+use super::cdn::CdnError;
+use super::execute::ExecuteError;
+use super::scan::ScanError;
+use super::settings::SettingsError;
+use crate::error::ExitCode;
+use crate::store;
+
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum DeployError {
+    #[error(transparent)]
+    Settings(#[from] SettingsError),
+    #[error(transparent)]
+    Scan(#[from] ScanError),
+    #[error(transparent)]
+    Store(#[from] store::Error),
+    #[error(transparent)]
+    Guard(#[from] GuardError),
+    #[error(transparent)]
+    Execute(#[from] ExecuteError),
+    #[error(transparent)]
+    Cdn(#[from] CdnError),
+}
+
+/// A safety guard refused the plan before anything changed.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum GuardError {
+    #[error(
+        "source `{}` has no files to publish; refusing to deploy an empty site to {target}",
+        dir.display()
+    )]
+    EmptySource { dir: PathBuf, target: String },
+    #[error(
+        "the plan deletes {count} objects under {target}, more than max_deletes ({max}); nothing was changed"
+    )]
+    TooManyDeletes {
+        count: usize,
+        target: String,
+        max: usize,
+    },
+}
+
+impl DeployError {
+    pub(crate) fn exit_code(&self) -> ExitCode {
+        match self {
+            DeployError::Settings(_) | DeployError::Scan(_) => ExitCode::Usage,
+            DeployError::Execute(ExecuteError::Interrupted { .. }) => ExitCode::Interrupted,
+            DeployError::Store(_)
+            | DeployError::Guard(_)
+            | DeployError::Execute(_)
+            | DeployError::Cdn(_) => ExitCode::Failure,
+        }
+    }
+
+    pub(crate) fn hint(&self) -> Option<String> {
+        match self {
+            DeployError::Settings(_) | DeployError::Scan(_) => None,
+            DeployError::Store(error) => error.hint(),
+            DeployError::Guard(GuardError::EmptySource { .. }) => Some(
+                "an empty build usually means the build failed; pass --force to publish it anyway"
+                    .into(),
+            ),
+            DeployError::Guard(GuardError::TooManyDeletes { .. }) => Some(
+                "check --source and --target, then raise max_deletes in deploy.yaml or pass --force"
+                    .into(),
+            ),
+            DeployError::Cdn(error) => error.hint(),
+            DeployError::Execute(ExecuteError::PhaseFailed { failed, .. }) => {
+                failed.iter().find_map(|f| f.error.hint()).or_else(|| {
+                    Some("run the same command again: hoist picks up where it stopped".into())
+                })
+            }
+            DeployError::Execute(ExecuteError::Interrupted { .. }) => {
+                Some("run the same command again to finish the deploy".into())
+            }
+        }
+    }
+}

@@ -1,0 +1,132 @@
+//! What a deploy tells the user: one line per action, the summary line, or the JSON document
+//! (`--output json`). [`DeployReport::new`] is the one place a report and its [`Summary`] are
+//! built, for dry runs, finished runs and failed ones alike.
+
+use std::time::Instant;
+
+use super::cdn::InvalidationReport;
+use super::plan::{Action, Op, Plan};
+use crate::report::{Printer, escape, human_bytes};
+
+/// The JSON document `--output json` prints.
+#[derive(Debug, serde::Serialize)]
+pub(crate) struct DeployReport {
+    dryrun: bool,
+    target: String,
+    actions: Vec<Action>,
+    summary: Summary,
+    invalidation: Option<InvalidationReport>,
+    warnings: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+}
+
+#[derive(Debug, Default, serde::Serialize)]
+struct Summary {
+    uploaded: usize,
+    headers_updated: usize,
+    deleted: usize,
+    unchanged: usize,
+    stale_kept: usize,
+    bytes: u64,
+    /// Requests that were retried (transport errors, throttling, 5xx), counted per attempt.
+    retries: u64,
+    seconds: f64,
+}
+
+/// How a run ended, for the report.
+#[derive(Debug)]
+pub(crate) enum Ending {
+    DryRun,
+    Deployed,
+    /// Failed while executing; `actions` holds what completed.
+    Failed(String),
+}
+
+impl DeployReport {
+    /// The report of `actions` (the plan's, or those that completed before a failure).
+    pub(crate) fn new(
+        ending: Ending,
+        target: String,
+        actions: Vec<Action>,
+        plan: &Plan,
+        started: Instant,
+        invalidation: Option<InvalidationReport>,
+        warnings: Vec<String>,
+    ) -> DeployReport {
+        let count = |op| actions.iter().filter(|a| a.op == op).count();
+        let summary = Summary {
+            uploaded: count(Op::Upload),
+            headers_updated: count(Op::UpdateHeaders),
+            deleted: count(Op::Delete),
+            unchanged: plan.unchanged,
+            stale_kept: plan.stale_kept.len(),
+            bytes: actions.iter().map(|a| a.bytes).sum(),
+            retries: crate::aws::REQUEST_STATS.retries(),
+            seconds: (started.elapsed().as_secs_f64() * 1000.0).round() / 1000.0,
+        };
+        let (dryrun, error) = match ending {
+            Ending::DryRun => (true, None),
+            Ending::Deployed => (false, None),
+            Ending::Failed(error) => (false, Some(error)),
+        };
+        DeployReport {
+            dryrun,
+            target,
+            actions,
+            summary,
+            invalidation,
+            warnings,
+            error,
+        }
+    }
+
+    /// Prints the JSON document, or the human summary line.
+    pub(crate) fn print(&self, printer: &Printer) {
+        if !printer.is_human() {
+            printer.data(&serde_json::to_string_pretty(self).expect("report serializes"));
+            return;
+        }
+        let s = &self.summary;
+        let verb = if self.dryrun {
+            "(dryrun) would deploy"
+        } else {
+            "deployed"
+        };
+        let mut line = format!(
+            "{verb} to {}: {} uploaded ({}), {} headers updated, {} deleted, {} unchanged",
+            escape(&self.target),
+            s.uploaded,
+            human_bytes(s.bytes),
+            s.headers_updated,
+            s.deleted,
+            s.unchanged
+        );
+        if s.stale_kept > 0 {
+            line.push_str(&format!(", {} stale kept", s.stale_kept));
+        }
+        if s.retries > 0 {
+            line.push_str(&format!(", {} retried request(s)", s.retries));
+        }
+        if let Some(invalidation) = &self.invalidation {
+            line.push_str(&format!(", {}", invalidation.summary()));
+        }
+        line.push_str(&format!(" in {:.1}s", s.seconds));
+        printer.data(&line);
+    }
+}
+
+/// `upload  assets/app.js  (new)`, prefixed `(dryrun) ` in a dry run.
+pub(crate) fn action_line(action: &Action, dryrun: bool) -> String {
+    let op = match action.op {
+        Op::Upload => console::style("upload").green(),
+        Op::UpdateHeaders => console::style("update").yellow(),
+        Op::Delete => console::style("delete").red(),
+    };
+    format!(
+        "{}{op}  {}  ({})",
+        if dryrun { "(dryrun) " } else { "" },
+        escape(action.key.as_str()),
+        action.reason.as_str()
+    )
+}

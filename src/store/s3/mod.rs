@@ -1,0 +1,404 @@
+//! S3 (and S3-compatible stores) through aws-sdk-s3: the [`Store`] trait for `deploy` and the
+//! [`NamedStore`] trait for `sync`, over one client.
+//!
+//! - Listing (here): ListObjectsV2, paginated, `encoding-type=url` (keys are decoded only when
+//!   the server says it encoded them), ETags normalized (quoted, bare or missing all work).
+//! - [`upload`]: in-memory bodies with a CRC32 computed here (or Content-MD5 when the user set
+//!   `AWS_REQUEST_CHECKSUM_CALCULATION=when_required` for a store that rejects checksum headers);
+//!   file bodies above the multipart threshold stream from disk in ranged, rewindable parts, so
+//!   memory stays bounded and the SDK can retry a part. Payloads are not SHA-256 signed: the
+//!   checksum carries the integrity (`docs/s3-facts.md`; the cost is measured in `bench/`). A
+//!   failed multipart upload is aborted, so no orphaned parts stay billed.
+//! - [`download`]: GetObject streamed through a spool into a temporary file, resumed with ranged
+//!   GETs and checked against the object's ETag.
+//! - [`named`]: the raw-name operations `sync` needs ([`NamedStore`]).
+//! - [`errors`]: SDK errors mapped once into [`Error`]'s semantic kinds, keeping the service's
+//!   code and message.
+
+mod download;
+mod errors;
+mod named;
+mod upload;
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use async_trait::async_trait;
+use aws_sdk_s3::Client;
+use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::types::MetadataDirective;
+use bytes::Bytes;
+use futures::stream::{self, BoxStream};
+use futures::{StreamExt, TryStreamExt};
+use tokio::sync::Semaphore;
+
+use super::{Body, BoxError, Error, Listing, NamedStore, ObjectInfo, ObjectMeta, PutResult, Store};
+use crate::headers::Headers;
+use crate::key::{Key, Prefix};
+use errors::map_sdk_error;
+use upload::apply_put_headers;
+
+/// How objects are protected in transit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Integrity {
+    /// `x-amz-checksum-crc32`, verified by S3 (the SDK's default algorithm).
+    Crc32,
+    /// `Content-MD5`, for stores that reject the newer checksum headers.
+    Md5,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Multipart {
+    pub threshold: u64,
+    pub chunk_size: u64,
+}
+
+impl Default for Multipart {
+    fn default() -> Self {
+        // aws-cli's defaults.
+        Multipart {
+            threshold: 8 << 20,
+            chunk_size: 8 << 20,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct S3Store {
+    client: Client,
+    bucket: String,
+    prefix: Prefix,
+    endpoint: String,
+    integrity: Integrity,
+    multipart: Multipart,
+    /// Bounds the parts in flight across every multipart upload of this store.
+    parts: Arc<Semaphore>,
+    /// Once set, multipart uploads start no new part and are aborted.
+    interrupt: Option<crate::interrupt::Interrupt>,
+    /// Whether [`PutResult::etag`] of a multipart upload must be the ETag listings show (one
+    /// HEAD after the upload; deploy's manifest needs it), or may be Complete's answer (sync).
+    listed_etags: bool,
+}
+
+impl S3Store {
+    pub fn new(
+        client: Client,
+        bucket: impl Into<String>,
+        prefix: Prefix,
+        endpoint: impl Into<String>,
+    ) -> S3Store {
+        S3Store {
+            client,
+            bucket: bucket.into(),
+            prefix,
+            endpoint: endpoint.into(),
+            integrity: Integrity::Crc32,
+            multipart: Multipart::default(),
+            parts: Arc::new(Semaphore::new(8)),
+            interrupt: None,
+            listed_etags: true,
+        }
+    }
+
+    /// Multipart uploads return CompleteMultipartUpload's ETag without a HEAD to learn the
+    /// one listings show (which some servers make different). For callers that do not keep it.
+    #[must_use]
+    pub fn without_listed_etags(mut self) -> Self {
+        self.listed_etags = false;
+        self
+    }
+
+    #[must_use]
+    pub(crate) fn with_interrupt(mut self, interrupt: crate::interrupt::Interrupt) -> Self {
+        self.interrupt = Some(interrupt);
+        self
+    }
+
+    fn interrupted(&self) -> bool {
+        self.interrupt
+            .as_ref()
+            .is_some_and(super::super::interrupt::Interrupt::is_set)
+    }
+
+    #[must_use]
+    pub fn with_integrity(mut self, integrity: Integrity) -> Self {
+        self.integrity = integrity;
+        self
+    }
+
+    #[must_use]
+    pub fn with_multipart(mut self, multipart: Multipart, concurrency: usize) -> Self {
+        self.multipart = multipart;
+        self.parts = Arc::new(Semaphore::new(concurrency.max(1)));
+        self
+    }
+
+    pub fn bucket(&self) -> &str {
+        &self.bucket
+    }
+
+    pub fn prefix(&self) -> &Prefix {
+        &self.prefix
+    }
+
+    fn full(&self, key: &Key) -> String {
+        self.prefix.join(key)
+    }
+
+    fn error<E>(&self, op: &'static str, key: Option<&Key>, err: SdkError<E>) -> Error
+    where
+        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    {
+        map_sdk_error(op, &self.url(key), &self.bucket, &self.endpoint, err)
+    }
+}
+
+/// `"abc"`, `abc` and `W/"abc"` all become `abc`.
+pub fn normalize_etag(etag: &str) -> String {
+    etag.trim()
+        .trim_start_matches("W/")
+        .trim_matches('"')
+        .to_string()
+}
+
+fn to_system_time(time: Option<&aws_smithy_types::DateTime>) -> Option<SystemTime> {
+    time.and_then(|t| SystemTime::try_from(*t).ok())
+}
+
+/// Percent-encodes a `bucket/key` for `x-amz-copy-source`, keeping `/`.
+pub fn copy_source(bucket: &str, key: &str) -> String {
+    const SET: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+        .remove(b'/')
+        .remove(b'-')
+        .remove(b'_')
+        .remove(b'.')
+        .remove(b'~');
+    format!(
+        "{}/{}",
+        bucket,
+        percent_encoding::utf8_percent_encode(key, SET)
+    )
+}
+
+fn decode_key(raw: &str, url_encoded: bool) -> String {
+    if !url_encoded {
+        return raw.to_string();
+    }
+    // `encoding-type=url` encodes spaces as `+`.
+    let plus_as_space = raw.replace('+', " ");
+    percent_encoding::percent_decode_str(&plus_as_space)
+        .decode_utf8_lossy()
+        .into_owned()
+}
+
+#[async_trait]
+impl Store for S3Store {
+    fn url(&self, key: Option<&Key>) -> String {
+        match key {
+            Some(key) => format!("s3://{}/{}", self.bucket, self.full(key)),
+            None => format!("s3://{}/{}", self.bucket, self.prefix),
+        }
+    }
+
+    /// The server's listing, sorted here: the contract promises UTF-8 byte order, and some
+    /// S3-compatible stores list in another.
+    fn list(&self) -> BoxStream<'_, Result<Listing, Error>> {
+        stream::once(async move {
+            let mut named: Vec<super::NamedObject> = self.list_raw().try_collect().await?;
+            named.sort_unstable_by(|a, b| a.name.cmp(&b.name));
+            Ok::<_, Error>(named)
+        })
+        .flat_map(|listed| match listed {
+            Ok(named) => stream::iter(named.into_iter().map(|named| {
+                Ok(match Key::new(named.name.clone()) {
+                    Ok(key) => Listing::Object(ObjectMeta {
+                        key,
+                        size: named.size,
+                        etag: named.etag,
+                        last_modified: named.last_modified,
+                    }),
+                    Err(reason) => Listing::Unnamed {
+                        name: named.name,
+                        reason,
+                    },
+                })
+            }))
+            .boxed(),
+            Err(e) => stream::iter([Err(e)]).boxed(),
+        })
+        .boxed()
+    }
+
+    async fn head(&self, key: &Key) -> Result<ObjectInfo, Error> {
+        let output = self
+            .client
+            .head_object()
+            .bucket(&self.bucket)
+            .key(self.full(key))
+            .send()
+            .await
+            .map_err(|e| self.error("HeadObject", Some(key), e))?;
+        let metadata = output
+            .metadata()
+            .map(|m| {
+                m.iter()
+                    .map(|(k, v)| (k.to_ascii_lowercase(), v.clone()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        Ok(ObjectInfo {
+            meta: ObjectMeta {
+                key: key.clone(),
+                size: output.content_length().unwrap_or(0).max(0) as u64,
+                etag: output.e_tag().map(normalize_etag),
+                last_modified: to_system_time(output.last_modified()),
+            },
+            headers: Headers {
+                content_type: output.content_type().map(str::to_string),
+                cache_control: output.cache_control().map(str::to_string),
+                content_encoding: output.content_encoding().map(str::to_string),
+                content_language: output.content_language().map(str::to_string),
+                content_disposition: output.content_disposition().map(str::to_string),
+                expires: output.expires_string().map(str::to_string),
+                website_redirect: output.website_redirect_location().map(str::to_string),
+                metadata,
+                acl: None,
+                storage_class: output.storage_class().map(|c| c.as_str().to_string()),
+                sse: output
+                    .server_side_encryption()
+                    .map(|s| s.as_str().to_string()),
+                sse_kms_key_id: output.ssekms_key_id().map(str::to_string),
+            },
+        })
+    }
+
+    async fn get(&self, key: &Key) -> Result<Bytes, Error> {
+        // The SDK retries failed requests but not an error while reading a body stream
+        // (docs/s3-facts.md): re-issue the GET, pinned to the first answer's ETag.
+        const ATTEMPTS: u32 = 5;
+        let mut etag: Option<String> = None;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let output = self
+                .client
+                .get_object()
+                .bucket(&self.bucket)
+                .key(self.full(key))
+                .set_if_match(etag.clone())
+                .send()
+                .await
+                .map_err(|e| self.error("GetObject", Some(key), e))?;
+            etag = etag.or_else(|| output.e_tag().map(str::to_string));
+            let expected = output.content_length();
+            let error: BoxError = match output.body.collect().await {
+                Ok(body) => {
+                    let bytes = body.into_bytes();
+                    if expected.is_none_or(|n| n == bytes.len() as i64) {
+                        return Ok(bytes);
+                    }
+                    format!(
+                        "body was {} bytes, expected {}",
+                        bytes.len(),
+                        expected.unwrap_or_default()
+                    )
+                    .into()
+                }
+                Err(e) => Box::new(e),
+            };
+            if attempt >= ATTEMPTS {
+                return Err(Error::Other {
+                    op: "GetObject",
+                    url: self.url(Some(key)),
+                    source: error,
+                });
+            }
+            tracing::debug!("reading {} failed ({error}); retrying", self.url(Some(key)));
+            tokio::time::sleep(std::time::Duration::from_millis(200 * u64::from(attempt))).await;
+        }
+    }
+
+    async fn put(&self, key: &Key, body: Body, headers: &Headers) -> Result<PutResult, Error> {
+        match body {
+            Body::Bytes(bytes) => self.put_bytes(key, bytes, headers).await,
+            Body::File { path, size } if size < self.multipart.threshold => {
+                let bytes = tokio::fs::read(&path).await.map_err(|source| Error::Io {
+                    path: path.clone(),
+                    source,
+                })?;
+                if bytes.len() as u64 != size {
+                    return Err(Error::Changed { path });
+                }
+                self.put_bytes(key, Bytes::from(bytes), headers).await
+            }
+            Body::File { path, size } => self.put_multipart(key, &path, size, headers).await,
+        }
+    }
+
+    async fn copy_replace_headers(&self, key: &Key, headers: &Headers) -> Result<PutResult, Error> {
+        let mut request = self
+            .client
+            .copy_object()
+            .bucket(&self.bucket)
+            .key(self.full(key))
+            .copy_source(copy_source(&self.bucket, &self.full(key)))
+            .metadata_directive(MetadataDirective::Replace);
+        request = apply_put_headers!(request, headers);
+        let output = request
+            .send()
+            .await
+            .map_err(|e| self.error("CopyObject", Some(key), e))?;
+        Ok(PutResult {
+            etag: output
+                .copy_object_result()
+                .and_then(|r| r.e_tag())
+                .map(normalize_etag),
+        })
+    }
+
+    async fn delete_batch(&self, keys: &[Key]) -> Vec<(Key, Error)> {
+        let names: Vec<String> = keys.iter().map(|key| key.as_str().to_string()).collect();
+        self.delete_names(&names)
+            .await
+            .into_iter()
+            .map(|(name, error)| {
+                (
+                    Key::new(name).expect("a name made from a Key is a Key"),
+                    error,
+                )
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn etags_normalize() {
+        assert_eq!(normalize_etag("\"abc\""), "abc");
+        assert_eq!(normalize_etag("abc"), "abc");
+        assert_eq!(normalize_etag("W/\"abc-2\""), "abc-2");
+    }
+
+    #[test]
+    fn copy_source_encodes_key() {
+        assert_eq!(copy_source("b", "a b/c+d%e.txt"), "b/a%20b/c%2Bd%25e.txt");
+        assert_eq!(copy_source("b", "ü.txt"), "b/%C3%BC.txt");
+    }
+
+    #[test]
+    fn url_encoded_listing_keys_decode() {
+        assert_eq!(decode_key("a+b%2Bc%25", true), "a b+c%");
+        assert_eq!(decode_key("a+b", false), "a+b");
+        assert_eq!(decode_key("%E6%96%87", true), "文");
+    }
+
+    #[test]
+    fn checksums() {
+        // CRC32 of "hello" is 0x3610a686.
+        assert_eq!(upload::crc32_base64(b"hello"), "NhCmhg==");
+        assert_eq!(upload::md5_base64(b""), "1B2M2Y8AsgTpgAmY7PhCfg==");
+    }
+}
