@@ -12,6 +12,7 @@
 //! (`docs/s3-facts.md`).
 
 pub(crate) mod cloudfront;
+pub(crate) mod profile;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -24,7 +25,10 @@ use aws_smithy_runtime_api::client::interceptors::context::{
 use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use aws_smithy_types::config_bag::ConfigBag;
 
+use aws_config::default_provider::region::DefaultRegionChain;
 use aws_config::meta::region::RegionProviderChain;
+use aws_config::profile::ProfileFileCredentialsProvider;
+use aws_config::retry::RetryConfig;
 use aws_types::sdk_config::RequestChecksumCalculation;
 
 use crate::interrupt::Interrupt;
@@ -32,6 +36,7 @@ use crate::key::Prefix;
 use crate::store::s3::{Integrity, Multipart, S3Store};
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
+use profile::{SharedFiles, profile_name};
 
 /// How to reach AWS (or an S3-compatible store), as resolved from flags and config.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -122,9 +127,19 @@ impl Session {
     }
 }
 
+/// Attempts per S3 or CloudFront request when the user set none: the SDK's standard mode
+/// makes 3, which a flaky network or a throttling store exhausts (rclone makes 10 low-level
+/// retries, s5cmd 10). Backoff stays the SDK's: exponential from 1 s to 20 s, with jitter.
+pub(crate) const DEFAULT_MAX_ATTEMPTS: u32 = 10;
+
 async fn load(options: &AwsOptions) -> SdkConfig {
+    let files = SharedFiles::load();
+    let mut region = DefaultRegionChain::builder();
+    if let Some(profile) = &options.profile {
+        region = region.profile_name(profile);
+    }
     let region = RegionProviderChain::first_try(options.region.clone().map(Region::new))
-        .or_default_provider()
+        .or_else(region.build())
         .or_else(Region::from_static("us-east-1"));
     let mut loader = aws_config::defaults(BehaviorVersion::latest())
         .region(region)
@@ -134,10 +149,81 @@ async fn load(options: &AwsOptions) -> SdkConfig {
                 .read_timeout(options.timeouts.read)
                 .build(),
         );
+    if let Some(retry) = default_retry_config(&files, options.profile.as_deref()) {
+        loader = loader.retry_config(retry);
+    }
     if let Some(profile) = &options.profile {
-        loader = loader.profile_name(profile);
+        // An explicit profile replaces the environment's keys, as in aws-cli (botocore drops
+        // its environment provider when `--profile` is given). AWS_PROFILE does not: there the
+        // environment's keys still win, in both tools.
+        let credentials = ProfileFileCredentialsProvider::builder()
+            .profile_name(profile)
+            .build();
+        loader = loader
+            .profile_name(profile)
+            .credentials_provider(credentials);
     }
     loader.load().await
+}
+
+/// hoist's retry configuration, unless the user chose the number of attempts
+/// (`AWS_MAX_ATTEMPTS`, or `max_attempts` in the profile in effect): standard mode (or the
+/// `AWS_RETRY_MODE` / `retry_mode` the user asked for) with [`DEFAULT_MAX_ATTEMPTS`].
+fn default_retry_config(files: &SharedFiles, flag: Option<&str>) -> Option<RetryConfig> {
+    let profile = profile_name(flag);
+    let setting = |variable: &str, key: &str| {
+        std::env::var(variable)
+            .ok()
+            .filter(|v| !v.is_empty())
+            .or_else(|| files.value(&profile, key))
+    };
+    if setting("AWS_MAX_ATTEMPTS", "max_attempts").is_some() {
+        return None;
+    }
+    let retry = match setting("AWS_RETRY_MODE", "retry_mode").as_deref() {
+        Some("adaptive") => RetryConfig::adaptive(),
+        _ => RetryConfig::standard(),
+    };
+    Some(retry.with_max_attempts(DEFAULT_MAX_ATTEMPTS))
+}
+
+/// A profile named with `--profile`, `profile:` or `AWS_PROFILE` that neither shared file
+/// defines.
+#[derive(Debug, thiserror::Error)]
+#[error("The config profile ({name}) could not be found")]
+pub(crate) struct ProfileNotFound {
+    pub(crate) name: String,
+    /// The profiles the files do define, for the hint.
+    pub(crate) known: Vec<String>,
+}
+
+impl ProfileNotFound {
+    pub(crate) fn hint(&self) -> String {
+        if self.known.is_empty() {
+            "no profiles are defined in ~/.aws/config or ~/.aws/credentials \
+             (AWS_CONFIG_FILE, AWS_SHARED_CREDENTIALS_FILE)"
+                .to_string()
+        } else {
+            format!("the profiles found are: {}", self.known.join(", "))
+        }
+    }
+}
+
+/// Checks, before any request, that the profile in effect exists (aws-cli refuses a missing
+/// one, from `--profile` or `AWS_PROFILE`, with exit 255). The implicit `default` may be absent.
+pub(crate) fn check_profile(flag: Option<&str>) -> Result<(), ProfileNotFound> {
+    let name = profile_name(flag);
+    if name == "default" && flag.is_none() {
+        return Ok(());
+    }
+    let files = SharedFiles::load();
+    if files.has_profile(&name) {
+        return Ok(());
+    }
+    Err(ProfileNotFound {
+        name,
+        known: files.profiles(),
+    })
 }
 
 /// An environment variable hoist reads that holds no valid value.
@@ -288,6 +374,19 @@ fn endpoint_label(sdk: &SdkConfig, options: &AwsOptions) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn retries_default_to_ten_attempts_unless_the_user_chose() {
+        if std::env::var_os("AWS_MAX_ATTEMPTS").is_some() {
+            return; // the user's choice wins; nothing to check here
+        }
+        let none = SharedFiles::from_text("[default]\n", "");
+        let retry = default_retry_config(&none, None).expect("hoist's default");
+        assert_eq!(retry.max_attempts(), DEFAULT_MAX_ATTEMPTS);
+        let chosen = SharedFiles::from_text("[profile ci]\nmax_attempts = 4\n", "");
+        assert!(default_retry_config(&chosen, Some("ci")).is_none());
+        assert!(default_retry_config(&chosen, Some("other")).is_some());
+    }
 
     #[test]
     fn path_style_detection() {

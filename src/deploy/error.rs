@@ -57,6 +57,7 @@ impl DeployError {
 
     pub(crate) fn hint(&self) -> Option<String> {
         match self {
+            DeployError::Settings(SettingsError::Profile(missing)) => Some(missing.hint()),
             DeployError::Settings(_) | DeployError::Scan(_) => None,
             DeployError::Store(error) => error.hint(),
             DeployError::Guard(GuardError::EmptySource { .. }) => Some(

@@ -25,6 +25,7 @@ use crate::error::ErrorChain;
 use crate::headers::{Headers, META_BLAKE3};
 use crate::interrupt::Interrupt;
 use crate::key::Key;
+use crate::store::retry::Retrier;
 use crate::store::{self, Body, Store};
 
 #[derive(Debug, Clone, Copy)]
@@ -130,6 +131,8 @@ pub(crate) struct Executor<'a> {
     pub(crate) on_done: &'a (dyn Fn(&Action) + Sync),
     /// Stages that run after the executor (invalidation, manifest), for error messages.
     pub(crate) after: &'a [&'static str],
+    /// Whole-action retries once an action's requests used up their attempts.
+    pub(crate) retrier: &'a Retrier,
 }
 
 impl Executor<'_> {
@@ -214,6 +217,8 @@ impl Executor<'_> {
     ) -> Result<Option<String>, store::Error> {
         let file = &self.files[action.file.expect("write actions name a file")];
         let headers = headers_for(file);
+        let what = action.key.as_str();
+        let store = self.store;
         let result = match action.op {
             Op::Upload if file.size < self.options.stream_threshold => {
                 let permits = permits_for(file.size, self.options.memory_budget);
@@ -222,27 +227,31 @@ impl Executor<'_> {
                     .await
                     .expect("semaphore is never closed");
                 let bytes = read_verified(file).await?;
-                self.store
-                    .put(&file.key, Body::Bytes(bytes), &headers)
+                self.retrier
+                    .run(what, || {
+                        store.put(&file.key, Body::Bytes(bytes.clone()), &headers)
+                    })
                     .await?
             }
             Op::Upload => {
                 verify_streamed(file).await?;
+                let body = Body::File {
+                    path: file.path.clone(),
+                    size: file.size,
+                    blake3: Some(file.blake3.clone()),
+                };
                 let result = self
-                    .store
-                    .put(
-                        &file.key,
-                        Body::File {
-                            path: file.path.clone(),
-                            size: file.size,
-                        },
-                        &headers,
-                    )
+                    .retrier
+                    .run(what, || store.put(&file.key, body.clone(), &headers))
                     .await?;
                 verify_unchanged_since_scan(file)?;
                 result
             }
-            Op::UpdateHeaders => self.store.copy_replace_headers(&file.key, &headers).await?,
+            Op::UpdateHeaders => {
+                self.retrier
+                    .run(what, || store.copy_replace_headers(&file.key, &headers))
+                    .await?
+            }
             Op::Delete => unreachable!("deletes run in their own phase"),
         };
         Ok(result.etag)
@@ -255,7 +264,7 @@ impl Executor<'_> {
         let failures: Vec<Vec<(Key, store::Error)>> = stream::iter(keys.chunks(1000))
             .take_while(|_| futures::future::ready(!self.interrupt.is_set()))
             .map(|chunk| async move {
-                let failed = self.store.delete_batch(chunk).await;
+                let failed = self.delete_with_retries(chunk).await;
                 for key in chunk {
                     if !failed.iter().any(|(k, _)| k == key) {
                         (self.on_done)(by_key[key]);
@@ -272,6 +281,26 @@ impl Executor<'_> {
             .map(|(key, error)| Failure { key, error })
             .collect();
         failed.sort_by(|a, b| a.key.cmp(&b.key));
+        failed
+    }
+}
+
+impl Executor<'_> {
+    /// Deletes a batch, then the keys that failed transiently again, a few rounds at most.
+    async fn delete_with_retries(&self, chunk: &[Key]) -> Vec<(Key, store::Error)> {
+        let mut failed = self.store.delete_batch(chunk).await;
+        let mut retry = 0;
+        while retry < store::retry::PER_TRANSFER && failed.iter().any(|(_, e)| e.is_transient()) {
+            retry += 1;
+            if !self.retrier.pause("DeleteObjects", retry).await {
+                break;
+            }
+            let (again, permanent): (Vec<_>, Vec<_>) =
+                failed.into_iter().partition(|(_, e)| e.is_transient());
+            let keys: Vec<Key> = again.into_iter().map(|(key, _)| key).collect();
+            failed = permanent;
+            failed.extend(self.store.delete_batch(&keys).await);
+        }
         failed
     }
 }

@@ -47,6 +47,7 @@ use crate::interrupt::Interrupt;
 use crate::key::Key;
 use crate::report::{Printer, escape};
 use crate::store::local::LocalStore;
+use crate::store::retry::Retrier;
 use crate::store::s3::Multipart;
 use crate::store::{self, Body, Listing, ObjectMeta, Store};
 
@@ -348,7 +349,9 @@ impl Deploy<'_> {
         } else {
             &["manifest"]
         };
+        let retrier = Retrier::new(plan.actions.len(), self.interrupt);
         let executor = Executor {
+            retrier: &retrier,
             store: self.store,
             files,
             options: execute::ExecOptions::new(self.settings),

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use super::config::{ConfigError, DeployConfig};
 use super::rules::{RuleError, Rules};
 use super::target::{Target, TargetError};
-use crate::aws::{AwsOptions, EnvError, Timeouts};
+use crate::aws::{AwsOptions, EnvError, ProfileNotFound, Timeouts};
 use crate::cli::DeployArgs;
 use crate::cli::OutputFormat;
 
@@ -35,6 +35,8 @@ pub(crate) enum SettingsError {
     InvalidateWithoutDistribution,
     #[error(transparent)]
     Env(#[from] EnvError),
+    #[error(transparent)]
+    Profile(#[from] ProfileNotFound),
 }
 
 pub(crate) const DEFAULT_CONFIG: &str = "deploy.yaml";
@@ -92,13 +94,15 @@ impl DeploySettings {
             }
         }
         let rules = Rules::from_config(&config)?;
+        let profile = args.profile.clone().or(config.profile.clone());
+        crate::aws::check_profile(profile.as_deref())?;
         let cloudfront = resolve_cloudfront(args, &config)?;
         Ok(DeploySettings {
             source,
             target,
             aws: AwsOptions {
                 region: args.region.clone().or(config.region.clone()),
-                profile: args.profile.clone().or(config.profile.clone()),
+                profile,
                 endpoint_url: args.endpoint_url.clone().or(config.endpoint_url.clone()),
                 path_style: if args.path_style {
                     Some(true)

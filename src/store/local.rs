@@ -160,7 +160,9 @@ impl LocalStore {
                 md5.update(&bytes);
                 temp.write_all(&bytes).map_err(Self::io(temp.path()))?;
             }
-            Body::File { path: source, size } => {
+            Body::File {
+                path: source, size, ..
+            } => {
                 let mut file = std::fs::File::open(&source).map_err(Self::io(&source))?;
                 let mut buffer = vec![0; 256 * 1024];
                 let mut copied = 0u64;

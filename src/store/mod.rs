@@ -26,6 +26,7 @@ use crate::headers::Headers;
 use crate::key::{Key, KeyError};
 
 pub mod local;
+pub(crate) mod retry;
 pub mod s3;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,8 +62,15 @@ pub struct ObjectInfo {
 pub enum Body {
     /// Already in memory (small files, the manifest).
     Bytes(Bytes),
-    /// Streamed from disk (large files; multipart on S3). `size` is the size the caller verified.
-    File { path: PathBuf, size: u64 },
+    /// Streamed from disk (large files; multipart on S3). `size` is the size the caller
+    /// verified; `blake3`, when given, the digest the stored bytes must have: a multipart upload
+    /// checks the file against it (and each part against the checksum it was sent with) before
+    /// it completes, and aborts with [`Error::Changed`] when the file changed under it.
+    File {
+        path: PathBuf,
+        size: u64,
+        blake3: Option<String>,
+    },
 }
 
 impl Body {

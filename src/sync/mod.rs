@@ -135,8 +135,11 @@ impl SyncSettings {
         let cwd = std::env::current_dir().map_err(SyncError::WorkingDirectory)?;
         let (source, destination, direction) = locations(args, &cwd)?;
         let filters = filters(args, &source, &destination)?;
-        let profile_name = profile::profile_name(args.profile.as_deref());
-        let transfer = profile::load(&profile_name).map_err(SyncError::Invalid)?;
+        crate::aws::check_profile(args.profile.as_deref())
+            .map_err(|e| SyncError::Invalid(e.to_string()))?;
+        let profile_name = crate::aws::profile::profile_name(args.profile.as_deref());
+        let files = crate::aws::profile::SharedFiles::load();
+        let transfer = profile::load(&files, &profile_name).map_err(SyncError::Invalid)?;
         let aws = AwsOptions {
             region: args.region.clone(),
             profile: args.profile.clone(),
@@ -354,6 +357,7 @@ pub(crate) async fn run(args: &SyncArgs, interrupt: &Interrupt) -> Result<Outcom
         output: &output,
         interrupt,
         directories: transfer::Directories::default(),
+        retrier: crate::store::retry::Retrier::new(steps.len(), interrupt),
     };
     Ok(job.run(&steps).await)
 }

@@ -11,7 +11,7 @@
 //!   max_bandwidth = 50MB/s
 //! ```
 
-use std::path::PathBuf;
+use crate::aws::profile::SharedFiles;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct TransferConfig {
@@ -33,63 +33,9 @@ impl Default for TransferConfig {
     }
 }
 
-/// The config file aws-cli reads: `AWS_CONFIG_FILE`, else `~/.aws/config`.
-pub(crate) fn config_path() -> Option<PathBuf> {
-    if let Some(path) = std::env::var_os("AWS_CONFIG_FILE") {
-        return Some(PathBuf::from(path));
-    }
-    std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".aws").join("config"))
-}
-
-/// The profile in effect: `--profile`, `AWS_PROFILE`, `AWS_DEFAULT_PROFILE`, or `default`.
-pub(crate) fn profile_name(flag: Option<&str>) -> String {
-    flag.map(str::to_string)
-        .or_else(|| std::env::var("AWS_PROFILE").ok())
-        .or_else(|| std::env::var("AWS_DEFAULT_PROFILE").ok())
-        .unwrap_or_else(|| "default".to_string())
-}
-
 /// Loads the settings of `profile`; a missing file or section gives the defaults.
-pub(crate) fn load(profile: &str) -> Result<TransferConfig, String> {
-    let text = config_path()
-        .and_then(|path| std::fs::read_to_string(path).ok())
-        .unwrap_or_default();
-    let values = s3_section(&text, profile);
-    resolve(&values)
-}
-
-/// The `key = value` pairs nested under `s3 =` in the profile's section.
-pub(crate) fn s3_section(text: &str, profile: &str) -> Vec<(String, String)> {
-    let mut out = Vec::new();
-    let mut in_profile = false;
-    let mut in_s3 = false;
-    for raw in text.lines() {
-        let trimmed = raw.trim();
-        if trimmed.is_empty() || trimmed.starts_with('#') || trimmed.starts_with(';') {
-            continue;
-        }
-        if let Some(section) = trimmed.strip_prefix('[').and_then(|s| s.strip_suffix(']')) {
-            let section = section.trim();
-            let name = section.strip_prefix("profile ").map_or(section, str::trim);
-            in_profile = name == profile && (section.starts_with("profile ") || name == "default");
-            in_s3 = false;
-            continue;
-        }
-        if !in_profile {
-            continue;
-        }
-        let indented = raw.starts_with([' ', '\t']);
-        let Some((key, value)) = trimmed.split_once('=') else {
-            continue;
-        };
-        let (key, value) = (key.trim(), value.trim());
-        if indented && in_s3 {
-            out.push((key.to_string(), value.to_string()));
-        } else {
-            in_s3 = key == "s3" && value.is_empty();
-        }
-    }
-    out
+pub(crate) fn load(files: &SharedFiles, profile: &str) -> Result<TransferConfig, String> {
+    resolve(&files.s3_section(profile))
 }
 
 fn resolve(values: &[(String, String)]) -> Result<TransferConfig, String> {
@@ -221,13 +167,13 @@ s3 =
     #[test]
     fn nested_s3_section_of_the_profile() {
         assert_eq!(
-            s3_section(CONFIG, "default"),
+            SharedFiles::from_text(CONFIG, "").s3_section("default"),
             [
                 ("max_concurrent_requests".into(), "20".into()),
                 ("multipart_threshold".into(), "64MB".into())
             ]
         );
-        let ci = resolve(&s3_section(CONFIG, "ci")).unwrap();
+        let ci = resolve(&SharedFiles::from_text(CONFIG, "").s3_section("ci")).unwrap();
         assert_eq!(
             ci,
             TransferConfig {
@@ -236,10 +182,10 @@ s3 =
                 ..TransferConfig::default()
             }
         );
-        assert_eq!(s3_section(CONFIG, "missing"), []);
+        assert_eq!(SharedFiles::from_text(CONFIG, "").s3_section("missing"), []);
         // `[ci]` without `profile ` is not the profile ci in ~/.aws/config.
         assert_eq!(
-            s3_section("[ci]\ns3 =\n  max_bandwidth = 1MB/s\n", "ci"),
+            SharedFiles::from_text("[ci]\ns3 =\n  max_bandwidth = 1MB/s\n", "").s3_section("ci"),
             []
         );
     }

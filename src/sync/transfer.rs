@@ -21,6 +21,7 @@ use crate::error::{ErrorChain, ExitCode};
 use crate::interrupt::Interrupt;
 use crate::key::Key;
 use crate::report::{Printer, escape};
+use crate::store::retry::Retrier;
 use crate::store::{self, Body, MetadataDirective, NamedStore};
 
 /// aws-cli's printers: `ResultPrinter`, `OnlyShowErrorsResultPrinter`, or none (`--quiet`).
@@ -292,6 +293,8 @@ pub(crate) struct Job<'a> {
     pub(crate) interrupt: &'a Interrupt,
     /// Local directories this run made or found, so each is created once, not once per file.
     pub(crate) directories: Directories,
+    /// Whole-transfer retries once a transfer's requests used up their attempts.
+    pub(crate) retrier: Retrier,
 }
 
 /// Directories known to exist under a download's destination, so each is made once per run,
@@ -574,9 +577,10 @@ impl Job<'_> {
             let body = Body::File {
                 path: file.path.clone(),
                 size,
+                blake3: None,
             };
-            store
-                .put(&key, body, &headers)
+            self.retrier
+                .run(name, || store.put(&key, body.clone(), &headers))
                 .await
                 .map_err(|e| exception_text(&e, "CreateMultipartUpload"))?;
             return Ok(());
@@ -592,8 +596,9 @@ impl Job<'_> {
             };
             return Err(exception_text(&changed, "PutObject"));
         }
-        store
-            .put_single(&key, Bytes::from(bytes), &headers)
+        let bytes = Bytes::from(bytes);
+        self.retrier
+            .run(name, || store.put_single(&key, bytes.clone(), &headers))
             .await
             .map_err(|e| exception_text(&e, "PutObject"))?;
         Ok(())
@@ -607,8 +612,11 @@ impl Job<'_> {
         let parent = path.parent().expect("a file below the root has a parent");
         let make_parent = !self.directories.known(parent);
         let modified = whole_seconds(self.source.entries[index].modified);
-        let times = store
-            .download_to(name, &path, Some(modified), make_parent)
+        let times = self
+            .retrier
+            .run(name, || {
+                store.download_to(name, &path, Some(modified), make_parent)
+            })
             .await
             .map_err(|e| exception_text(&e, "GetObject"))?;
         if make_parent {
@@ -640,14 +648,17 @@ impl Job<'_> {
             None if !settings.headers.metadata.is_empty() => Some(MetadataDirective::Replace),
             None => None,
         };
-        store
-            .copy_from(
-                source_bucket,
-                source_key,
-                self.source_name(index),
-                &settings.headers,
-                directive,
-            )
+        let name = self.source_name(index);
+        self.retrier
+            .run(name, || {
+                store.copy_from(
+                    source_bucket,
+                    source_key,
+                    name,
+                    &settings.headers,
+                    directive,
+                )
+            })
             .await
             .map_err(|e| exception_text(&e, "CopyObject"))
     }
@@ -668,7 +679,7 @@ impl Job<'_> {
                 stream::iter(names.chunks(1000))
                     .take_while(|_| futures::future::ready(!interrupt.is_set()))
                     .map(|chunk| async move {
-                        let failed = store.delete_names(chunk).await;
+                        let failed = self.delete_with_retries(store, chunk).await;
                         for name in chunk {
                             let display = self.display(&self.settings.destination, name);
                             match failed.iter().find(|(n, _)| n == name) {
@@ -715,6 +726,30 @@ impl Job<'_> {
                 }
             }
         }
+    }
+}
+
+impl Job<'_> {
+    /// Deletes names, then those that failed transiently again, a few rounds at most.
+    async fn delete_with_retries(
+        &self,
+        store: &dyn NamedStore,
+        names: &[String],
+    ) -> Vec<(String, store::Error)> {
+        let mut failed = store.delete_names(names).await;
+        let mut retry = 0;
+        while retry < store::retry::PER_TRANSFER && failed.iter().any(|(_, e)| e.is_transient()) {
+            retry += 1;
+            if !self.retrier.pause("DeleteObjects", retry).await {
+                break;
+            }
+            let (again, permanent): (Vec<_>, Vec<_>) =
+                failed.into_iter().partition(|(_, e)| e.is_transient());
+            let names: Vec<String> = again.into_iter().map(|(name, _)| name).collect();
+            failed = permanent;
+            failed.extend(store.delete_names(&names).await);
+        }
+        failed
     }
 }
 

@@ -259,6 +259,7 @@ async fn large_file_streams_in_parts(store: &dyn Store) {
             Body::File {
                 path: path.clone(),
                 size: data.len() as u64,
+                blake3: Some(blake3::hash(&data).to_hex().to_string()),
             },
             &full_headers(),
         )

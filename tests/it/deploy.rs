@@ -680,3 +680,109 @@ fn credentials_come_from_a_named_profile() {
             .is_empty()
     );
 }
+
+/// Issue #11: an explicit profile replaces the environment's keys, as in aws-cli (botocore drops
+/// its environment provider when `--profile` is given). rclone checks signatures, so the wrong
+/// keys in the environment fail and only the profile's succeed.
+#[test]
+fn an_explicit_profile_beats_environment_keys() {
+    let Some(server) = Server::rclone() else {
+        return;
+    };
+    let site = Site::new(&server, FILES);
+    let endpoint = server.endpoint();
+    let profiles = site.root().join("credentials");
+    std::fs::write(
+        &profiles,
+        format!(
+            "[ci]\naws_access_key_id = {}\naws_secret_access_key = {}\n",
+            endpoint.access_key, endpoint.secret_key
+        ),
+    )
+    .expect("credentials file");
+    let wrong_env = || {
+        site.deploy()
+            .env("AWS_ACCESS_KEY_ID", "AKIAWRONGWRONGWRONG1")
+            .env("AWS_SECRET_ACCESS_KEY", "wrong-secret-wrong-secret")
+            .env(
+                "AWS_SHARED_CREDENTIALS_FILE",
+                profiles.display().to_string(),
+            )
+    };
+    // The environment's keys alone are wrong: the deploy fails.
+    wrong_env().run().exit(1);
+    // `--profile ci` uses the profile's keys, not the environment's.
+    wrong_env().args(["--profile", "ci"]).success();
+    // So does `profile:` in deploy.yaml.
+    site.write("robots.txt", "changed");
+    site.write_config(&format!("{CONFIG}\nprofile: ci\n"));
+    let ran = wrong_env().args(["--output", "json"]).success();
+    assert_eq!(ran.actions().len(), 1, "{}", ran.stdout);
+    // AWS_PROFILE is not explicit: aws-cli lets environment keys win over it, and so does hoist.
+    site.write_config(CONFIG);
+    wrong_env().env("AWS_PROFILE", "ci").run().exit(1);
+}
+
+/// Issue #11: `--profile nosuch` is an error naming the profile (aws-cli: exit 255, `The config
+/// profile (nosuch) could not be found`); deploy exits 2 and lists the profiles it found.
+#[test]
+fn an_unknown_profile_is_an_error() {
+    let Some(server) = Server::moto() else {
+        return;
+    };
+    let site = Site::new(&server, FILES);
+    let credentials = site.root().join("credentials");
+    std::fs::write(
+        &credentials,
+        "[ci]\naws_access_key_id = a\naws_secret_access_key = b\n",
+    )
+    .expect("credentials file");
+    let with_files = |run: Hoist| {
+        run.env(
+            "AWS_SHARED_CREDENTIALS_FILE",
+            credentials.display().to_string(),
+        )
+    };
+    let ran = with_files(site.deploy().args(["--profile", "nosuch"]))
+        .run()
+        .exit(2);
+    assert!(
+        ran.stderr
+            .contains("The config profile (nosuch) could not be found"),
+        "{}",
+        ran.stderr
+    );
+    assert!(
+        ran.stderr.contains("ci"),
+        "the hint lists the profiles: {}",
+        ran.stderr
+    );
+    assert!(site.contents().is_empty(), "nothing was published");
+    // sync: aws-cli's code and line, side by side.
+    let endpoint = server.endpoint();
+    let sync_args = [
+        "sync",
+        "site",
+        &format!("s3://{}/x", site.bucket),
+        "--profile",
+        "nosuch",
+    ];
+    let aws = with_files(
+        Hoist::aws(site.root(), &endpoint)
+            .arg("s3")
+            .args(&sync_args[..]),
+    )
+    .run()
+    .exit(255);
+    let hoist = with_files(
+        Hoist::on(site.root(), &endpoint)
+            .args(&sync_args[..])
+            .args(["--endpoint-url", &endpoint.url]),
+    )
+    .run()
+    .exit(255);
+    let line = "The config profile (nosuch) could not be found";
+    assert!(aws.stderr.contains(line), "{}", aws.stderr);
+    assert!(hoist.stderr.contains(line), "{}", hoist.stderr);
+    assert!(site.contents().is_empty(), "nothing was synced");
+}

@@ -102,11 +102,9 @@ fn assert_published(site: &Site, files: &[(String, Vec<u8>)]) {
     }
 }
 
+/// A deploy through the proxy with the defaults users get: no retry or timeout settings.
 fn via(site: &Site, proxy: &FaultProxy) -> Hoist {
-    site.deploy()
-        .args(["--endpoint-url", &proxy.endpoint()])
-        .env("AWS_MAX_ATTEMPTS", "10")
-        .env("HOIST_READ_TIMEOUT", "3")
+    site.deploy().args(["--endpoint-url", &proxy.endpoint()])
 }
 
 for_servers!(deploy_converges_under_random_faults);
@@ -429,8 +427,6 @@ fn sync_converges_under_random_faults(server: &Server) {
         let sync = |from: &str, to: &str| {
             let ran = Hoist::on(dir.path(), &endpoint)
                 .args(["sync", from, to, "--endpoint-url", &proxy.endpoint()])
-                .env("AWS_MAX_ATTEMPTS", "10")
-                .env("HOIST_READ_TIMEOUT", "3")
                 .run();
             assert_eq!(
                 ran.code(),

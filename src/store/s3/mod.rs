@@ -321,7 +321,7 @@ impl Store for S3Store {
     async fn put(&self, key: &Key, body: Body, headers: &Headers) -> Result<PutResult, Error> {
         match body {
             Body::Bytes(bytes) => self.put_bytes(key, bytes, headers).await,
-            Body::File { path, size } if size < self.multipart.threshold => {
+            Body::File { path, size, .. } if size < self.multipart.threshold => {
                 let bytes = tokio::fs::read(&path).await.map_err(|source| Error::Io {
                     path: path.clone(),
                     source,
@@ -331,7 +331,10 @@ impl Store for S3Store {
                 }
                 self.put_bytes(key, Bytes::from(bytes), headers).await
             }
-            Body::File { path, size } => self.put_multipart(key, &path, size, headers).await,
+            Body::File { path, size, blake3 } => {
+                self.put_multipart(key, &path, size, blake3.as_deref(), headers)
+                    .await
+            }
         }
     }
 

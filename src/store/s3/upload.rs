@@ -70,6 +70,7 @@ impl S3Store {
         key: &Key,
         path: &Path,
         size: u64,
+        blake3: Option<&str>,
         headers: &Headers,
     ) -> Result<PutResult, Error> {
         let mut chunk = self.multipart.chunk_size.max(MIN_PART);
@@ -78,8 +79,18 @@ impl S3Store {
         }
         let started = SystemTime::now();
         let upload_id = self.create_multipart(key, headers).await?;
-        let parts = match self.upload_parts(key, path, size, chunk, &upload_id).await {
-            Ok(parts) => parts,
+        let uploaded = match self.upload_parts(key, path, size, chunk, &upload_id).await {
+            Ok(parts) => match blake3 {
+                Some(digest) => self
+                    .check_sent(path, chunk, digest, &parts)
+                    .await
+                    .map(|()| parts),
+                None => Ok(parts),
+            },
+            Err(error) => Err(error),
+        };
+        let parts = match uploaded {
+            Ok(parts) => parts.into_iter().map(|(part, _)| part).collect(),
             Err(error) => {
                 self.abort(key, &upload_id).await;
                 return Err(error);
@@ -198,9 +209,9 @@ impl S3Store {
         size: u64,
         chunk: u64,
         upload_id: &str,
-    ) -> Result<Vec<CompletedPart>, Error> {
+    ) -> Result<Vec<(CompletedPart, String)>, Error> {
         let count = size.div_ceil(chunk).max(1);
-        let mut parts: Vec<CompletedPart> = stream::iter(0..count)
+        let mut parts: Vec<(CompletedPart, String)> = stream::iter(0..count)
             .map(|index| async move {
                 let _permit = self
                     .parts
@@ -220,7 +231,7 @@ impl S3Store {
             .buffer_unordered(self.parts.available_permits().max(1))
             .try_collect()
             .await?;
-        parts.sort_by_key(CompletedPart::part_number);
+        parts.sort_by_key(|(part, _)| part.part_number());
         Ok(parts)
     }
 
@@ -232,7 +243,7 @@ impl S3Store {
         offset: u64,
         length: u64,
         upload_id: &str,
-    ) -> Result<CompletedPart, Error> {
+    ) -> Result<(CompletedPart, String), Error> {
         let io = |source| Error::Io {
             path: path.to_owned(),
             source,
@@ -277,9 +288,37 @@ impl S3Store {
             .part_number(number)
             .set_e_tag(output.e_tag().map(str::to_string));
         if self.integrity == Integrity::Crc32 {
-            part = part.checksum_crc32(checksum);
+            part = part.checksum_crc32(checksum.clone());
         }
-        Ok(part.build())
+        Ok((part.build(), checksum))
+    }
+
+    /// Before CompleteMultipartUpload: the file must still be the scanned one (its blake3) and
+    /// every part must have the checksum it was sent with, or the object would go live with
+    /// bytes that match no local file while the manifest vouched for the scanned digest.
+    async fn check_sent(
+        &self,
+        path: &Path,
+        chunk: u64,
+        digest: &str,
+        parts: &[(CompletedPart, String)],
+    ) -> Result<(), Error> {
+        let sent: Vec<String> = parts.iter().map(|(_, sum)| sum.clone()).collect();
+        let owned = path.to_owned();
+        let integrity = self.integrity;
+        let now = tokio::task::spawn_blocking(move || file_digests(&owned, chunk, integrity))
+            .await
+            .expect("digest task does not panic")
+            .map_err(|source| Error::Io {
+                path: path.to_owned(),
+                source,
+            })?;
+        if now.0 != digest || now.1 != sent {
+            return Err(Error::Changed {
+                path: path.to_owned(),
+            });
+        }
+        Ok(())
     }
 
     async fn abort(&self, key: &Key, upload_id: &str) {
@@ -386,6 +425,49 @@ fn range_checksum(
         }
         Integrity::Md5 => base64::engine::general_purpose::STANDARD.encode(md5.finalize()),
     })
+}
+
+/// The blake3 of a whole file and the checksum of each `chunk`-sized part, in one read.
+fn file_digests(
+    path: &Path,
+    chunk: u64,
+    integrity: Integrity,
+) -> std::io::Result<(String, Vec<String>)> {
+    let mut file = std::fs::File::open(path)?;
+    let mut whole = blake3::Hasher::new();
+    let mut parts = Vec::new();
+    let mut buffer = vec![0; 256 * 1024];
+    loop {
+        let mut reader = (&mut file).take(chunk);
+        let mut crc = crc32fast::Hasher::new();
+        let mut md5 = Md5::new();
+        let mut read = 0u64;
+        loop {
+            let n = reader.read(&mut buffer)?;
+            if n == 0 {
+                break;
+            }
+            whole.update(&buffer[..n]);
+            match integrity {
+                Integrity::Crc32 => crc.update(&buffer[..n]),
+                Integrity::Md5 => md5.update(&buffer[..n]),
+            }
+            read += n as u64;
+        }
+        if read == 0 && !parts.is_empty() {
+            break;
+        }
+        parts.push(match integrity {
+            Integrity::Crc32 => {
+                base64::engine::general_purpose::STANDARD.encode(crc.finalize().to_be_bytes())
+            }
+            Integrity::Md5 => base64::engine::general_purpose::STANDARD.encode(md5.finalize()),
+        });
+        if read < chunk {
+            break;
+        }
+    }
+    Ok((whole.finalize().to_hex().to_string(), parts))
 }
 
 pub(super) fn crc32_base64(bytes: &[u8]) -> String {
