@@ -519,3 +519,75 @@ fn a_corrupted_download_is_fetched_again_and_never_kept() {
     let left = crate::sync_compat::local_tree(&dir.path().join("dl"));
     assert!(left.is_empty(), "left behind: {:?}", left.keys());
 }
+
+/// Issue #11: a large file rewritten in place (same size, same mtime) while its multipart
+/// upload runs must not go live under the scanned digest. The proxy holds
+/// CreateMultipartUpload while the test rewrites the file, so every part carries the new bytes;
+/// before the fix the upload completed, exit 0, with the old scan's blake3 in its metadata and
+/// in the manifest, and every later deploy called it unchanged.
+#[test]
+fn a_file_rewritten_during_its_multipart_upload_is_never_completed() {
+    let Some(server) = Server::moto() else { return };
+    let site = Site::with_config(&server, &[("index.html", "<p>hi</p>")], FAULT_CONFIG, "");
+    let size = 11 * 1024 * 1024;
+    site.write("video.bin", &"a".repeat(size));
+    let path = site.source().join("video.bin");
+    let proxy = FaultProxy::start(
+        &server.endpoint().url,
+        Plan::new().rule(
+            |r| r.method == "POST" && r.target.contains("uploads"),
+            Fault::Delay(Duration::from_millis(2000)),
+            Some(1),
+        ),
+    );
+    let running = via(&site, &proxy).spawn();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while proxy.faults() == 0 {
+        assert!(Instant::now() < deadline, "no multipart upload started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mtime = std::fs::metadata(&path).and_then(|m| m.modified()).expect("mtime");
+    std::fs::write(&path, "b".repeat(size)).expect("rewrite");
+    std::fs::File::options()
+        .write(true)
+        .open(&path)
+        .and_then(|f| f.set_modified(mtime))
+        .expect("keep the mtime");
+    let ran = running.wait(Duration::from_secs(120));
+
+    // Whatever is stored carries the digest of what is stored.
+    let client = site.client();
+    if let Some(body) = site.contents().get("video.bin") {
+        let object = head(&client, &site.bucket, "video.bin");
+        let digest = object
+            .metadata()
+            .and_then(|m| m.get("hoist-blake3"))
+            .cloned();
+        assert_eq!(
+            digest.as_deref(),
+            Some(blake3::hash(body).to_hex().as_str()),
+            "the object's bytes do not match its recorded digest (exit {:?})\n{}",
+            ran.code(),
+            ran.stderr
+        );
+    }
+    let ran = ran.exit(1);
+    assert!(ran.stderr.contains("video.bin"), "{}", ran.stderr);
+    assert!(
+        ran.stderr.contains("changed after it was scanned"),
+        "{}",
+        ran.stderr
+    );
+    // The upload was aborted, not left open.
+    let uploads = block_on(
+        client
+            .list_multipart_uploads()
+            .bucket(&site.bucket)
+            .send(),
+    )
+    .expect("list uploads");
+    assert!(uploads.uploads().is_empty(), "{:?}", uploads.uploads());
+    // The next run publishes the new bytes under their own digest.
+    site.deploy().success();
+    assert!(site.contents()["video.bin"] == "b".repeat(size).into_bytes());
+}
