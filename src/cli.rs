@@ -73,6 +73,11 @@ pub struct DeployArgs {
     #[arg(long)]
     pub force: bool,
 
+    /// Read every object's headers (HEAD) instead of trusting the manifest, and repair what
+    /// another tool changed: content by upload, headers by copy
+    #[arg(long)]
+    pub check: bool,
+
     /// Keep stale keys instead of deleting them
     #[arg(long)]
     pub no_delete: bool,

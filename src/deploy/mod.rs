@@ -73,7 +73,7 @@ pub(crate) async fn run(args: &DeployArgs, interrupt: &Interrupt) -> Result<(), 
         interrupt,
         started,
     };
-    let gathered = gather(&settings, deploy.store).await?;
+    let mut gathered = gather(&settings, deploy.store).await?;
     let plan = probe::plan(
         &settings,
         deploy.store,
@@ -83,6 +83,15 @@ pub(crate) async fn run(args: &DeployArgs, interrupt: &Interrupt) -> Result<(), 
     )
     .await?;
     guard(&settings, &gathered.files, &plan, deploy.store)?;
+    if settings.check {
+        let drift = probe::drift(
+            &gathered.files,
+            &gathered.objects,
+            gathered.manifest.as_ref(),
+            &plan,
+        );
+        gathered.warnings.extend(drift);
+    }
     for warning in &gathered.warnings {
         printer.warn(warning);
     }

@@ -15,6 +15,7 @@ use super::settings::DeploySettings;
 use crate::store::{self, ObjectMeta, Store};
 
 /// Classifies every file against the target (reading pending objects) and builds the plan.
+/// With `--check` the manifest vouches for nothing: every listed object is read with HEAD.
 pub(crate) async fn plan(
     settings: &DeploySettings,
     store: &dyn Store,
@@ -22,7 +23,8 @@ pub(crate) async fn plan(
     objects: &[ObjectMeta],
     manifest: Option<&Manifest>,
 ) -> Result<Plan, store::Error> {
-    let comparison = plan::classify(files, objects, manifest);
+    let trusted = if settings.check { None } else { manifest };
+    let comparison = plan::classify(files, objects, trusted);
     let mut decisions = comparison.decided;
     let heads: Vec<(usize, Decision, Option<ObjectRecord>)> =
         futures::stream::iter(comparison.pending)
@@ -42,6 +44,34 @@ pub(crate) async fn plan(
             is_excluded: &is_excluded,
         },
     ))
+}
+
+/// With `--check`: the keys the manifest called unchanged that the objects themselves show
+/// were changed by another tool (content or headers), for the report.
+pub(crate) fn drift(
+    files: &[LocalFile],
+    objects: &[ObjectMeta],
+    manifest: Option<&Manifest>,
+    plan: &Plan,
+) -> Vec<String> {
+    let trusted = plan::classify(files, objects, manifest);
+    let vouched: std::collections::HashSet<&crate::key::Key> = trusted
+        .decided
+        .iter()
+        .filter(|(_, decision, _)| *decision == Decision::Unchanged)
+        .map(|(index, _, _)| &files[*index].key)
+        .collect();
+    plan.actions
+        .iter()
+        .filter(|action| vouched.contains(&action.key))
+        .map(|action| {
+            format!(
+                "`{}` was changed outside hoist ({}); the manifest did not know, --check repairs it",
+                crate::report::escape(action.key.as_str()),
+                action.reason.as_str()
+            )
+        })
+        .collect()
 }
 
 /// One pending file: HEAD its object (and MD5 the file when that decides it).

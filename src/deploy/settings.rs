@@ -55,6 +55,8 @@ pub(crate) struct DeploySettings {
     pub(crate) delete: bool,
     pub(crate) max_deletes: usize,
     pub(crate) force: bool,
+    /// `--check`: HEAD every object instead of trusting the manifest.
+    pub(crate) check: bool,
     pub(crate) concurrency: NonZeroUsize,
     /// Files at least this large are uploaded in parts of `multipart_chunksize`.
     pub(crate) multipart_threshold: u64,
@@ -115,6 +117,7 @@ impl DeploySettings {
             delete: !args.no_delete && config.delete.unwrap_or(true),
             max_deletes: config.max_deletes.unwrap_or(DEFAULT_MAX_DELETES),
             force: args.force,
+            check: args.check,
             concurrency: args
                 .concurrency
                 .or(config.concurrency)

@@ -786,3 +786,44 @@ fn an_unknown_profile_is_an_error() {
     assert!(hoist.stderr.contains(line), "{}", hoist.stderr);
     assert!(site.contents().is_empty(), "nothing was synced");
 }
+
+/// Issue #11: a header change made by another tool keeps the ETag, so the manifest still
+/// vouches for the object; `--check` reads every object instead, reports the drift and repairs
+/// it with a copy.
+#[test]
+fn check_finds_and_repairs_what_another_tool_changed() {
+    let Some(server) = Server::moto() else {
+        return;
+    };
+    let site = Site::new(&server, FILES);
+    site.deploy().success();
+    let endpoint = server.endpoint();
+    let object = format!("s3://{}/index.html", site.bucket);
+    Hoist::aws(site.root(), &endpoint)
+        .args(["s3", "cp", &object, &object])
+        .args(["--metadata-directive", "REPLACE", "--content-type", "text/plain"])
+        .success();
+    let client = site.client();
+    assert_eq!(
+        head(&client, &site.bucket, "index.html").content_type(),
+        Some("text/plain")
+    );
+    // The manifest is trusted: a plain deploy sees nothing to do (the README says when to
+    // run --check).
+    assert!(site.deploy_json().success().actions().is_empty());
+    let ran = site.deploy_json().arg("--check").success();
+    assert_eq!(
+        keys(&ran),
+        [triple("update_headers", "index.html", "headers changed")],
+        "{}",
+        ran.stdout
+    );
+    let warnings = ran.json()["warnings"].to_string();
+    assert!(warnings.contains("index.html"), "{warnings}");
+    assert_eq!(
+        head(&client, &site.bucket, "index.html").content_type(),
+        Some("text/html; charset=utf-8")
+    );
+    // Repaired: the next --check finds nothing.
+    assert!(site.deploy_json().arg("--check").success().actions().is_empty());
+}
