@@ -73,6 +73,10 @@ pub struct DeployArgs {
     #[arg(long)]
     pub force: bool,
 
+    /// Publish what symlinks that lead outside the source point to (refused by default)
+    #[arg(long)]
+    pub follow_symlinks: bool,
+
     /// Read every object's headers (HEAD) instead of trusting the manifest, and repair what
     /// another tool changed: content by upload, headers by copy
     #[arg(long)]

@@ -90,6 +90,8 @@ pub(crate) struct DeployConfig {
     /// A plan deleting more keys than this fails before changing anything, unless `--force`.
     pub(crate) max_deletes: Option<usize>,
     pub(crate) concurrency: Option<NonZeroUsize>,
+    /// Publish what symlinks that lead outside `source` point to (refused by default).
+    pub(crate) follow_symlinks: Option<bool>,
     /// Files at least this large are uploaded in parts (bytes, or `8MB`, `16MiB`).
     pub(crate) multipart_threshold: Option<ByteSize>,
     pub(crate) multipart_chunksize: Option<ByteSize>,

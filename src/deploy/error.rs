@@ -58,7 +58,8 @@ impl DeployError {
     pub(crate) fn hint(&self) -> Option<String> {
         match self {
             DeployError::Settings(SettingsError::Profile(missing)) => Some(missing.hint()),
-            DeployError::Settings(_) | DeployError::Scan(_) => None,
+            DeployError::Scan(error) => error.hint(),
+            DeployError::Settings(_) => None,
             DeployError::Store(error) => error.hint(),
             DeployError::Guard(GuardError::EmptySource { .. }) => Some(
                 "an empty build usually means the build failed; pass --force to publish it anyway"

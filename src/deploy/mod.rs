@@ -142,7 +142,8 @@ struct Gathered {
 async fn gather(settings: &DeploySettings, store: &dyn Store) -> Result<Gathered, DeployError> {
     let source = settings.source.clone();
     let rules = Arc::clone(&settings.rules);
-    let scan_task = tokio::task::spawn_blocking(move || scan::scan(&source, &rules));
+    let follow = settings.follow_symlinks;
+    let scan_task = tokio::task::spawn_blocking(move || scan::scan(&source, &rules, follow));
     let listing = store.list().try_collect::<Vec<Listing>>();
     let (scanned, listing, manifest) = tokio::join!(scan_task, listing, fetch_manifest(store));
     let ScanReport { files, reserved } = scanned.expect("scan task does not panic")?;

@@ -58,6 +58,25 @@ pub(crate) enum ScanError {
     },
     #[error("`{}` is not a regular file or directory (a socket, FIFO or device)", path.display())]
     Special { path: PathBuf },
+    #[error(
+        "symlink `{}` leads outside the source directory, to `{}`; refusing to publish it",
+        path.display(),
+        target.display()
+    )]
+    LinkOutside { path: PathBuf, target: PathBuf },
+}
+
+impl ScanError {
+    pub(crate) fn hint(&self) -> Option<String> {
+        match self {
+            ScanError::LinkOutside { .. } => Some(
+                "remove the link from the build output, or pass --follow-symlinks (or set \
+                 follow_symlinks: true in deploy.yaml) to publish what it points to"
+                    .into(),
+            ),
+            _ => None,
+        }
+    }
 }
 
 /// What a scan found besides the files.
@@ -99,10 +118,19 @@ pub(crate) fn check_root(root: &Path) -> Result<(), ScanError> {
     Ok(())
 }
 
-/// Walks and hashes `root`. Excluded paths are pruned during the walk.
-pub(crate) fn scan(root: &Path, rules: &Rules) -> Result<ScanReport, ScanError> {
+/// Walks and hashes `root`. Excluded paths are pruned during the walk. Symlinks are followed;
+/// one that leads outside `root` is an error unless `follow_outside`.
+pub(crate) fn scan(root: &Path, rules: &Rules, follow_outside: bool) -> Result<ScanReport, ScanError> {
     check_root(root)?;
-    let (entries, reserved) = walk(root, rules)?;
+    let inside = if follow_outside {
+        None
+    } else {
+        Some(std::fs::canonicalize(root).map_err(|source| ScanError::Read {
+            path: root.to_owned(),
+            source,
+        })?)
+    };
+    let (entries, reserved) = walk(root, rules, inside.as_deref())?;
     let files = hash_all(entries, rules)?;
     Ok(ScanReport { files, reserved })
 }
@@ -127,7 +155,32 @@ fn relative_key(root: &Path, path: &Path) -> Result<String, ScanError> {
     Ok(key)
 }
 
-fn walk(root: &Path, rules: &Rules) -> Result<(Vec<Found>, Vec<PathBuf>), ScanError> {
+/// Refuses a symlink whose target lies outside `inside` (the canonical source root).
+fn check_link(entry: &walkdir::DirEntry, inside: Option<&Path>) -> Result<(), ScanError> {
+    let Some(inside) = inside else {
+        return Ok(());
+    };
+    if !entry.path_is_symlink() {
+        return Ok(());
+    }
+    let target = std::fs::canonicalize(entry.path()).map_err(|source| ScanError::Read {
+        path: entry.path().to_owned(),
+        source,
+    })?;
+    if target.starts_with(inside) {
+        return Ok(());
+    }
+    Err(ScanError::LinkOutside {
+        path: entry.path().to_owned(),
+        target,
+    })
+}
+
+fn walk(
+    root: &Path,
+    rules: &Rules,
+    inside: Option<&Path>,
+) -> Result<(Vec<Found>, Vec<PathBuf>), ScanError> {
     let mut entries = Vec::new();
     let mut reserved = Vec::new();
     let mut walker = walkdir::WalkDir::new(root)
@@ -162,6 +215,7 @@ fn walk(root: &Path, rules: &Rules) -> Result<(Vec<Found>, Vec<PathBuf>), ScanEr
             reserved.push(path.to_owned());
             continue;
         }
+        check_link(&entry, inside)?;
         let file_type = entry.file_type();
         if file_type.is_dir() {
             continue;
@@ -271,7 +325,7 @@ mod tests {
         std::fs::write(root.join("app.js.map"), "{}").unwrap();
         std::fs::write(root.join("node_modules/x/y.js"), "y").unwrap();
         std::fs::write(root.join(".hoist/manifest.json"), "{}").unwrap();
-        let report = scan(root, &rules("exclude: ['*.map', node_modules]\n")).unwrap();
+        let report = scan(root, &rules("exclude: ['*.map', node_modules]\n"), false).unwrap();
         let keys: Vec<_> = report.files.iter().map(|f| f.key.as_str()).collect();
         // Byte order: `-` (0x2d) sorts before `/` (0x2f).
         assert_eq!(keys, ["a-b.txt", "a/b.txt", "index.html"]);
@@ -285,14 +339,14 @@ mod tests {
     fn errors_name_the_path() {
         let dir = tempfile::tempdir().unwrap();
         let missing = dir.path().join("nope");
-        let err = scan(&missing, &rules("")).unwrap_err();
+        let err = scan(&missing, &rules(""), false).unwrap_err();
         assert!(matches!(err, ScanError::Missing { .. }), "{err}");
         assert!(err.to_string().contains("nope"));
 
         let file = dir.path().join("file.txt");
         std::fs::write(&file, "x").unwrap();
         assert!(matches!(
-            scan(&file, &rules("")).unwrap_err(),
+            scan(&file, &rules(""), false).unwrap_err(),
             ScanError::NotADirectory { .. }
         ));
     }
@@ -304,13 +358,13 @@ mod tests {
         let root = dir.path().join("site");
         std::fs::create_dir_all(root.join("sub")).unwrap();
         std::os::unix::fs::symlink("..", root.join("sub/up")).unwrap();
-        let err = scan(&root, &rules("")).unwrap_err();
+        let err = scan(&root, &rules(""), false).unwrap_err();
         assert!(matches!(err, ScanError::Loop { .. }), "{err}");
 
         let root2 = dir.path().join("site2");
         std::fs::create_dir_all(&root2).unwrap();
         std::os::unix::fs::symlink("missing-target", root2.join("dangling")).unwrap();
-        let err = scan(&root2, &rules("")).unwrap_err();
+        let err = scan(&root2, &rules(""), false).unwrap_err();
         assert!(err.to_string().contains("dangling"), "{err}");
     }
 
@@ -321,7 +375,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let name = std::ffi::OsStr::from_bytes(b"bad\xffname");
         std::fs::write(dir.path().join(name), "x").unwrap();
-        let err = scan(dir.path(), &rules("")).unwrap_err();
+        let err = scan(dir.path(), &rules(""), false).unwrap_err();
         assert!(matches!(err, ScanError::NonUtf8 { .. }), "{err}");
     }
 }

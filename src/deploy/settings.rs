@@ -55,6 +55,8 @@ pub(crate) struct DeploySettings {
     pub(crate) delete: bool,
     pub(crate) max_deletes: usize,
     pub(crate) force: bool,
+    /// Publish the targets of symlinks that lead outside the source.
+    pub(crate) follow_symlinks: bool,
     /// `--check`: HEAD every object instead of trusting the manifest.
     pub(crate) check: bool,
     pub(crate) concurrency: NonZeroUsize,
@@ -118,6 +120,7 @@ impl DeploySettings {
             max_deletes: config.max_deletes.unwrap_or(DEFAULT_MAX_DELETES),
             force: args.force,
             check: args.check,
+            follow_symlinks: args.follow_symlinks || config.follow_symlinks.unwrap_or(false),
             concurrency: args
                 .concurrency
                 .or(config.concurrency)

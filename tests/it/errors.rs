@@ -338,3 +338,46 @@ fn an_unreadable_file_exits_2_naming_it_before_any_change() {
     );
     assert!(!dir.path().join("out").exists(), "the target was touched");
 }
+
+/// Issue #11: a symlink in the build output that leads outside the source (a stray link to
+/// `.env` or `~/.aws`) is refused by default, naming the link and its target; links inside the
+/// tree keep working, and `follow_symlinks: true` (or `--follow-symlinks`) allows the rest.
+#[test]
+fn symlinks_out_of_the_source_are_refused_unless_allowed() {
+    let config = "source: site\ntarget: file://out\n";
+    let (dir, hoist) = local_case(
+        config,
+        &[("index.html", "x"), ("style.css", "body{}")],
+    );
+    let site = dir.path().join("site");
+    std::fs::write(dir.path().join("secret.env"), "AWS_SECRET=hunter2").expect("secret");
+    std::os::unix::fs::symlink("style.css", site.join("alias.css")).expect("inner link");
+    std::os::unix::fs::symlink("../secret.env", site.join("config.env")).expect("outer link");
+    let ran = hoist.run().exit(2);
+    assert_error(&ran.stderr, &["config.env", "secret.env", "outside"]);
+    assert!(
+        !dir.path().join("out").join("config.env").exists(),
+        "the secret was published"
+    );
+
+    // The inner link alone is fine.
+    std::fs::remove_file(site.join("config.env")).expect("unlink");
+    Hoist::new(dir.path()).arg("deploy").success();
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("out").join("alias.css")).expect("alias"),
+        "body{}"
+    );
+
+    // Allowed explicitly, by flag or by config.
+    std::os::unix::fs::symlink("../secret.env", site.join("config.env")).expect("outer link");
+    Hoist::new(dir.path())
+        .args(["deploy", "--follow-symlinks"])
+        .success();
+    assert!(dir.path().join("out").join("config.env").exists());
+    std::fs::write(
+        dir.path().join("deploy.yaml"),
+        format!("{config}follow_symlinks: true\n"),
+    )
+    .expect("config");
+    Hoist::new(dir.path()).arg("deploy").success();
+}
