@@ -34,6 +34,13 @@ pub(crate) enum GuardError {
     )]
     EmptySource { dir: PathBuf, target: String },
     #[error(
+        "{} pair(s) of files have names equal after Unicode NFC normalization: {}; a typed URL \
+         reaches only one of each; nothing was changed",
+        twins.len(),
+        twins.iter().map(|(a, b)| format!("`{a}` and `{b}`")).collect::<Vec<_>>().join(", ")
+    )]
+    NormalizationTwins { twins: Vec<(String, String)> },
+    #[error(
         "the plan deletes {count} objects under {target}, more than max_deletes ({max}); nothing was changed"
     )]
     TooManyDeletes {
@@ -63,6 +70,10 @@ impl DeployError {
             DeployError::Store(error) => error.hint(),
             DeployError::Guard(GuardError::EmptySource { .. }) => Some(
                 "an empty build usually means the build failed; pass --force to publish it anyway"
+                    .into(),
+            ),
+            DeployError::Guard(GuardError::NormalizationTwins { .. }) => Some(
+                "rename one file of each pair (macOS tools write NFD names), or pass --force"
                     .into(),
             ),
             DeployError::Guard(GuardError::TooManyDeletes { .. }) => Some(

@@ -82,7 +82,7 @@ pub(crate) async fn run(args: &DeployArgs, interrupt: &Interrupt) -> Result<(), 
         gathered.manifest.as_ref(),
     )
     .await?;
-    guard(&settings, &gathered.files, &plan, deploy.store)?;
+    guard(&settings, &gathered, &plan, deploy.store)?;
     if settings.check {
         let drift = probe::drift(
             &gathered.files,
@@ -135,6 +135,8 @@ struct Gathered {
     objects: Vec<ObjectMeta>,
     manifest: Option<Manifest>,
     warnings: Vec<String>,
+    /// Pairs of files whose names are equal after NFC normalization.
+    twins: Vec<(Key, Key)>,
 }
 
 /// Scans the source on blocking threads while the target is listed and the manifest fetched:
@@ -149,6 +151,8 @@ async fn gather(settings: &DeploySettings, store: &dyn Store) -> Result<Gathered
     let ScanReport { files, reserved } = scanned.expect("scan task does not panic")?;
     let (manifest, manifest_warning) = manifest?;
     let mut warnings: Vec<String> = manifest_warning.into_iter().collect();
+    let unreachable = plan::unreachable_keys(&files);
+    warnings.extend(unreachable.warnings());
     for path in reserved {
         warnings.push(format!(
             "skipping `{}`: `{}/` is reserved for hoist's manifest",
@@ -170,25 +174,32 @@ async fn gather(settings: &DeploySettings, store: &dyn Store) -> Result<Gathered
         objects,
         manifest,
         warnings,
+        twins: unreachable.twins,
     })
 }
 
 /// The safety guards, on the final plan and before any mutating request: an empty source (a
-/// failed build) and more deletes than `max_deletes` (a wrong `--source` or `--target`) are
-/// refused unless `--force`.
+/// failed build), two names equal after Unicode NFC normalization, and more deletes than
+/// `max_deletes` (a wrong `--source` or `--target`) are refused unless `--force`.
 fn guard(
     settings: &DeploySettings,
-    files: &[LocalFile],
+    gathered: &Gathered,
     plan: &Plan,
     store: &dyn Store,
 ) -> Result<(), GuardError> {
     if settings.force {
         return Ok(());
     }
-    if files.is_empty() {
+    if gathered.files.is_empty() {
         return Err(GuardError::EmptySource {
             dir: settings.source.clone(),
             target: store.url(None),
+        });
+    }
+    if !gathered.twins.is_empty() {
+        let name = |key: &Key| escape(key.as_str()).into_owned();
+        return Err(GuardError::NormalizationTwins {
+            twins: gathered.twins.iter().map(|(a, b)| (name(a), name(b))).collect(),
         });
     }
     if plan.delete_count() > settings.max_deletes {

@@ -303,6 +303,66 @@ pub(crate) fn build(
     plan
 }
 
+/// Keys a browser or CloudFront cannot reach by their natural URL.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(crate) struct Unreachable {
+    /// Keys with a `+`: the S3 REST endpoint and CloudFront with an S3 origin read an
+    /// unencoded `+` in a path as a space.
+    pub(crate) plus: Vec<Key>,
+    /// Keys not in Unicode NFC (macOS writes NFD file names); a typed URL asks for NFC.
+    pub(crate) not_nfc: Vec<Key>,
+    /// Pairs of keys equal after NFC normalization: two objects that look the same on screen,
+    /// only one reachable from a typed URL.
+    pub(crate) twins: Vec<(Key, Key)>,
+}
+
+/// Finds the keys of [`Unreachable`] among the files (sorted by key).
+pub(crate) fn unreachable_keys(files: &[LocalFile]) -> Unreachable {
+    let nfc = icu_normalizer::ComposingNormalizerBorrowed::new_nfc();
+    let mut out = Unreachable::default();
+    let mut by_nfc: BTreeMap<String, &Key> = BTreeMap::new();
+    for file in files {
+        let key = &file.key;
+        if key.as_str().contains('+') {
+            out.plus.push(key.clone());
+        }
+        let normalized = nfc.normalize(key.as_str());
+        if normalized != key.as_str() {
+            out.not_nfc.push(key.clone());
+        }
+        if let Some(first) = by_nfc.insert(normalized.into_owned(), key) {
+            out.twins.push((first.clone(), key.clone()));
+        }
+    }
+    out
+}
+
+impl Unreachable {
+    /// One warning per finding, naming the file and what a visitor would see.
+    pub(crate) fn warnings(&self) -> Vec<String> {
+        let escape = |key: &Key| crate::report::escape(key.as_str()).into_owned();
+        let mut warnings = Vec::new();
+        for key in &self.plus {
+            warnings.push(format!(
+                "`{}` has a `+`, which S3 and CloudFront read as a space in a URL path: \
+                 link to it as `%2B` or rename the file",
+                escape(key)
+            ));
+        }
+        for key in &self.not_nfc {
+            if self.twins.iter().any(|(a, b)| a == key || b == key) {
+                continue;
+            }
+            warnings.push(format!(
+                "`{}` is not in Unicode NFC (macOS writes NFD names); a typed URL asks for the \
+                 NFC form and gets 404",
+                escape(key)
+            ));
+        }
+        warnings
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -542,6 +602,29 @@ mod tests {
             decide_from_head(&f, &info(4, Some(md5), with_blake3), None),
             Decision::ContentChanged
         );
+    }
+
+    #[test]
+    fn keys_browsers_cannot_reach() {
+        let files = [
+            file("a+b.html", "x", false, "text/html"),
+            file("caf\u{e9}.html", "x", false, "text/html"),
+            file("cafe\u{301}.html", "x", false, "text/html"),
+            file("d\u{e9}j\u{e0}.css", "x", false, "text/css"),
+            file("plain.html", "x", false, "text/html"),
+        ];
+        let found = unreachable_keys(&files);
+        assert_eq!(found.plus, [Key::new("a+b.html").unwrap()]);
+        assert_eq!(found.not_nfc, [Key::new("cafe\u{301}.html").unwrap()]);
+        assert_eq!(
+            found.twins,
+            [(
+                Key::new("caf\u{e9}.html").unwrap(),
+                Key::new("cafe\u{301}.html").unwrap()
+            )]
+        );
+        // The twin is reported by the guard, not twice.
+        assert_eq!(found.warnings().len(), 1);
     }
 
     #[test]

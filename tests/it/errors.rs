@@ -381,3 +381,30 @@ fn symlinks_out_of_the_source_are_refused_unless_allowed() {
     .expect("config");
     Hoist::new(dir.path()).arg("deploy").success();
 }
+
+/// Issue #11: keys browsers and CloudFront cannot reach by their natural URL. A `+` (read as a
+/// space in a URL path) is warned about by name; two names equal after NFC normalization (one
+/// NFC, one NFD, identical on screen) are refused unless `--force`.
+#[test]
+fn keys_a_browser_cannot_reach_are_reported() {
+    let config = "source: site\ntarget: file://out\n";
+    let (dir, hoist) = local_case(
+        config,
+        &[
+            ("index.html", "x"),
+            ("c++.html", "plus"),
+            ("caf\u{e9}.html", "nfc"),
+            ("cafe\u{301}.html", "nfd"),
+        ],
+    );
+    let ran = hoist.run().exit(1);
+    assert_error(&ran.stderr, &["caf\u{e9}.html", "cafe\u{301}.html", "NFC", "--force"]);
+    assert!(!dir.path().join("out").join("index.html").exists(), "nothing published");
+
+    let ran = Hoist::new(dir.path())
+        .args(["deploy", "--force"])
+        .success();
+    assert!(ran.stderr.contains("warning:"), "{}", ran.stderr);
+    assert!(ran.stderr.contains("c++.html"), "{}", ran.stderr);
+    assert!(ran.stderr.contains("as a space"), "{}", ran.stderr);
+}
