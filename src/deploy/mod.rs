@@ -199,7 +199,11 @@ fn guard(
     if !gathered.twins.is_empty() {
         let name = |key: &Key| escape(key.as_str()).into_owned();
         return Err(GuardError::NormalizationTwins {
-            twins: gathered.twins.iter().map(|(a, b)| (name(a), name(b))).collect(),
+            twins: gathered
+                .twins
+                .iter()
+                .map(|(a, b)| (name(a), name(b)))
+                .collect(),
         });
     }
     if plan.delete_count() > settings.max_deletes {

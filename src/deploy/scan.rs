@@ -120,15 +120,21 @@ pub(crate) fn check_root(root: &Path) -> Result<(), ScanError> {
 
 /// Walks and hashes `root`. Excluded paths are pruned during the walk. Symlinks are followed;
 /// one that leads outside `root` is an error unless `follow_outside`.
-pub(crate) fn scan(root: &Path, rules: &Rules, follow_outside: bool) -> Result<ScanReport, ScanError> {
+pub(crate) fn scan(
+    root: &Path,
+    rules: &Rules,
+    follow_outside: bool,
+) -> Result<ScanReport, ScanError> {
     check_root(root)?;
     let inside = if follow_outside {
         None
     } else {
-        Some(std::fs::canonicalize(root).map_err(|source| ScanError::Read {
-            path: root.to_owned(),
-            source,
-        })?)
+        Some(
+            std::fs::canonicalize(root).map_err(|source| ScanError::Read {
+                path: root.to_owned(),
+                source,
+            })?,
+        )
     };
     let (entries, reserved) = walk(root, rules, inside.as_deref())?;
     let files = hash_all(entries, rules)?;

@@ -238,7 +238,8 @@ pub enum MetadataDirective {
 ///   given headers: no Content-Type is sent when none is given.
 /// - `download_to` writes an object's bytes to `destination` through a temporary file in the
 ///   same directory, renamed into place only once every byte arrived and matched the object
-///   (length; MD5 for a single-part ETag). On failure nothing is left behind. It returns the
+///   (length; hoist's blake3 metadata, a single-part MD5 ETag or a multipart ETag). On failure
+///   nothing is left behind. It returns the
 ///   error of setting the file's times when that alone failed (the file is kept).
 /// - `copy_from` copies a full key of any bucket on the same endpoint to a name here,
 ///   server-side, keeping or replacing headers as the directive says (S3's default, COPY, when

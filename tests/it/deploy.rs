@@ -801,7 +801,12 @@ fn check_finds_and_repairs_what_another_tool_changed() {
     let object = format!("s3://{}/index.html", site.bucket);
     Hoist::aws(site.root(), &endpoint)
         .args(["s3", "cp", &object, &object])
-        .args(["--metadata-directive", "REPLACE", "--content-type", "text/plain"])
+        .args([
+            "--metadata-directive",
+            "REPLACE",
+            "--content-type",
+            "text/plain",
+        ])
         .success();
     let client = site.client();
     assert_eq!(
@@ -825,5 +830,11 @@ fn check_finds_and_repairs_what_another_tool_changed() {
         Some("text/html; charset=utf-8")
     );
     // Repaired: the next --check finds nothing.
-    assert!(site.deploy_json().arg("--check").success().actions().is_empty());
+    assert!(
+        site.deploy_json()
+            .arg("--check")
+            .success()
+            .actions()
+            .is_empty()
+    );
 }

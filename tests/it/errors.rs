@@ -345,10 +345,7 @@ fn an_unreadable_file_exits_2_naming_it_before_any_change() {
 #[test]
 fn symlinks_out_of_the_source_are_refused_unless_allowed() {
     let config = "source: site\ntarget: file://out\n";
-    let (dir, hoist) = local_case(
-        config,
-        &[("index.html", "x"), ("style.css", "body{}")],
-    );
+    let (dir, hoist) = local_case(config, &[("index.html", "x"), ("style.css", "body{}")]);
     let site = dir.path().join("site");
     std::fs::write(dir.path().join("secret.env"), "AWS_SECRET=hunter2").expect("secret");
     std::os::unix::fs::symlink("style.css", site.join("alias.css")).expect("inner link");
@@ -398,12 +395,16 @@ fn keys_a_browser_cannot_reach_are_reported() {
         ],
     );
     let ran = hoist.run().exit(1);
-    assert_error(&ran.stderr, &["caf\u{e9}.html", "cafe\u{301}.html", "NFC", "--force"]);
-    assert!(!dir.path().join("out").join("index.html").exists(), "nothing published");
+    assert_error(
+        &ran.stderr,
+        &["caf\u{e9}.html", "cafe\u{301}.html", "NFC", "--force"],
+    );
+    assert!(
+        !dir.path().join("out").join("index.html").exists(),
+        "nothing published"
+    );
 
-    let ran = Hoist::new(dir.path())
-        .args(["deploy", "--force"])
-        .success();
+    let ran = Hoist::new(dir.path()).args(["deploy", "--force"]).success();
     assert!(ran.stderr.contains("warning:"), "{}", ran.stderr);
     assert!(ran.stderr.contains("c++.html"), "{}", ran.stderr);
     assert!(ran.stderr.contains("as a space"), "{}", ran.stderr);

@@ -546,7 +546,9 @@ fn a_file_rewritten_during_its_multipart_upload_is_never_completed() {
         assert!(Instant::now() < deadline, "no multipart upload started");
         std::thread::sleep(Duration::from_millis(20));
     }
-    let mtime = std::fs::metadata(&path).and_then(|m| m.modified()).expect("mtime");
+    let mtime = std::fs::metadata(&path)
+        .and_then(|m| m.modified())
+        .expect("mtime");
     std::fs::write(&path, "b".repeat(size)).expect("rewrite");
     std::fs::File::options()
         .write(true)
@@ -579,15 +581,118 @@ fn a_file_rewritten_during_its_multipart_upload_is_never_completed() {
         ran.stderr
     );
     // The upload was aborted, not left open.
-    let uploads = block_on(
-        client
-            .list_multipart_uploads()
-            .bucket(&site.bucket)
-            .send(),
-    )
-    .expect("list uploads");
+    let uploads = block_on(client.list_multipart_uploads().bucket(&site.bucket).send())
+        .expect("list uploads");
     assert!(uploads.uploads().is_empty(), "{:?}", uploads.uploads());
     // The next run publishes the new bytes under their own digest.
     site.deploy().success();
     assert!(site.contents()["video.bin"] == "b".repeat(size).into_bytes());
+}
+
+/// Puts `parts` as one multipart object with the SDK (no hoist metadata: a foreign object).
+fn put_multipart(client: &aws_sdk_s3::Client, bucket: &str, key: &str, parts: &[Vec<u8>]) {
+    use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+    block_on(async {
+        let created = client
+            .create_multipart_upload()
+            .bucket(bucket)
+            .key(key)
+            .send()
+            .await
+            .expect("create");
+        let id = created.upload_id().expect("upload id");
+        let mut completed = Vec::new();
+        for (index, body) in parts.iter().enumerate() {
+            let number = index as i32 + 1;
+            let part = client
+                .upload_part()
+                .bucket(bucket)
+                .key(key)
+                .upload_id(id)
+                .part_number(number)
+                .body(body.clone().into())
+                .send()
+                .await
+                .expect("part");
+            completed.push(
+                CompletedPart::builder()
+                    .part_number(number)
+                    .set_e_tag(part.e_tag().map(str::to_string))
+                    .build(),
+            );
+        }
+        client
+            .complete_multipart_upload()
+            .bucket(bucket)
+            .key(key)
+            .upload_id(id)
+            .multipart_upload(
+                CompletedMultipartUpload::builder()
+                    .set_parts(Some(completed))
+                    .build(),
+            )
+            .send()
+            .await
+            .expect("complete");
+    });
+}
+
+/// Issue #11: a flipped byte in a multipart object (ETag `…-N`) was written to disk with exit
+/// 0; only single-part objects were caught. Now the parts' MD5s are checked against the ETag,
+/// with parts of uneven size read from each part's HEAD, so a good object never fails.
+#[test]
+fn a_corrupted_multipart_download_is_never_kept() {
+    let Some(server) = Server::moto() else { return };
+    let endpoint = server.endpoint();
+    let client = endpoint.client();
+    let bucket = crate::util::fresh_bucket("mp");
+    server.create_bucket(&bucket);
+    let bytes = |n: usize, seed: u8| -> Vec<u8> {
+        (0..n)
+            .map(|i| (i as u8).wrapping_mul(seed) ^ seed)
+            .collect()
+    };
+    let mib = 1024 * 1024;
+    let even = [bytes(5 * mib, 3), bytes(5 * mib, 5), bytes(mib, 7)];
+    let uneven = [bytes(6 * mib, 11), bytes(5 * mib, 13), bytes(mib / 2, 17)];
+    put_multipart(&client, &bucket, "q/even.bin", &even);
+    put_multipart(&client, &bucket, "q/uneven.bin", &uneven);
+    let etag = head(&client, &bucket, "q/even.bin")
+        .e_tag()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        etag.trim_matches('"').ends_with("-3"),
+        "not multipart: {etag}"
+    );
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let sync = |proxy: &FaultProxy, to: &str| {
+        Hoist::on(dir.path(), &endpoint)
+            .args(["sync", &format!("s3://{bucket}/q"), to])
+            .args(["--endpoint-url", &proxy.endpoint()])
+            .run()
+    };
+    // Good bytes: both layouts pass.
+    let clean = FaultProxy::start(&endpoint.url, Plan::new());
+    let ran = sync(&clean, "good");
+    assert_eq!(ran.code(), Some(0), "{}", ran.stderr);
+    let good = crate::sync_compat::local_tree(&dir.path().join("good"));
+    assert!(good["even.bin"] == even.concat(), "even.bin differs");
+    assert!(good["uneven.bin"] == uneven.concat(), "uneven.bin differs");
+
+    // Every GET corrupted: the run fails and nothing is left on disk.
+    let corrupt = FaultProxy::start(
+        &endpoint.url,
+        Plan::new().rule(
+            |r| r.method == "GET" && r.path().ends_with(".bin"),
+            Fault::CorruptBody,
+            None,
+        ),
+    );
+    let ran = sync(&corrupt, "bad");
+    assert_eq!(ran.code(), Some(1), "{}", ran.stderr);
+    assert!(ran.stderr.contains("multipart ETag"), "{}", ran.stderr);
+    let left = crate::sync_compat::local_tree(&dir.path().join("bad"));
+    assert!(left.is_empty(), "left behind: {:?}", left.keys());
 }

@@ -1,6 +1,7 @@
 //! Downloads for `sync`: GetObject streamed through a [`Spool`] into a temporary file beside
 //! the destination, resumed with ranged GETs pinned to the first ETag, checked (the length, and
-//! the MD5 of a single-part object against its ETag), then renamed into place.
+//! hoist's blake3, a single-part MD5 ETag or a multipart ETag: [`Check`]), then renamed into
+//! place.
 
 use std::io::{Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
@@ -22,8 +23,9 @@ impl S3Store {
     /// Returns the error of setting the times, if that alone failed (the file is kept).
     ///
     /// A body that fails mid-stream is resumed with ranged GETs pinned to the first ETag. The
-    /// bytes are checked here, not by the SDK: the length always, and the MD5 against a
-    /// single-part ETag (objects uploaded in parts are checked by length).
+    /// bytes are checked here, not by the SDK ([`Check`]): the length always, then hoist's
+    /// blake3 metadata where the object has it, else the MD5 of a single-part ETag, else the
+    /// MD5 of each part against a multipart ETag.
     pub(super) async fn get_to_file(
         &self,
         name: &str,
@@ -46,6 +48,11 @@ impl S3Store {
             if received.etag.is_none() {
                 received.etag = output.e_tag().map(str::to_string);
                 received.total = length;
+                let blake3 = output
+                    .metadata()
+                    .and_then(|m| m.get(crate::headers::META_BLAKE3))
+                    .cloned();
+                received.check = self.expectation(name, &url, &received, blake3).await?;
             }
             spool.reserve(length.unwrap_or(0));
             if received.written > 0 && output.content_range().is_none() {
@@ -53,7 +60,11 @@ impl S3Store {
                 received.restart(&mut spool).await.map_err(io)?;
             }
             let error = match received.body(output.body, &mut spool).await {
-                Ok(error) => error.or_else(|| received.md5_mismatch()),
+                Ok(Some(error)) => Some(error),
+                Ok(None) => self
+                    .verify(name, &url, &mut received, &mut spool)
+                    .await
+                    .map_err(io)?,
                 Err(source) => return Err(io(source)),
             };
             let Some(error) = error else {
@@ -118,15 +129,236 @@ impl S3Store {
 /// GETs of one download, counting the first: each resumes where the last one stopped.
 const DOWNLOAD_ATTEMPTS: u32 = 6;
 
+/// How a download's bytes are proved to be the object's, strongest first.
+enum Check {
+    /// hoist wrote the object: the blake3 in its `hoist-blake3` metadata.
+    Blake3 {
+        expected: String,
+        hasher: blake3::Hasher,
+    },
+    /// A single-part ETag is the MD5 of the bytes.
+    Md5 { expected: String, hasher: Md5 },
+    /// A multipart ETag is the MD5 of the parts' MD5s, then `-N`: the bytes are hashed in
+    /// parts of the first part's size (HEAD `?partNumber=1`), the layout every S3 client uses;
+    /// another layout is read from every part's HEAD before anything is called corrupt.
+    Parts {
+        expected: String,
+        count: usize,
+        part_size: u64,
+        done: Vec<[u8; 16]>,
+        current: Md5,
+        in_part: u64,
+    },
+    /// Nothing to compare with (an ETag of another form): the length alone.
+    Length,
+}
+
+impl Check {
+    fn update(&mut self, mut chunk: &[u8]) {
+        match self {
+            Check::Blake3 { hasher, .. } => {
+                hasher.update(chunk);
+            }
+            Check::Md5 { hasher, .. } => hasher.update(chunk),
+            Check::Parts {
+                part_size,
+                done,
+                current,
+                in_part,
+                ..
+            } => {
+                while !chunk.is_empty() {
+                    let room = (*part_size - *in_part).min(chunk.len() as u64) as usize;
+                    current.update(&chunk[..room]);
+                    *in_part += room as u64;
+                    chunk = &chunk[room..];
+                    if *in_part == *part_size {
+                        done.push(std::mem::take(current).finalize().into());
+                        *in_part = 0;
+                    }
+                }
+            }
+            Check::Length => {}
+        }
+    }
+
+    /// The same expectation, with nothing hashed yet.
+    fn restarted(&self) -> Check {
+        match self {
+            Check::Blake3 { expected, .. } => Check::Blake3 {
+                expected: expected.clone(),
+                hasher: blake3::Hasher::new(),
+            },
+            Check::Md5 { expected, .. } => Check::Md5 {
+                expected: expected.clone(),
+                hasher: Md5::new(),
+            },
+            Check::Parts {
+                expected,
+                count,
+                part_size,
+                ..
+            } => Check::Parts {
+                expected: expected.clone(),
+                count: *count,
+                part_size: *part_size,
+                done: Vec::new(),
+                current: Md5::new(),
+                in_part: 0,
+            },
+            Check::Length => Check::Length,
+        }
+    }
+}
+
+/// `md5(md5(part 1) ‖ … ‖ md5(part N))-N`, S3's multipart ETag.
+fn multipart_etag(parts: &[[u8; 16]]) -> String {
+    let mut outer = Md5::new();
+    for part in parts {
+        outer.update(part);
+    }
+    format!("{}-{}", hex(&outer.finalize()), parts.len())
+}
+
+/// A multipart ETag's part count: `…-N`.
+fn parts_count(etag: &str) -> Option<usize> {
+    let (digest, count) = etag.rsplit_once('-')?;
+    (digest.len() == 32 && digest.bytes().all(|b| b.is_ascii_hexdigit()))
+        .then(|| count.parse().ok())
+        .flatten()
+        .filter(|&n| n > 0)
+}
+
+fn is_plain_md5(etag: &str) -> bool {
+    etag.len() == 32 && etag.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+impl S3Store {
+    /// What the download's bytes will be checked against, from the first answer.
+    async fn expectation(
+        &self,
+        name: &str,
+        url: &str,
+        received: &Received,
+        blake3: Option<String>,
+    ) -> Result<Check, Error> {
+        if let Some(expected) = blake3 {
+            return Ok(Check::Blake3 {
+                expected,
+                hasher: blake3::Hasher::new(),
+            });
+        }
+        let Some(etag) = received.etag.as_deref().map(normalize_etag) else {
+            return Ok(Check::Length);
+        };
+        if is_plain_md5(&etag) {
+            return Ok(Check::Md5 {
+                expected: etag,
+                hasher: Md5::new(),
+            });
+        }
+        let Some(count) = parts_count(&etag) else {
+            return Ok(Check::Length);
+        };
+        let part_size = self.part_size(name, url, 1).await?;
+        Ok(Check::Parts {
+            expected: etag,
+            count,
+            part_size: part_size.max(1),
+            done: Vec::new(),
+            current: Md5::new(),
+            in_part: 0,
+        })
+    }
+
+    /// HEAD `?partNumber=N`: the size of part N. Not pinned with If-Match: moto answers a
+    /// part's HEAD with the part's own ETag, so the precondition would fail there; an object
+    /// replaced meanwhile fails the check and the download starts over.
+    async fn part_size(&self, name: &str, url: &str, number: usize) -> Result<u64, Error> {
+        let output = self
+            .client
+            .head_object()
+            .bucket(&self.bucket)
+            .key(format!("{}{}", self.prefix, name))
+            .part_number(i32::try_from(number).unwrap_or(i32::MAX))
+            .send()
+            .await
+            .map_err(|e| map_sdk_error("HeadObject", url, &self.bucket, &self.endpoint, e))?;
+        Ok(output.content_length().unwrap_or(0).max(0) as u64)
+    }
+
+    /// Once every byte arrived: `Some` when they are not the object's bytes (the download
+    /// starts over). Objects in parts of uneven size are re-read with their real layout.
+    async fn verify(
+        &self,
+        name: &str,
+        url: &str,
+        received: &mut Received,
+        spool: &mut Spool,
+    ) -> std::io::Result<Option<BoxError>> {
+        // A mismatch starts the download over, with the same expectation.
+        let restarted = received.check.restarted();
+        let check = std::mem::replace(&mut received.check, restarted);
+        let mismatch = |what: &str, got: &str, expected: &str| -> Option<BoxError> {
+            (!got.eq_ignore_ascii_case(expected)).then(|| {
+                format!("downloaded bytes have {what} {got}, the object's is {expected}").into()
+            })
+        };
+        Ok(match check {
+            Check::Blake3 { expected, hasher } => {
+                mismatch("blake3", hasher.finalize().to_hex().as_str(), &expected)
+            }
+            Check::Md5 { expected, hasher } => mismatch("MD5", &hex(&hasher.finalize()), &expected),
+            Check::Parts {
+                expected,
+                count,
+                mut done,
+                current,
+                in_part,
+                ..
+            } => {
+                if in_part > 0 || done.is_empty() {
+                    done.push(current.finalize().into());
+                }
+                let got = multipart_etag(&done);
+                if got.eq_ignore_ascii_case(&expected) {
+                    return Ok(None);
+                }
+                // Uneven parts: learn each part's size, then hash the file again by them.
+                let mut sizes = Vec::with_capacity(count);
+                for number in 1..=count {
+                    match self.part_size(name, url, number).await {
+                        Ok(size) => sizes.push(size),
+                        Err(error) => return Ok(Some(Box::new(error))),
+                    }
+                }
+                let parts = spool.part_md5s(sizes).await?;
+                mismatch("multipart ETag", &multipart_etag(&parts), &expected)
+            }
+            Check::Length => None,
+        })
+    }
+}
+
 /// What a download has received so far, over all its attempts.
-#[derive(Default)]
 struct Received {
     /// The first answer's ETag, which every later range must match.
     etag: Option<String>,
     /// The first answer's length: the object's size.
     total: Option<u64>,
     written: u64,
-    md5: Md5,
+    check: Check,
+}
+
+impl Default for Received {
+    fn default() -> Self {
+        Received {
+            etag: None,
+            total: None,
+            written: 0,
+            check: Check::Length,
+        }
+    }
 }
 
 impl Received {
@@ -134,7 +366,7 @@ impl Received {
     async fn restart(&mut self, spool: &mut Spool) -> std::io::Result<()> {
         spool.reset().await?;
         self.written = 0;
-        self.md5 = Md5::new();
+        self.check = self.check.restarted();
         Ok(())
     }
 
@@ -149,7 +381,7 @@ impl Received {
             match body.try_next().await {
                 Ok(Some(chunk)) => {
                     spool.push(&chunk).await?;
-                    self.md5.update(&chunk);
+                    self.check.update(&chunk);
                     self.written += chunk.len() as u64;
                 }
                 Ok(None) if self.total.is_none_or(|t| t == self.written) => return Ok(None),
@@ -162,19 +394,6 @@ impl Received {
                 Err(e) => return Ok(Some(Box::new(e))),
             }
         }
-    }
-
-    /// A single-part ETag is the MD5 of the bytes: check the whole file against it (aws-cli
-    /// accepted a corrupted download when the object had no stored checksum).
-    fn md5_mismatch(&mut self) -> Option<BoxError> {
-        let expected = self.etag.as_deref().map(normalize_etag)?;
-        if expected.len() != 32 || !expected.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return None;
-        }
-        let got = hex(&std::mem::take(&mut self.md5).finalize());
-        (!got.eq_ignore_ascii_case(&expected)).then(|| -> BoxError {
-            format!("downloaded bytes have MD5 {got}, the object's ETag is {expected}").into()
-        })
     }
 }
 
@@ -331,6 +550,31 @@ impl Spool {
             .await?;
         self.pending = pending; // keep the buffer for the next FLUSH bytes
         result
+    }
+
+    /// The MD5 of each part of the bytes spooled so far, cut at `sizes`.
+    async fn part_md5s(&mut self, sizes: Vec<u64>) -> std::io::Result<Vec<[u8; 16]>> {
+        self.flush().await?;
+        self.with_file(move |file| {
+            use std::io::Read;
+            let mut handle = file.reopen()?;
+            let mut buffer = vec![0; 256 * 1024];
+            let mut parts = Vec::with_capacity(sizes.len());
+            for size in sizes {
+                let mut part = (&mut handle).take(size);
+                let mut md5 = Md5::new();
+                loop {
+                    let n = part.read(&mut buffer)?;
+                    if n == 0 {
+                        break;
+                    }
+                    md5.update(&buffer[..n]);
+                }
+                parts.push(md5.finalize().into());
+            }
+            Ok(parts)
+        })
+        .await
     }
 
     /// Forgets everything written, to start the object over.
