@@ -134,7 +134,7 @@ enum Check {
     /// hoist wrote the object: the blake3 in its `hoist-blake3` metadata.
     Blake3 {
         expected: String,
-        hasher: blake3::Hasher,
+        hasher: Box<blake3::Hasher>,
     },
     /// A single-part ETag is the MD5 of the bytes.
     Md5 { expected: String, hasher: Md5 },
@@ -187,7 +187,7 @@ impl Check {
         match self {
             Check::Blake3 { expected, .. } => Check::Blake3 {
                 expected: expected.clone(),
-                hasher: blake3::Hasher::new(),
+                hasher: Box::default(),
             },
             Check::Md5 { expected, .. } => Check::Md5 {
                 expected: expected.clone(),
@@ -245,7 +245,7 @@ impl S3Store {
         if let Some(expected) = blake3 {
             return Ok(Check::Blake3 {
                 expected,
-                hasher: blake3::Hasher::new(),
+                hasher: Box::default(),
             });
         }
         let Some(etag) = received.etag.as_deref().map(normalize_etag) else {
