@@ -92,6 +92,9 @@ pub(crate) struct DeployConfig {
     pub(crate) concurrency: Option<NonZeroUsize>,
     /// Publish what symlinks that lead outside `source` point to (refused by default).
     pub(crate) follow_symlinks: Option<bool>,
+    /// Multipart uploads under the target begun longer ago than this (by a killed run) are
+    /// aborted (`24h` by default; `30m`, `7d`, `1s`).
+    pub(crate) abort_uploads_after: Option<Span>,
     /// Files at least this large are uploaded in parts (bytes, or `8MB`, `16MiB`).
     pub(crate) multipart_threshold: Option<ByteSize>,
     pub(crate) multipart_chunksize: Option<ByteSize>,
@@ -415,6 +418,44 @@ impl<'de> Deserialize<'de> for ByteSize {
     }
 }
 
+/// A length of time: a number and a unit, `s`, `m`, `h` or `d` (`90s`, `30m`, `24h`, `7d`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Span(pub(crate) std::time::Duration);
+
+impl Span {
+    pub(crate) fn parse(text: &str) -> Result<Span, String> {
+        let text = text.trim();
+        let split = text
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(text.len());
+        let (number, unit) = text.split_at(split);
+        let number: u64 = number
+            .parse()
+            .map_err(|_| format!("invalid duration `{text}`: expected e.g. 90s, 30m, 24h or 7d"))?;
+        let seconds = match unit.trim() {
+            "s" => 1,
+            "m" => 60,
+            "h" => 3600,
+            "d" => 86_400,
+            _ => {
+                return Err(format!(
+                    "invalid duration unit in `{text}`: use s, m, h or d (e.g. 24h)"
+                ));
+            }
+        };
+        number
+            .checked_mul(seconds)
+            .map(|s| Span(std::time::Duration::from_secs(s)))
+            .ok_or_else(|| format!("duration `{text}` is too long"))
+    }
+}
+
+impl<'de> Deserialize<'de> for Span {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        checked_str(deserializer, Span::parse)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -481,6 +522,24 @@ mod tests {
         assert_eq!(ByteSize::parse("64KB"), Ok(ByteSize(64 << 10)));
         assert!(ByteSize::parse("8XB").is_err());
         assert!(ByteSize::parse("MB").is_err());
+    }
+
+    #[test]
+    fn spans() {
+        assert_eq!(
+            Span::parse("90s"),
+            Ok(Span(std::time::Duration::from_secs(90)))
+        );
+        assert_eq!(
+            Span::parse("24h"),
+            Ok(Span(std::time::Duration::from_secs(86_400)))
+        );
+        assert_eq!(
+            Span::parse("7d"),
+            Ok(Span(std::time::Duration::from_secs(604_800)))
+        );
+        assert!(Span::parse("7 weeks").is_err());
+        assert!(Span::parse("h").is_err());
     }
 
     #[test]

@@ -53,6 +53,10 @@ impl ExecOptions {
 #[derive(Debug, Default)]
 pub(crate) struct Executed {
     pub(crate) etags: BTreeMap<Key, Option<String>>,
+    /// Stale uploads aborted.
+    pub(crate) aborted: Vec<store::Upload>,
+    /// Stale uploads that could not be aborted (the deploy itself succeeded).
+    pub(crate) warnings: Vec<String>,
 }
 
 #[derive(Debug)]
@@ -170,6 +174,8 @@ impl Executor<'_> {
                 });
             }
         }
+        self.abort_stale_uploads(&plan.stale_uploads, &mut executed)
+            .await;
         Ok(executed)
     }
 
@@ -286,6 +292,27 @@ impl Executor<'_> {
 }
 
 impl Executor<'_> {
+    /// Last, once every phase succeeded: aborts the uploads killed runs left, so their parts
+    /// stop costing storage. A failure is a warning; the site is published.
+    async fn abort_stale_uploads(&self, uploads: &[store::Upload], executed: &mut Executed) {
+        let results: Vec<(&store::Upload, Result<(), store::Error>)> = stream::iter(uploads)
+            .take_while(|_| futures::future::ready(!self.interrupt.is_set()))
+            .map(|upload| async move { (upload, self.store.abort_upload(upload).await) })
+            .buffer_unordered(self.options.concurrency.clamp(1, 4))
+            .collect()
+            .await;
+        for (upload, result) in results {
+            match result {
+                Ok(()) => executed.aborted.push(upload.clone()),
+                Err(error) => executed.warnings.push(format!(
+                    "could not abort the stale upload of `{}`: {}",
+                    crate::report::escape(&upload.name),
+                    ErrorChain(&error)
+                )),
+            }
+        }
+    }
+
     /// Deletes a batch, then the keys that failed transiently again, a few rounds at most.
     async fn delete_with_retries(&self, chunk: &[Key]) -> Vec<(Key, store::Error)> {
         let mut failed = self.store.delete_batch(chunk).await;

@@ -74,7 +74,7 @@ pub(crate) async fn run(args: &DeployArgs, interrupt: &Interrupt) -> Result<(), 
         started,
     };
     let mut gathered = gather(&settings, deploy.store).await?;
-    let plan = probe::plan(
+    let mut plan = probe::plan(
         &settings,
         deploy.store,
         &gathered.files,
@@ -82,6 +82,7 @@ pub(crate) async fn run(args: &DeployArgs, interrupt: &Interrupt) -> Result<(), 
         gathered.manifest.as_ref(),
     )
     .await?;
+    plan.stale_uploads = std::mem::take(&mut gathered.stale_uploads);
     guard(&settings, &gathered, &plan, deploy.store)?;
     if settings.check {
         let drift = probe::drift(
@@ -137,6 +138,33 @@ struct Gathered {
     warnings: Vec<String>,
     /// Pairs of files whose names are equal after NFC normalization.
     twins: Vec<(Key, Key)>,
+    /// Multipart uploads killed runs left under the target.
+    stale_uploads: Vec<store::Upload>,
+}
+
+/// The uploads killed runs left: begun more than `after` ago. Listing them needs
+/// `s3:ListBucketMultipartUploads`; without it (or on a store without the call) the deploy
+/// goes on with a warning.
+async fn stale_uploads(
+    store: &dyn Store,
+    after: std::time::Duration,
+) -> (Vec<store::Upload>, Option<String>) {
+    let before = std::time::SystemTime::now()
+        .checked_sub(after)
+        .unwrap_or(std::time::UNIX_EPOCH);
+    match store.stale_uploads(before).await {
+        Ok(uploads) => (uploads, None),
+        Err(store::Error::Service {
+            status: Some(501), ..
+        }) => (Vec::new(), None),
+        Err(error) => (
+            Vec::new(),
+            Some(format!(
+                "cannot list unfinished multipart uploads, so none is cleaned up: {}",
+                ErrorChain(&error)
+            )),
+        ),
+    }
 }
 
 /// Scans the source on blocking threads while the target is listed and the manifest fetched:
@@ -147,12 +175,16 @@ async fn gather(settings: &DeploySettings, store: &dyn Store) -> Result<Gathered
     let follow = settings.follow_symlinks;
     let scan_task = tokio::task::spawn_blocking(move || scan::scan(&source, &rules, follow));
     let listing = store.list().try_collect::<Vec<Listing>>();
-    let (scanned, listing, manifest) = tokio::join!(scan_task, listing, fetch_manifest(store));
+    let stale = stale_uploads(store, settings.abort_uploads_after);
+    let (scanned, listing, manifest, stale) =
+        tokio::join!(scan_task, listing, fetch_manifest(store), stale);
     let ScanReport { files, reserved } = scanned.expect("scan task does not panic")?;
     let (manifest, manifest_warning) = manifest?;
     let mut warnings: Vec<String> = manifest_warning.into_iter().collect();
     let unreachable = plan::unreachable_keys(&files);
     warnings.extend(unreachable.warnings());
+    let (stale_uploads, stale_warning) = stale;
+    warnings.extend(stale_warning);
     for path in reserved {
         warnings.push(format!(
             "skipping `{}`: `{}/` is reserved for hoist's manifest",
@@ -175,6 +207,7 @@ async fn gather(settings: &DeploySettings, store: &dyn Store) -> Result<Gathered
         manifest,
         warnings,
         twins: unreachable.twins,
+        stale_uploads,
     })
 }
 
@@ -259,6 +292,9 @@ impl Deploy<'_> {
         for action in &plan.actions {
             self.printer.line(&action_line(action, true));
         }
+        for upload in &plan.stale_uploads {
+            self.printer.line(&report::abort_line(upload, true));
+        }
         let invalidation = match (&self.settings.cloudfront, self.cloudfront) {
             (Some(settings), Some(client)) => Some(
                 cdn::plan_invalidation(
@@ -316,6 +352,14 @@ impl Deploy<'_> {
             remote_manifest = Some(intent);
         }
         let executed = self.execute(plan, &files, warnings.clone()).await?;
+        for upload in &executed.aborted {
+            self.printer.line(&report::abort_line(upload, false));
+        }
+        let mut warnings = warnings;
+        for warning in &executed.warnings {
+            self.printer.warn(warning);
+        }
+        warnings.extend(executed.warnings.iter().cloned());
         let invalidation = match (&self.settings.cloudfront, self.cloudfront) {
             (Some(settings), Some(client)) => Some(
                 cdn::invalidate(

@@ -212,6 +212,8 @@ pub(crate) struct Plan {
     pub(crate) stale_kept: Vec<Key>,
     /// Entries for unchanged objects (the manifest's basis, completed by the executor).
     pub(crate) known: BTreeMap<Key, ObjectRecord>,
+    /// Multipart uploads a killed run left under the target, aborted after the deletes.
+    pub(crate) stale_uploads: Vec<crate::store::Upload>,
 }
 
 impl Plan {

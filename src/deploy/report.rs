@@ -16,6 +16,8 @@ pub(crate) struct DeployReport {
     actions: Vec<Action>,
     summary: Summary,
     invalidation: Option<InvalidationReport>,
+    /// Multipart uploads killed runs left, aborted after the deletes (or, dry, to be).
+    stale_uploads: Vec<crate::store::Upload>,
     warnings: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<String>,
@@ -76,6 +78,7 @@ impl DeployReport {
             actions,
             summary,
             invalidation,
+            stale_uploads: plan.stale_uploads.clone(),
             warnings,
             error,
         }
@@ -114,6 +117,20 @@ impl DeployReport {
         line.push_str(&format!(" in {:.1}s", s.seconds));
         printer.data(&line);
     }
+}
+
+/// `abort  video.mp4  (an upload begun 26h ago, never completed)`.
+pub(crate) fn abort_line(upload: &crate::store::Upload, dryrun: bool) -> String {
+    let hours = upload
+        .initiated
+        .elapsed()
+        .map_or(0, |age| age.as_secs() / 3600);
+    format!(
+        "{}{}  {}  (an upload begun {hours}h ago, never completed)",
+        if dryrun { "(dryrun) " } else { "" },
+        console::style("abort").red(),
+        escape(&upload.name)
+    )
 }
 
 /// `upload  assets/app.js  (new)`, prefixed `(dryrun) ` in a dry run.

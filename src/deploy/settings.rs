@@ -43,6 +43,9 @@ pub(crate) const DEFAULT_CONFIG: &str = "deploy.yaml";
 pub(crate) const DEFAULT_CONCURRENCY: usize = 16;
 pub(crate) const DEFAULT_MAX_DELETES: usize = 256;
 pub(crate) const DEFAULT_MAX_PATHS: usize = 100;
+/// A multipart upload this old is no live run's: S3's own lifecycle examples use a day.
+pub(crate) const DEFAULT_ABORT_UPLOADS_AFTER: std::time::Duration =
+    std::time::Duration::from_secs(24 * 3600);
 /// aws-cli's multipart threshold and part size.
 pub(crate) const DEFAULT_MULTIPART_SIZE: u64 = 8 << 20;
 
@@ -57,6 +60,8 @@ pub(crate) struct DeploySettings {
     pub(crate) force: bool,
     /// Publish the targets of symlinks that lead outside the source.
     pub(crate) follow_symlinks: bool,
+    /// Multipart uploads begun longer ago than this are a killed run's, and aborted.
+    pub(crate) abort_uploads_after: std::time::Duration,
     /// `--check`: HEAD every object instead of trusting the manifest.
     pub(crate) check: bool,
     pub(crate) concurrency: NonZeroUsize,
@@ -120,6 +125,9 @@ impl DeploySettings {
             max_deletes: config.max_deletes.unwrap_or(DEFAULT_MAX_DELETES),
             force: args.force,
             check: args.check,
+            abort_uploads_after: config
+                .abort_uploads_after
+                .map_or(DEFAULT_ABORT_UPLOADS_AFTER, |span| span.0),
             follow_symlinks: args.follow_symlinks || config.follow_symlinks.unwrap_or(false),
             concurrency: args
                 .concurrency

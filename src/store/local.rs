@@ -15,7 +15,7 @@ use futures::StreamExt;
 use futures::stream::{self, BoxStream};
 use md5::{Digest, Md5};
 
-use super::{Body, Error, Listing, ObjectInfo, ObjectMeta, PutResult, Store, hex};
+use super::{Body, Error, Listing, ObjectInfo, ObjectMeta, PutResult, Store, Upload, hex};
 use crate::headers::Headers;
 use crate::key::Key;
 
@@ -313,6 +313,14 @@ impl Store for LocalStore {
             Ok(PutResult { etag: Some(etag) })
         })
         .await
+    }
+
+    async fn stale_uploads(&self, _before: std::time::SystemTime) -> Result<Vec<Upload>, Error> {
+        Ok(Vec::new())
+    }
+
+    async fn abort_upload(&self, _upload: &Upload) -> Result<(), Error> {
+        Ok(())
     }
 
     async fn delete_batch(&self, keys: &[Key]) -> Vec<(Key, Error)> {

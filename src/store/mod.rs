@@ -204,6 +204,24 @@ pub trait Store: Send + Sync + Debug {
 
     /// Deletes the keys; returns the ones that failed.
     async fn delete_batch(&self, keys: &[Key]) -> Vec<(Key, Error)>;
+
+    /// Multipart uploads under the prefix begun before `before` and never completed (a killed
+    /// run's), oldest first. A backend without multipart uploads has none.
+    async fn stale_uploads(&self, before: SystemTime) -> Result<Vec<Upload>, Error>;
+
+    /// Aborts one of [`Store::stale_uploads`], freeing its parts.
+    async fn abort_upload(&self, upload: &Upload) -> Result<(), Error>;
+}
+
+/// A multipart upload that was begun and never completed.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Upload {
+    /// The name it would have had, relative to the prefix.
+    pub name: String,
+    #[serde(skip)]
+    pub id: String,
+    #[serde(skip)]
+    pub initiated: SystemTime,
 }
 
 /// One object of a [`NamedStore::list_names`] listing: the name relative to the prefix, verbatim.

@@ -476,7 +476,47 @@ impl Job<'_> {
         }
         self.delete_all(&deletes, &done, total).await;
         printer.finish_progress();
+        if !interrupt.is_set() {
+            self.abort_stale_uploads().await;
+        }
         self.output.outcome(interrupt.is_set())
+    }
+
+    /// After a sync to S3 that succeeded: aborts the multipart uploads a killed run left (begun
+    /// more than a day ago) for names this sync writes, so their parts stop costing storage.
+    /// aws-cli does not do this; hoist says so on stderr, and a failure is only a note.
+    async fn abort_stale_uploads(&self) {
+        let Some(store) = self.destination_store else {
+            return;
+        };
+        let before = SystemTime::now() - STALE_UPLOAD_AGE;
+        let uploads = match store.stale_uploads(before).await {
+            Ok(uploads) => uploads,
+            Err(error) => {
+                tracing::debug!("not cleaning up multipart uploads: {}", ErrorChain(&error));
+                return;
+            }
+        };
+        let ours: std::collections::HashSet<&str> = self
+            .source
+            .entries
+            .iter()
+            .map(|e| e.name.as_str())
+            .collect();
+        for upload in uploads.iter().filter(|u| ours.contains(u.name.as_str())) {
+            let display = self.display(&self.settings.destination, &upload.name);
+            match store.abort_upload(upload).await {
+                Ok(()) => self.output.note(&format!(
+                    "hoist: aborted an unfinished multipart upload of {} left by an earlier run",
+                    escape(&display)
+                )),
+                Err(error) => self.output.note(&format!(
+                    "hoist: could not abort the unfinished multipart upload of {}: {}",
+                    escape(&display),
+                    ErrorChain(&error)
+                )),
+            }
+        }
     }
 
     /// hoist's delete guards: never a file reached through a symlinked directory, never
@@ -752,6 +792,9 @@ impl Job<'_> {
         failed
     }
 }
+
+/// An unfinished multipart upload this old is no live run's (S3's lifecycle examples use a day).
+const STALE_UPLOAD_AGE: Duration = Duration::from_secs(24 * 3600);
 
 /// The local path of a `/`-separated relative name.
 fn local_path(root: &Path, name: &str) -> PathBuf {

@@ -696,3 +696,40 @@ fn a_corrupted_multipart_download_is_never_kept() {
     let left = crate::sync_compat::local_tree(&dir.path().join("bad"));
     assert!(left.is_empty(), "left behind: {:?}", left.keys());
 }
+
+/// Issue #11: `hoist sync` to S3 aborts the unfinished uploads a killed run left for the names
+/// it writes (moto reports every upload as begun in 2010, so these count as a day old), and
+/// leaves others' alone.
+#[test]
+fn sync_aborts_stale_uploads_of_the_names_it_writes() {
+    let Some(server) = Server::moto() else { return };
+    let endpoint = server.endpoint();
+    let client = endpoint.client();
+    let bucket = crate::util::fresh_bucket("stale");
+    server.create_bucket(&bucket);
+    for key in ["p/a.html", "p/other.bin"] {
+        block_on(
+            client
+                .create_multipart_upload()
+                .bucket(&bucket)
+                .key(key)
+                .send(),
+        )
+        .expect("create");
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    crate::util::write_tree(&dir.path().join("local"), &[("a.html", "<p>a</p>")]);
+    let ran = Hoist::on(dir.path(), &endpoint)
+        .args(["sync", "local", &format!("s3://{bucket}/p")])
+        .args(["--endpoint-url", &endpoint.url])
+        .success();
+    assert!(
+        ran.stderr
+            .contains("aborted an unfinished multipart upload"),
+        "{}",
+        ran.stderr
+    );
+    let open = block_on(client.list_multipart_uploads().bucket(&bucket).send()).expect("list");
+    let keys: Vec<&str> = open.uploads().iter().filter_map(|u| u.key()).collect();
+    assert_eq!(keys, ["p/other.bin"]);
+}

@@ -359,6 +359,81 @@ impl Store for S3Store {
         })
     }
 
+    async fn stale_uploads(&self, before: SystemTime) -> Result<Vec<super::Upload>, Error> {
+        let mut uploads = Vec::new();
+        let mut markers: (Option<String>, Option<String>) = (None, None);
+        loop {
+            let page = self
+                .client
+                .list_multipart_uploads()
+                .bucket(&self.bucket)
+                .prefix(self.prefix.as_str())
+                .set_key_marker(markers.0.take())
+                .set_upload_id_marker(markers.1.take())
+                .send()
+                .await
+                .map_err(|e| self.error("ListMultipartUploads", None, e))?;
+            for upload in page.uploads() {
+                let (Some(full), Some(id)) = (upload.key(), upload.upload_id()) else {
+                    continue;
+                };
+                let Some(initiated) = to_system_time(upload.initiated()) else {
+                    continue;
+                };
+                let Some(name) = self.prefix.strip(full) else {
+                    continue;
+                };
+                if initiated < before {
+                    uploads.push(super::Upload {
+                        name: name.to_string(),
+                        id: id.to_string(),
+                        initiated,
+                    });
+                }
+            }
+            if page.is_truncated() != Some(true) {
+                break;
+            }
+            markers = (
+                page.next_key_marker().map(str::to_string),
+                page.next_upload_id_marker().map(str::to_string),
+            );
+            if markers.0.is_none() {
+                break;
+            }
+        }
+        uploads.sort_by_key(|u| u.initiated);
+        Ok(uploads)
+    }
+
+    async fn abort_upload(&self, upload: &super::Upload) -> Result<(), Error> {
+        let url = format!("s3://{}/{}{}", self.bucket, self.prefix, upload.name);
+        match self
+            .client
+            .abort_multipart_upload()
+            .bucket(&self.bucket)
+            .key(format!("{}{}", self.prefix, upload.name))
+            .upload_id(&upload.id)
+            .send()
+            .await
+            .map_err(|e| {
+                map_sdk_error(
+                    "AbortMultipartUpload",
+                    &url,
+                    &self.bucket,
+                    &self.endpoint,
+                    e,
+                )
+            }) {
+            // Already gone (aborted or completed by someone else): the goal is reached.
+            Ok(_) | Err(Error::NotFound { .. }) => Ok(()),
+            Err(Error::Service {
+                code: Some(code), ..
+            }) if code == "NoSuchUpload" => Ok(()),
+            Err(error) => Err(error),
+        }
+    }
+
     async fn delete_batch(&self, keys: &[Key]) -> Vec<(Key, Error)> {
         let names: Vec<String> = keys.iter().map(|key| key.as_str().to_string()).collect();
         self.delete_names(&names)
