@@ -532,11 +532,11 @@ mod tests {
         );
         assert_eq!(
             Span::parse("24h"),
-            Ok(Span(std::time::Duration::from_secs(86_400)))
+            Ok(Span(std::time::Duration::from_hours(24)))
         );
         assert_eq!(
             Span::parse("7d"),
-            Ok(Span(std::time::Duration::from_secs(604_800)))
+            Ok(Span(std::time::Duration::from_hours(168)))
         );
         assert!(Span::parse("7 weeks").is_err());
         assert!(Span::parse("h").is_err());

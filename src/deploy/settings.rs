@@ -45,7 +45,7 @@ pub(crate) const DEFAULT_MAX_DELETES: usize = 256;
 pub(crate) const DEFAULT_MAX_PATHS: usize = 100;
 /// A multipart upload this old is no live run's: S3's own lifecycle examples use a day.
 pub(crate) const DEFAULT_ABORT_UPLOADS_AFTER: std::time::Duration =
-    std::time::Duration::from_secs(24 * 3600);
+    std::time::Duration::from_hours(24);
 /// aws-cli's multipart threshold and part size.
 pub(crate) const DEFAULT_MULTIPART_SIZE: u64 = 8 << 20;
 

@@ -794,7 +794,7 @@ impl Job<'_> {
 }
 
 /// An unfinished multipart upload this old is no live run's (S3's lifecycle examples use a day).
-const STALE_UPLOAD_AGE: Duration = Duration::from_secs(24 * 3600);
+const STALE_UPLOAD_AGE: Duration = Duration::from_hours(24);
 
 /// The local path of a `/`-separated relative name.
 fn local_path(root: &Path, name: &str) -> PathBuf {
