@@ -191,7 +191,15 @@ impl Executor<'_> {
                 // Stop scheduling once interrupted; requests in flight finish.
                 .take_while(|_| futures::future::ready(!interrupt.is_set()))
                 .map(|action| async move {
-                    let result = self.write_one(action, memory).await;
+                    let result = self
+                        .interrupt
+                        .within_grace(self.write_one(action, memory))
+                        .await
+                        .unwrap_or_else(|| {
+                            Err(store::Error::Interrupted {
+                                url: self.store.url(Some(&action.key)),
+                            })
+                        });
                     if result.is_ok() {
                         (self.on_done)(action);
                     }

@@ -542,7 +542,12 @@ impl Job<'_> {
 
     async fn transfer_one(&self, transfer: &Transfer) -> bool {
         let verb = self.settings.direction.verb();
-        match self.transfer_inner(transfer.index).await {
+        let result = self
+            .interrupt
+            .within_grace(self.transfer_inner(transfer.index))
+            .await
+            .unwrap_or_else(|| Err("cancelled: ctrl-c received".to_string()));
+        match result {
             Ok(warning) => {
                 self.output.done(&transfer_line(
                     verb,

@@ -38,6 +38,12 @@ pub enum Fault {
     Stall(Duration),
     /// Forward normally after this long.
     Delay(Duration),
+    /// Send the response head and the first `fast` bytes of the body at once, then the rest at
+    /// `per_second` bytes a second.
+    Trickle {
+        fast: usize,
+        per_second: usize,
+    },
 }
 
 /// The faults a seeded random run draws from.
@@ -509,6 +515,21 @@ async fn serve_connection(client: TcpStream, state: Arc<State>) -> std::io::Resu
         match fault {
             Some(Fault::ResetAfterForward) => {
                 reset(client.stream).await;
+                return Ok(());
+            }
+            Some(Fault::Trickle { fast, per_second }) => {
+                client.stream.write_all(&response_head).await?;
+                let fast = fast.min(response_body.len());
+                client.stream.write_all(&response_body[..fast]).await?;
+                for piece in response_body[fast..].chunks(per_second.max(1)) {
+                    client.stream.flush().await?;
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    // A client that gave up closes the connection: stop quietly.
+                    if client.stream.write_all(piece).await.is_err() {
+                        return Ok(());
+                    }
+                }
+                let _ = client.stream.shutdown().await;
                 return Ok(());
             }
             Some(fault @ (Fault::ResetMidResponse | Fault::TruncatedBody)) => {

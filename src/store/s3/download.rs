@@ -129,6 +129,10 @@ impl S3Store {
 /// GETs of one download, counting the first: each resumes where the last one stopped.
 const DOWNLOAD_ATTEMPTS: u32 = 6;
 
+/// A body must bring at least this many bytes a second, averaged over [`RATE_WINDOW`].
+const MIN_RATE: u64 = 1024;
+const RATE_WINDOW: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// How a download's bytes are proved to be the object's, strongest first.
 enum Check {
     /// hoist wrote the object: the blake3 in its `hoist-blake3` metadata.
@@ -372,17 +376,40 @@ impl Received {
 
     /// Spools one answer's body. `Ok(Some(_))` when the body ended early or failed (worth
     /// resuming); `Err` when the file itself could not be written.
+    ///
+    /// A body slower than [`MIN_RATE`] bytes a second over a [`RATE_WINDOW`] is cut off (and
+    /// resumed): a server that trickles bytes never trips the read timeout, which only waits
+    /// for the next byte.
     async fn body(
         &mut self,
         mut body: aws_sdk_s3::primitives::ByteStream,
         spool: &mut Spool,
     ) -> std::io::Result<Option<BoxError>> {
+        let mut window = (tokio::time::Instant::now(), 0u64);
         loop {
-            match body.try_next().await {
+            let next = tokio::time::timeout_at(window.0 + RATE_WINDOW, body.try_next()).await;
+            if window.0.elapsed() >= RATE_WINDOW {
+                if window.1 < MIN_RATE * RATE_WINDOW.as_secs() {
+                    return Ok(Some(
+                        format!(
+                            "the server sent {} bytes in {}s, slower than {MIN_RATE} bytes a second",
+                            window.1,
+                            RATE_WINDOW.as_secs()
+                        )
+                        .into(),
+                    ));
+                }
+                window = (tokio::time::Instant::now(), 0);
+            }
+            let Ok(next) = next else {
+                continue; // the window ended with enough bytes; keep reading
+            };
+            match next {
                 Ok(Some(chunk)) => {
                     spool.push(&chunk).await?;
                     self.check.update(&chunk);
                     self.written += chunk.len() as u64;
+                    window.1 += chunk.len() as u64;
                 }
                 Ok(None) if self.total.is_none_or(|t| t == self.written) => return Ok(None),
                 Ok(None) => {
@@ -490,7 +517,7 @@ impl Spool {
             use std::os::unix::fs::PermissionsExt;
             builder.permissions(std::fs::Permissions::from_mode(0o666));
         }
-        match builder.tempfile_in(parent) {
+        let file = match builder.tempfile_in(parent) {
             // The directory went away (or was never made): make it, as `create_dir_all` would.
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 std::fs::create_dir_all(parent)
@@ -498,7 +525,10 @@ impl Spool {
                 builder.tempfile_in(parent)
             }
             result => result,
-        }
+        }?;
+        // A second Ctrl-C exits without running destructors: it removes tracked files itself.
+        crate::interrupt::track(file.path());
+        Ok(file)
     }
 
     /// Room for the next `bytes` (up to one flush), so a body is gathered without regrowing.
@@ -599,25 +629,40 @@ impl Spool {
     ) -> std::io::Result<Option<std::io::Error>> {
         let pending = std::mem::take(&mut self.pending);
         let destination = destination.to_owned();
-        let (parent, prefix, file) = (self.parent, self.prefix, self.file);
+        let (parent, prefix, file) = (self.parent.clone(), self.prefix.clone(), self.file.take());
         let make_parent = self.make_parent;
         tokio::task::spawn_blocking(move || {
             let mut file = match file {
                 Some(file) => file,
                 None => Spool::create(&parent, &prefix, make_parent)?,
             };
-            file.write_all(&pending)?;
-            let times_error = modified.and_then(|time| {
-                let times = std::fs::FileTimes::new()
-                    .set_accessed(time)
-                    .set_modified(time);
-                file.as_file().set_times(times).err()
-            });
-            file.persist(&destination).map_err(|e| e.error)?;
-            Ok(times_error)
+            let temporary = file.path().to_owned();
+            let result = (|| {
+                file.write_all(&pending)?;
+                let times_error = modified.and_then(|time| {
+                    let times = std::fs::FileTimes::new()
+                        .set_accessed(time)
+                        .set_modified(time);
+                    file.as_file().set_times(times).err()
+                });
+                file.persist(&destination).map_err(|e| e.error)?;
+                Ok(times_error)
+            })();
+            // Renamed into place, or removed as the NamedTempFile dropped.
+            crate::interrupt::untrack(&temporary);
+            result
         })
         .await
         .expect("file task does not panic")
+    }
+}
+
+impl Drop for Spool {
+    /// The NamedTempFile removes an unfinished download's file; it needs no tracking then.
+    fn drop(&mut self) {
+        if let Some(file) = &self.file {
+            crate::interrupt::untrack(file.path());
+        }
     }
 }
 
