@@ -67,13 +67,17 @@ pub(crate) struct Failure {
 
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum ExecuteError {
-    #[error("{}", phase_failed_message(*phase, failed, not_started))]
+    #[error("{}", phase_failed_message(*phase, failed, not_started, *done, *pending))]
     PhaseFailed {
         phase: Phase,
         failed: Vec<Failure>,
         not_started: Vec<&'static str>,
+        /// Actions completed, in this phase and before it.
+        done: usize,
+        /// Actions of later phases that never started.
+        pending: usize,
     },
-    #[error("interrupted during the {} phase; {} not started", phase.name(), list(not_started))]
+    #[error("interrupted while {}; {} not started", phase.doing(), list(not_started))]
     Interrupted {
         phase: Phase,
         not_started: Vec<&'static str>,
@@ -88,32 +92,54 @@ fn list(items: &[&'static str]) -> String {
     }
 }
 
-fn phase_failed_message(phase: Phase, failed: &[Failure], not_started: &[&'static str]) -> String {
+/// Keys listed by name in a failure message; the rest are counted.
+const LISTED_FAILURES: usize = 20;
+
+/// One line per failed key with its short cause, each distinct cause's full chain once, and a
+/// tally: a phase with 900 failures reads in a screen, not 900 chains.
+fn phase_failed_message(
+    phase: Phase,
+    failed: &[Failure],
+    not_started: &[&'static str],
+    done: usize,
+    pending: usize,
+) -> String {
     let mut message = format!(
-        "{} action(s) failed in the {} phase; not started: {}",
+        "{} action(s) failed while {}; done {done}, failed {}; not started: {}",
         failed.len(),
-        phase.name(),
+        phase.doing(),
+        failed.len(),
         if not_started.is_empty() {
             "none".to_string()
         } else {
-            not_started.join(", ")
+            format!("{} ({pending} actions)", not_started.join(", "))
         }
     );
-    for failure in failed {
+    for failure in failed.iter().take(LISTED_FAILURES) {
         message.push_str(&format!(
             "\n  {}: {}",
             crate::report::escape(failure.key.as_str()),
-            ErrorChain(&failure.error)
+            failure.error.short_cause()
         ));
+    }
+    if failed.len() > LISTED_FAILURES {
+        message.push_str(&format!("\n  ... and {} more", failed.len() - LISTED_FAILURES));
+    }
+    let mut causes: Vec<String> = Vec::new();
+    for failure in failed {
+        if causes.iter().all(|seen| *seen != failure.error.short_cause()) {
+            causes.push(failure.error.short_cause());
+            message.push_str(&format!("\n  cause: {}", ErrorChain(&failure.error)));
+        }
     }
     message
 }
 
 /// The stages after uploads, named in errors so the user knows what did not happen.
 const LATER: [(Phase, &str); 4] = [
-    (Phase::Immutable, "immutable uploads"),
-    (Phase::Other, "other uploads"),
-    (Phase::Html, "html uploads"),
+    (Phase::Immutable, "immutable assets"),
+    (Phase::Other, "other files"),
+    (Phase::Html, "HTML pages"),
     (Phase::Delete, "deletes"),
 ];
 
@@ -167,8 +193,11 @@ impl Executor<'_> {
                 });
             }
             if !failed.is_empty() {
+                let before = plan.actions.iter().filter(|a| a.phase < phase).count();
                 return Err(ExecuteError::PhaseFailed {
                     phase,
+                    done: before + actions.len() - failed.len(),
+                    pending: plan.actions.iter().filter(|a| a.phase > phase).count(),
                     failed,
                     not_started: not_started_after(phase, self.after),
                 });
@@ -428,7 +457,7 @@ mod tests {
     fn later_stages_are_named() {
         assert_eq!(
             not_started_after(Phase::Other, &["manifest"]),
-            ["html uploads", "deletes", "manifest"]
+            ["HTML pages", "deletes", "manifest"]
         );
         assert_eq!(not_started_after(Phase::Delete, &[]), Vec::<&str>::new());
     }

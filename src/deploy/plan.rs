@@ -29,12 +29,13 @@ pub(crate) enum Phase {
 }
 
 impl Phase {
-    pub(crate) fn name(self) -> &'static str {
+    /// What the phase does, for messages: `uploading other files`.
+    pub(crate) fn doing(self) -> &'static str {
         match self {
-            Phase::Immutable => "immutable",
-            Phase::Other => "other",
-            Phase::Html => "html",
-            Phase::Delete => "delete",
+            Phase::Immutable => "uploading immutable assets (phase 1 of 4)",
+            Phase::Other => "uploading other files (phase 2 of 4)",
+            Phase::Html => "uploading HTML pages (phase 3 of 4)",
+            Phase::Delete => "deleting stale keys (phase 4 of 4)",
         }
     }
 

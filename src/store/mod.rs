@@ -101,6 +101,8 @@ pub enum Error {
     AccessDenied {
         op: &'static str,
         url: String,
+        /// The service's code (`AccessDenied`, `ExpiredToken`, `InvalidAccessKeyId`, ...).
+        code: Option<String>,
         message: Option<String>,
     },
     #[error("no AWS credentials were found")]
@@ -110,6 +112,13 @@ pub enum Error {
     },
     #[error("cannot reach the endpoint {endpoint}")]
     Unreachable {
+        endpoint: String,
+        #[source]
+        source: BoxError,
+    },
+    /// The server accepted the connection, then sent nothing for the read timeout.
+    #[error("no answer from the endpoint {endpoint} within the read timeout")]
+    TimedOut {
         endpoint: String,
         #[source]
         source: BoxError,
@@ -153,9 +162,49 @@ fn detail(message: &Option<String>) -> String {
 }
 
 impl Error {
+    /// The cause without the key, to group failures that share it: `InternalError (...)`.
+    pub fn short_cause(&self) -> String {
+        match self {
+            Error::Service { code, message, .. } => {
+                format!("{}{}", code.as_deref().unwrap_or("error"), detail(message))
+            }
+            Error::AccessDenied { code, message, .. } => {
+                format!("{}{}", code.as_deref().unwrap_or("AccessDenied"), detail(message))
+            }
+            Error::Other { op, source, .. } => format!("{op} failed: {source}"),
+            Error::Io { source, .. } => format!("cannot read the file: {source}"),
+            Error::Changed { .. } => "changed after it was scanned".to_string(),
+            Error::Interrupted { .. } => "stopped by an interrupt".to_string(),
+            other => other.to_string(),
+        }
+    }
+
     /// Advice for the user, printed after the error chain.
     pub fn hint(&self) -> Option<String> {
         match self {
+            Error::AccessDenied { code: Some(code), .. }
+                if matches!(
+                    code.as_str(),
+                    "ExpiredToken" | "ExpiredTokenException" | "TokenRefreshRequired"
+                ) =>
+            {
+                Some(
+                    "the session credentials have expired: refresh the credentials (`aws sso \
+                     login`, or run the step that assumes the role again) and run the same \
+                     command again"
+                        .into(),
+                )
+            }
+            Error::Service { code: Some(code), .. } if code == "RequestTimeTooSkewed" => Some(
+                "this machine's clock differs from the server's by more than 15 minutes: \
+                 check the system clock (NTP), then run the same command again"
+                    .into(),
+            ),
+            Error::TimedOut { .. } => Some(
+                "the server stopped answering; run the same command again (HOIST_READ_TIMEOUT \
+                 sets the read timeout, 60 s by default)"
+                    .into(),
+            ),
             Error::NoCredentials { .. } => Some(
                 "provide credentials the standard AWS way: AWS_ACCESS_KEY_ID and \
                  AWS_SECRET_ACCESS_KEY, a profile (--profile or AWS_PROFILE) in ~/.aws/credentials \

@@ -88,7 +88,7 @@ impl Error {
     /// Whether trying again may succeed: throttling, a 5xx, a broken connection or body.
     pub(crate) fn is_transient(&self) -> bool {
         match self {
-            Error::Unreachable { .. } | Error::Other { .. } => true,
+            Error::Unreachable { .. } | Error::TimedOut { .. } | Error::Other { .. } => true,
             Error::Service { code, status, .. } => {
                 status.is_some_and(|s| s >= 500 || s == 429 || s == 408)
                     || code.as_deref().is_some_and(|code| {
@@ -139,6 +139,7 @@ mod tests {
             !Error::AccessDenied {
                 op: "PutObject",
                 url: "s3://b/k".into(),
+                code: None,
                 message: None
             }
             .is_transient()

@@ -179,8 +179,11 @@ pub(crate) fn exception_text(error: &store::Error, op: &str) -> String {
             client_error("NoSuchBucket", op, "The specified bucket does not exist")
         }
         E::NotFound { .. } => client_error("404", op, "Not Found"),
-        E::AccessDenied { op, message, .. } => client_error(
-            "AccessDenied",
+        // aws-cli keeps the service's code: `(ExpiredToken)`, `(InvalidAccessKeyId)`.
+        E::AccessDenied {
+            op, code, message, ..
+        } => client_error(
+            code.as_deref().unwrap_or("AccessDenied"),
             op,
             message.as_deref().unwrap_or("Access Denied"),
         ),
@@ -195,6 +198,7 @@ pub(crate) fn exception_text(error: &store::Error, op: &str) -> String {
         E::Unreachable { endpoint, .. } => {
             format!("Could not connect to the endpoint URL: \"{endpoint}\"")
         }
+        E::TimedOut { endpoint, .. } => format!("Read timeout on endpoint URL: \"{endpoint}\""),
         E::Io { path, source } => os_error_text(source, path),
         other => ErrorChain(other).to_string(),
     }
@@ -864,11 +868,41 @@ mod tests {
         let denied = store::Error::AccessDenied {
             op: "PutObject",
             url: "s3://b/k".into(),
+            code: Some("AccessDenied".into()),
             message: Some("Access Denied".into()),
         };
         assert_eq!(
             exception_text(&denied, "x"),
             "An error occurred (AccessDenied) when calling the PutObject operation: Access Denied"
+        );
+        // Issue #11: the service's code is kept, as aws-cli keeps it.
+        let expired = store::Error::AccessDenied {
+            op: "ListObjectsV2",
+            url: "s3://b/".into(),
+            code: Some("ExpiredToken".into()),
+            message: Some("The provided token has expired.".into()),
+        };
+        assert_eq!(
+            exception_text(&expired, "x"),
+            "An error occurred (ExpiredToken) when calling the ListObjectsV2 operation: The \
+             provided token has expired."
+        );
+        assert!(expired.hint().is_some_and(|h| h.contains("refresh the credentials")));
+        let skewed = store::Error::Service {
+            op: "PutObject",
+            url: "s3://b/k".into(),
+            code: Some("RequestTimeTooSkewed".into()),
+            message: None,
+            status: Some(403),
+        };
+        assert!(skewed.hint().is_some_and(|h| h.contains("check the system clock")));
+        let timed_out = store::Error::TimedOut {
+            endpoint: "http://127.0.0.1:9".into(),
+            source: "read timed out".into(),
+        };
+        assert_eq!(
+            exception_text(&timed_out, "GetObject"),
+            "Read timeout on endpoint URL: \"http://127.0.0.1:9\""
         );
         assert_eq!(
             exception_text(

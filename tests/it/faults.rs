@@ -175,7 +175,7 @@ fn a_key_that_keeps_failing_stops_every_later_phase() {
     assert!(ran.stderr.contains("InternalError"), "{}", ran.stderr);
     assert!(
         ran.stderr
-            .contains("not started: html uploads, deletes, manifest"),
+            .contains("not started: HTML pages, deletes, manifest"),
         "{}",
         ran.stderr
     );
@@ -844,4 +844,77 @@ fn sigint_cancels_a_stuck_download_and_leaves_no_temporary_file() {
         let left = files_under(&dir.path().join("dl"));
         assert!(left.is_empty(), "{signals} signal(s) left {left:?}");
     }
+}
+
+/// Issue #11: a failure of many keys with one cause prints one short line per key (at most
+/// 20, then a count), the cause's full chain once, and a tally; the phase is named for what it
+/// does, not `other`.
+#[test]
+fn many_failures_with_one_cause_read_in_a_screen() {
+    let Some(server) = Server::moto() else { return };
+    let site = Site::with_config(&server, &[], FAULT_CONFIG, "");
+    write_files(&site, &site_files("v1"));
+    let proxy = FaultProxy::start(
+        &server.endpoint().url,
+        Plan::new().rule(
+            |r| r.method == "PUT" && r.path().contains("/img/"),
+            Fault::InternalError,
+            None,
+        ),
+    );
+    // A failure that persists: attempts are kept short so the test does not wait on backoff.
+    let ran = via(&site, &proxy)
+        .env("AWS_MAX_ATTEMPTS", "1")
+        .run()
+        .exit(1);
+    let stderr = &ran.stderr;
+    assert!(
+        stderr.contains("12 action(s) failed while uploading other files"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("failed 12"), "{stderr}");
+    assert!(stderr.contains("not started: HTML pages"), "{stderr}");
+    for i in 0..12 {
+        assert!(
+            stderr.contains(&format!("  img/pic{i}.svg: InternalError")),
+            "{stderr}"
+        );
+    }
+    // The full chain (which names the S3 URL) once, not once per key.
+    assert_eq!(stderr.matches("cause: PutObject").count(), 1, "{stderr}");
+    assert!(stderr.lines().count() < 25, "{} lines:\n{stderr}", stderr.lines().count());
+}
+
+/// Issue #11: a read timeout reads as aws-cli words it, not as a connection failure.
+#[test]
+fn a_read_timeout_is_called_one() {
+    let Some(server) = Server::moto() else { return };
+    let endpoint = server.endpoint();
+    let client = endpoint.client();
+    let bucket = crate::util::fresh_bucket("timeout");
+    server.create_bucket(&bucket);
+    crate::util::put_object(&client, &bucket, "q/page.html", "<p>x</p>");
+    let proxy = FaultProxy::start(
+        &endpoint.url,
+        Plan::new().rule(
+            |r| r.method == "GET" && r.path().ends_with("page.html"),
+            Fault::Stall(Duration::from_secs(30)),
+            None,
+        ),
+    );
+    let dir = tempfile::tempdir().expect("temp dir");
+    // The timeout and attempts are short so the test ends quickly; the wording is the point.
+    let ran = Hoist::on(dir.path(), &endpoint)
+        .args(["sync", &format!("s3://{bucket}/q"), "dl"])
+        .args(["--endpoint-url", &proxy.endpoint()])
+        .env("HOIST_READ_TIMEOUT", "1")
+        .env("AWS_MAX_ATTEMPTS", "1")
+        .run()
+        .exit(1);
+    assert!(
+        ran.stderr.contains("Read timeout on endpoint URL"),
+        "{}",
+        ran.stderr
+    );
+    assert!(!ran.stderr.contains("Could not connect"), "{}", ran.stderr);
 }

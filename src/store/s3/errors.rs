@@ -41,7 +41,8 @@ where
                 | (None, 403) => Error::AccessDenied {
                     op,
                     url,
-                    message: message.or(code),
+                    message: message.or(code.clone()),
+                    code,
                 },
                 _ => Error::Service {
                     op,
@@ -50,6 +51,12 @@ where
                     message,
                     status: Some(status),
                 },
+            }
+        }
+        SdkError::DispatchFailure(failure) if failure.is_timeout() && !is_connect_timeout(&err) => {
+            Error::TimedOut {
+                endpoint: endpoint.to_string(),
+                source: Box::new(err),
             }
         }
         SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) => {
@@ -88,6 +95,22 @@ fn is_credentials_error(err: &(dyn std::error::Error + 'static)) -> bool {
         }
         let text = e.to_string();
         if text.contains("no credentials") || text.contains("resolve identity") {
+            return true;
+        }
+        current = e.source();
+    }
+    false
+}
+
+/// Whether a timeout happened while connecting (the endpoint is unreachable), not while
+/// waiting for an answer.
+fn is_connect_timeout(err: &(dyn std::error::Error + 'static)) -> bool {
+    let mut current: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(e) = current {
+        let text = e.to_string().to_ascii_lowercase();
+        if text.contains("connect") && text.contains("timed out")
+            || text.contains("connect timeout")
+        {
             return true;
         }
         current = e.source();
