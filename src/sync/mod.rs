@@ -42,6 +42,14 @@
 //!   shown only when stderr is a terminal and `CI` is unset. Control characters in names are
 //!   shown escaped. An interrupt exits 130 (aws-cli: 1, `cancelled: ctrl-c received`).
 //! - Prefixes with empty, `.` or `..` segments (`s3://b/p//`, `s3://b//x`) are refused.
+//! - **Downloads are verified** against hoist's blake3 metadata, a single-part MD5 ETag or a
+//!   multipart ETag (aws-cli checks none of these when the object has no stored checksum), and
+//!   a body slower than 1 KiB/s over 10 s is cut off and resumed.
+//! - **Retries**: 10 attempts a request unless the user set `AWS_MAX_ATTEMPTS` or
+//!   `max_attempts`, then up to 3 whole-transfer retries within a run-wide budget.
+//! - After a successful sync to S3, unfinished multipart uploads older than a day for the names
+//!   it wrote are aborted, with a note on stderr.
+//! - The first interrupt cancels transfers still running 10 s later.
 //! - Not implemented: multipart copies (objects over 5 GiB fail with S3's error), `--grants`,
 //!   `--sse-c*`, `--request-payer`, `--page-size`, `--force-glacier-transfer`,
 //!   `--ignore-glacier-warnings`, `--case-conflict`, `--checksum-*`. Glacier objects are always
