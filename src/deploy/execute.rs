@@ -123,13 +123,17 @@ fn phase_failed_message(
         ));
     }
     if failed.len() > LISTED_FAILURES {
-        message.push_str(&format!("\n  ... and {} more", failed.len() - LISTED_FAILURES));
+        message.push_str(&format!(
+            "\n  ... and {} more",
+            failed.len() - LISTED_FAILURES
+        ));
     }
     let mut causes: Vec<String> = Vec::new();
     for failure in failed {
-        if causes.iter().all(|seen| *seen != failure.error.short_cause()) {
-            causes.push(failure.error.short_cause());
+        let cause = failure.error.short_cause();
+        if !causes.contains(&cause) {
             message.push_str(&format!("\n  cause: {}", ErrorChain(&failure.error)));
+            causes.push(cause);
         }
     }
     message

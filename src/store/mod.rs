@@ -169,7 +169,11 @@ impl Error {
                 format!("{}{}", code.as_deref().unwrap_or("error"), detail(message))
             }
             Error::AccessDenied { code, message, .. } => {
-                format!("{}{}", code.as_deref().unwrap_or("AccessDenied"), detail(message))
+                format!(
+                    "{}{}",
+                    code.as_deref().unwrap_or("AccessDenied"),
+                    detail(message)
+                )
             }
             Error::Other { op, source, .. } => format!("{op} failed: {source}"),
             Error::Io { source, .. } => format!("cannot read the file: {source}"),
@@ -182,11 +186,12 @@ impl Error {
     /// Advice for the user, printed after the error chain.
     pub fn hint(&self) -> Option<String> {
         match self {
-            Error::AccessDenied { code: Some(code), .. }
-                if matches!(
-                    code.as_str(),
-                    "ExpiredToken" | "ExpiredTokenException" | "TokenRefreshRequired"
-                ) =>
+            Error::AccessDenied {
+                code: Some(code), ..
+            } if matches!(
+                code.as_str(),
+                "ExpiredToken" | "ExpiredTokenException" | "TokenRefreshRequired"
+            ) =>
             {
                 Some(
                     "the session credentials have expired: refresh the credentials (`aws sso \
@@ -195,7 +200,9 @@ impl Error {
                         .into(),
                 )
             }
-            Error::Service { code: Some(code), .. } if code == "RequestTimeTooSkewed" => Some(
+            Error::Service {
+                code: Some(code), ..
+            } if code == "RequestTimeTooSkewed" => Some(
                 "this machine's clock differs from the server's by more than 15 minutes: \
                  check the system clock (NTP), then run the same command again"
                     .into(),

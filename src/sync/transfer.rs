@@ -887,7 +887,11 @@ mod tests {
             "An error occurred (ExpiredToken) when calling the ListObjectsV2 operation: The \
              provided token has expired."
         );
-        assert!(expired.hint().is_some_and(|h| h.contains("refresh the credentials")));
+        assert!(
+            expired
+                .hint()
+                .is_some_and(|h| h.contains("refresh the credentials"))
+        );
         let skewed = store::Error::Service {
             op: "PutObject",
             url: "s3://b/k".into(),
@@ -895,7 +899,11 @@ mod tests {
             message: None,
             status: Some(403),
         };
-        assert!(skewed.hint().is_some_and(|h| h.contains("check the system clock")));
+        assert!(
+            skewed
+                .hint()
+                .is_some_and(|h| h.contains("check the system clock"))
+        );
         let timed_out = store::Error::TimedOut {
             endpoint: "http://127.0.0.1:9".into(),
             source: "read timed out".into(),

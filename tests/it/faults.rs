@@ -882,7 +882,11 @@ fn many_failures_with_one_cause_read_in_a_screen() {
     }
     // The full chain (which names the S3 URL) once, not once per key.
     assert_eq!(stderr.matches("cause: PutObject").count(), 1, "{stderr}");
-    assert!(stderr.lines().count() < 25, "{} lines:\n{stderr}", stderr.lines().count());
+    assert!(
+        stderr.lines().count() < 25,
+        "{} lines:\n{stderr}",
+        stderr.lines().count()
+    );
 }
 
 /// Issue #11: a read timeout reads as aws-cli words it, not as a connection failure.
