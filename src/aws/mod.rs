@@ -129,8 +129,13 @@ impl Session {
 
 /// Attempts per S3 or CloudFront request when the user set none: the SDK's standard mode
 /// makes 3, which a flaky network or a throttling store exhausts (rclone makes 10 low-level
-/// retries, s5cmd 10). Backoff stays the SDK's: exponential from 1 s to 20 s, with jitter.
+/// retries, s5cmd 10).
 pub(crate) const DEFAULT_MAX_ATTEMPTS: u32 = 10;
+/// The backoff of those attempts: exponential from 0.5 s, capped at 4 s, with full jitter, so
+/// all ten wait at most 27.5 s in all and a dead endpoint fails a run in bounded time (the
+/// SDK's 1 s to 20 s would wait up to 111 s a request).
+const INITIAL_BACKOFF: Duration = Duration::from_millis(500);
+const MAX_BACKOFF: Duration = Duration::from_secs(4);
 
 async fn load(options: &AwsOptions) -> SdkConfig {
     let files = SharedFiles::load();
@@ -184,7 +189,12 @@ fn default_retry_config(files: &SharedFiles, flag: Option<&str>) -> Option<Retry
         Some("adaptive") => RetryConfig::adaptive(),
         _ => RetryConfig::standard(),
     };
-    Some(retry.with_max_attempts(DEFAULT_MAX_ATTEMPTS))
+    Some(
+        retry
+            .with_max_attempts(DEFAULT_MAX_ATTEMPTS)
+            .with_initial_backoff(INITIAL_BACKOFF)
+            .with_max_backoff(MAX_BACKOFF),
+    )
 }
 
 /// A profile named with `--profile`, `profile:` or `AWS_PROFILE` that neither shared file

@@ -82,7 +82,9 @@ pub(crate) async fn run(args: &DeployArgs, interrupt: &Interrupt) -> Result<(), 
         gathered.manifest.as_ref(),
     )
     .await?;
-    plan.stale_uploads = std::mem::take(&mut gathered.stale_uploads);
+    let (stale, stale_warning) = stale_uploads(&settings, deploy.store, &plan).await;
+    plan.stale_uploads = stale;
+    gathered.warnings.extend(stale_warning);
     guard(&settings, &gathered, &plan, deploy.store)?;
     if settings.check {
         let drift = probe::drift(
@@ -138,17 +140,26 @@ struct Gathered {
     warnings: Vec<String>,
     /// Pairs of files whose names are equal after NFC normalization.
     twins: Vec<(Key, Key)>,
-    /// Multipart uploads killed runs left under the target.
-    stale_uploads: Vec<store::Upload>,
 }
 
-/// The uploads killed runs left: begun more than `after` ago. Listing them needs
-/// `s3:ListBucketMultipartUploads`; without it (or on a store without the call) the deploy
-/// goes on with a warning.
+/// The uploads killed runs left: begun more than `after` ago. Looked for only when the plan
+/// uploads a file in parts: a run killed mid-upload left one for a large file, which its rerun
+/// uploads again, and a deploy of small files (or a no-op) sends no extra request. Listing
+/// them needs `s3:ListBucketMultipartUploads`; without it (or on a store without the call) the
+/// deploy goes on with a warning.
 async fn stale_uploads(
+    settings: &DeploySettings,
     store: &dyn Store,
-    after: std::time::Duration,
+    plan: &Plan,
 ) -> (Vec<store::Upload>, Option<String>) {
+    let in_parts = plan
+        .actions
+        .iter()
+        .any(|a| a.op == plan::Op::Upload && a.bytes >= settings.multipart_threshold);
+    if !in_parts {
+        return (Vec::new(), None);
+    }
+    let after = settings.abort_uploads_after;
     let before = std::time::SystemTime::now()
         .checked_sub(after)
         .unwrap_or(std::time::UNIX_EPOCH);
@@ -175,16 +186,12 @@ async fn gather(settings: &DeploySettings, store: &dyn Store) -> Result<Gathered
     let follow = settings.follow_symlinks;
     let scan_task = tokio::task::spawn_blocking(move || scan::scan(&source, &rules, follow));
     let listing = store.list().try_collect::<Vec<Listing>>();
-    let stale = stale_uploads(store, settings.abort_uploads_after);
-    let (scanned, listing, manifest, stale) =
-        tokio::join!(scan_task, listing, fetch_manifest(store), stale);
+    let (scanned, listing, manifest) = tokio::join!(scan_task, listing, fetch_manifest(store));
     let ScanReport { files, reserved } = scanned.expect("scan task does not panic")?;
     let (manifest, manifest_warning) = manifest?;
     let mut warnings: Vec<String> = manifest_warning.into_iter().collect();
     let unreachable = plan::unreachable_keys(&files);
     warnings.extend(unreachable.warnings());
-    let (stale_uploads, stale_warning) = stale;
-    warnings.extend(stale_warning);
     for path in reserved {
         warnings.push(format!(
             "skipping `{}`: `{}/` is reserved for hoist's manifest",
@@ -207,7 +214,6 @@ async fn gather(settings: &DeploySettings, store: &dyn Store) -> Result<Gathered
         manifest,
         warnings,
         twins: unreachable.twins,
-        stale_uploads,
     })
 }
 

@@ -47,8 +47,9 @@
 //!   a body slower than 1 KiB/s over 10 s is cut off and resumed.
 //! - **Retries**: 10 attempts a request unless the user set `AWS_MAX_ATTEMPTS` or
 //!   `max_attempts`, then up to 3 whole-transfer retries within a run-wide budget.
-//! - After a successful sync to S3, unfinished multipart uploads older than a day for the names
-//!   it wrote are aborted, with a note on stderr.
+//! - After a successful upload sync that sent a file in parts, unfinished multipart uploads older
+//!   than a day for the names it wrote are aborted, with a note on stderr (one
+//!   ListMultipartUploads request aws-cli does not send).
 //! - The first interrupt cancels transfers still running 10 s later.
 //! - Not implemented: multipart copies (objects over 5 GiB fail with S3's error), `--grants`,
 //!   `--sse-c*`, `--request-payer`, `--page-size`, `--force-glacier-transfer`,

@@ -480,14 +480,21 @@ impl Job<'_> {
         }
         self.delete_all(&deletes, &done, total).await;
         printer.finish_progress();
-        if !interrupt.is_set() {
+        // A killed run left its upload for a large file, which this run uploaded in parts
+        // again: only such a run looks, so small-file and no-op syncs send no extra request.
+        let in_parts = settings.direction == Direction::Upload
+            && transfers
+                .iter()
+                .any(|t| t.bytes >= settings.transfer.multipart_threshold);
+        if in_parts && !interrupt.is_set() {
             self.abort_stale_uploads().await;
         }
         self.output.outcome(interrupt.is_set())
     }
 
-    /// After a sync to S3 that succeeded: aborts the multipart uploads a killed run left (begun
-    /// more than a day ago) for names this sync writes, so their parts stop costing storage.
+    /// After an upload sync that succeeded and sent a file in parts: aborts the multipart
+    /// uploads a killed run left (begun more than a day ago) for names this sync writes, so
+    /// their parts stop costing storage.
     /// aws-cli does not do this; hoist says so on stderr, and a failure is only a note.
     async fn abort_stale_uploads(&self) {
         let Some(store) = self.destination_store else {

@@ -451,6 +451,8 @@ fn a_multipart_upload_sends_what_aws_cli_sends_and_no_head() {
                 "UploadPart"
             } else if r.method == "POST" && query.contains("uploadId") {
                 "CompleteMultipartUpload"
+            } else if r.method == "GET" && query.contains("uploads") {
+                "ListMultipartUploads"
             } else {
                 return format!("{} {}", r.method, r.url);
             };
@@ -465,7 +467,10 @@ fn a_multipart_upload_sends_what_aws_cli_sends_and_no_head() {
             "UploadPart",
             "UploadPart",
             "UploadPart",
-            "CompleteMultipartUpload"
+            "CompleteMultipartUpload",
+            // hoist's one addition, after a run that uploaded in parts: find the uploads a
+            // killed run left, to abort them (issue #11).
+            "ListMultipartUploads"
         ]
     );
     let stored = bucket_contents(&hoist.endpoint.client(), "bkt");
