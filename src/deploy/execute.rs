@@ -356,20 +356,11 @@ impl Executor<'_> {
 
     /// Deletes a batch, then the keys that failed transiently again, a few rounds at most.
     async fn delete_with_retries(&self, chunk: &[Key]) -> Vec<(Key, store::Error)> {
-        let mut failed = self.store.delete_batch(chunk).await;
-        let mut retry = 0;
-        while retry < store::retry::PER_TRANSFER && failed.iter().any(|(_, e)| e.is_transient()) {
-            retry += 1;
-            if !self.retrier.pause("DeleteObjects", retry).await {
-                break;
-            }
-            let (again, permanent): (Vec<_>, Vec<_>) =
-                failed.into_iter().partition(|(_, e)| e.is_transient());
-            let keys: Vec<Key> = again.into_iter().map(|(key, _)| key).collect();
-            failed = permanent;
-            failed.extend(self.store.delete_batch(&keys).await);
-        }
-        failed
+        self.retrier
+            .run_batch("DeleteObjects", chunk, |keys| async move {
+                self.store.delete_batch(&keys).await
+            })
+            .await
     }
 }
 

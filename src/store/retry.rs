@@ -57,6 +57,35 @@ impl Retrier {
         }
     }
 
+    /// Runs a batch operation (DeleteObjects) whose per-item failures come back as a list, then
+    /// runs it again for the items that failed transiently, a few rounds at most. Returns what
+    /// still failed.
+    pub(crate) async fn run_batch<N, F, Fut>(
+        &self,
+        what: &str,
+        items: &[N],
+        mut batch: F,
+    ) -> Vec<(N, Error)>
+    where
+        N: Clone,
+        F: FnMut(Vec<N>) -> Fut,
+        Fut: Future<Output = Vec<(N, Error)>>,
+    {
+        let mut failed = batch(items.to_vec()).await;
+        let mut retry = 0;
+        while retry < PER_TRANSFER && failed.iter().any(|(_, e)| e.is_transient()) {
+            retry += 1;
+            if !self.pause(what, retry).await {
+                break;
+            }
+            let (again, permanent): (Vec<_>, Vec<_>) =
+                failed.into_iter().partition(|(_, e)| e.is_transient());
+            failed = permanent;
+            failed.extend(batch(again.into_iter().map(|(item, _)| item).collect()).await);
+        }
+        failed
+    }
+
     /// Before retry number `retry` of something: takes one retry from the run's budget and
     /// waits the backoff. `false` when the budget is spent or the run was interrupted.
     pub(crate) async fn pause(&self, what: &str, retry: u32) -> bool {

@@ -792,20 +792,11 @@ impl Job<'_> {
         store: &dyn NamedStore,
         names: &[String],
     ) -> Vec<(String, store::Error)> {
-        let mut failed = store.delete_names(names).await;
-        let mut retry = 0;
-        while retry < store::retry::PER_TRANSFER && failed.iter().any(|(_, e)| e.is_transient()) {
-            retry += 1;
-            if !self.retrier.pause("DeleteObjects", retry).await {
-                break;
-            }
-            let (again, permanent): (Vec<_>, Vec<_>) =
-                failed.into_iter().partition(|(_, e)| e.is_transient());
-            let names: Vec<String> = again.into_iter().map(|(name, _)| name).collect();
-            failed = permanent;
-            failed.extend(store.delete_names(&names).await);
-        }
-        failed
+        self.retrier
+            .run_batch("DeleteObjects", names, |names| async move {
+                store.delete_names(&names).await
+            })
+            .await
     }
 }
 

@@ -397,15 +397,35 @@ fn range_checksum(
 ) -> std::io::Result<String> {
     let mut file = std::fs::File::open(path)?;
     file.seek(SeekFrom::Start(offset))?;
-    let mut reader = file.take(length);
     let mut buffer = vec![0; 256 * 1024];
+    let (checksum, read) = part_checksum(file.take(length), integrity, &mut buffer, None)?;
+    if read != length {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::UnexpectedEof,
+            "file shrank while it was uploaded",
+        ));
+    }
+    Ok(checksum)
+}
+
+/// The checksum a part is sent with (base64 CRC32 or MD5) of everything `reader` yields, and
+/// how many bytes that was; the bytes also go into `whole` when given.
+fn part_checksum(
+    mut reader: impl Read,
+    integrity: Integrity,
+    buffer: &mut [u8],
+    mut whole: Option<&mut blake3::Hasher>,
+) -> std::io::Result<(String, u64)> {
     let mut crc = crc32fast::Hasher::new();
     let mut md5 = Md5::new();
     let mut read = 0u64;
     loop {
-        let n = reader.read(&mut buffer)?;
+        let n = reader.read(buffer)?;
         if n == 0 {
             break;
+        }
+        if let Some(whole) = whole.as_deref_mut() {
+            whole.update(&buffer[..n]);
         }
         match integrity {
             Integrity::Crc32 => crc.update(&buffer[..n]),
@@ -413,18 +433,13 @@ fn range_checksum(
         }
         read += n as u64;
     }
-    if read != length {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::UnexpectedEof,
-            "file shrank while it was uploaded",
-        ));
-    }
-    Ok(match integrity {
+    let checksum = match integrity {
         Integrity::Crc32 => {
             base64::engine::general_purpose::STANDARD.encode(crc.finalize().to_be_bytes())
         }
         Integrity::Md5 => base64::engine::general_purpose::STANDARD.encode(md5.finalize()),
-    })
+    };
+    Ok((checksum, read))
 }
 
 /// The blake3 of a whole file and the checksum of each `chunk`-sized part, in one read.
@@ -438,31 +453,12 @@ fn file_digests(
     let mut parts = Vec::new();
     let mut buffer = vec![0; 256 * 1024];
     loop {
-        let mut reader = (&mut file).take(chunk);
-        let mut crc = crc32fast::Hasher::new();
-        let mut md5 = Md5::new();
-        let mut read = 0u64;
-        loop {
-            let n = reader.read(&mut buffer)?;
-            if n == 0 {
-                break;
-            }
-            whole.update(&buffer[..n]);
-            match integrity {
-                Integrity::Crc32 => crc.update(&buffer[..n]),
-                Integrity::Md5 => md5.update(&buffer[..n]),
-            }
-            read += n as u64;
-        }
+        let reader = (&mut file).take(chunk);
+        let (checksum, read) = part_checksum(reader, integrity, &mut buffer, Some(&mut whole))?;
         if read == 0 && !parts.is_empty() {
             break;
         }
-        parts.push(match integrity {
-            Integrity::Crc32 => {
-                base64::engine::general_purpose::STANDARD.encode(crc.finalize().to_be_bytes())
-            }
-            Integrity::Md5 => base64::engine::general_purpose::STANDARD.encode(md5.finalize()),
-        });
+        parts.push(checksum);
         if read < chunk {
             break;
         }
