@@ -104,7 +104,10 @@ impl DeploySettings {
         }
         let rules = Rules::from_config(&config)?;
         let profile = args.profile.clone().or(config.profile.clone());
-        crate::aws::check_profile(profile.as_deref())?;
+        // A local target needs no AWS configuration at all.
+        if matches!(target, Target::S3 { .. }) {
+            crate::aws::check_profile(profile.as_deref())?;
+        }
         let cloudfront = resolve_cloudfront(args, &config)?;
         Ok(DeploySettings {
             source,

@@ -409,3 +409,12 @@ fn keys_a_browser_cannot_reach_are_reported() {
     assert!(ran.stderr.contains("c++.html"), "{}", ran.stderr);
     assert!(ran.stderr.contains("as a space"), "{}", ran.stderr);
 }
+
+/// A deploy to a local directory needs no AWS configuration: a profile named in the
+/// environment that no file defines does not stop it (the profile check is for S3 targets).
+#[test]
+fn a_local_deploy_ignores_an_unknown_aws_profile() {
+    let (dir, hoist) = local_case("source: site\ntarget: file://out\n", &[("index.html", "x")]);
+    hoist.env("AWS_PROFILE", "not-on-this-machine").success();
+    assert!(dir.path().join("out").join("index.html").exists());
+}
