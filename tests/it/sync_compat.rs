@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use crate::backends::Server;
-use crate::util::{Endpoint, Hoist, Ran, bucket_contents, put_object};
+use crate::util::{Endpoint, Hoist, Ran, block_on, bucket_contents, put_object};
 
 #[derive(Debug, Clone, Copy)]
 pub enum Kind {
@@ -67,8 +67,32 @@ impl Side {
         self.cwd.path().join("local")
     }
 
+    /// Puts an object whose LastModified is the same on both sides' servers. moto lists whole
+    /// seconds; rclone lists the upload time to the millisecond, so each tool's server gave
+    /// its own fractions, and a `--exact-timestamps` download (local mtimes are whole seconds)
+    /// re-downloaded an object on one side only when its time fell on a whole second: a rare
+    /// flake in `download_*_time*::rclone`. rclone takes the time from `x-amz-meta-mtime`:
+    /// give every object the current second plus a half.
     fn put(&self, bucket: &str, key: &str, body: &str) {
-        put_object(&self.endpoint.client(), bucket, key, body);
+        if self.server.name() != "rclone" {
+            put_object(&self.endpoint.client(), bucket, key, body);
+            return;
+        }
+        let now = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .expect("after 1970")
+            .as_secs();
+        block_on(
+            self.endpoint
+                .client()
+                .put_object()
+                .bucket(bucket)
+                .key(key)
+                .metadata("mtime", format!("{now}.5"))
+                .body(body.as_bytes().to_vec().into())
+                .send(),
+        )
+        .expect("put");
     }
 
     pub fn aws(&self, args: &[&str]) -> Ran {
