@@ -15,7 +15,9 @@ use futures::StreamExt;
 use futures::stream::{self, BoxStream};
 use md5::{Digest, Md5};
 
-use super::{Body, Error, Listing, ObjectInfo, ObjectMeta, PutResult, Store, Upload, hex};
+use super::{
+    Body, Condition, Error, Listing, ObjectInfo, ObjectMeta, PutResult, Store, Upload, hex,
+};
 use crate::headers::Headers;
 use crate::key::Key;
 
@@ -208,6 +210,59 @@ impl LocalStore {
         Ok(())
     }
 
+    /// The ETag a sidecar records, or the MD5 of the file (an object put by hand).
+    fn etag_of(&self, key: &Key, path: &Path) -> Result<String, Error> {
+        match self.read_sidecar(key) {
+            Some(sidecar) => Ok(sidecar.etag),
+            None => {
+                let bytes = std::fs::read(path).map_err(|e| self.not_found_or_io(key, path, e))?;
+                Ok(hex(&Md5::digest(&bytes)))
+            }
+        }
+    }
+
+    /// `put_if`: an absent key is claimed by hard-linking a finished temporary file to it, which
+    /// fails if the name exists, so two processes cannot both win. `Matches` compares the ETag
+    /// first (not atomic across processes; S3 targets get S3's guarantee).
+    fn put_if_blocking(
+        &self,
+        key: &Key,
+        bytes: &[u8],
+        headers: &Headers,
+        condition: &Condition,
+    ) -> Result<PutResult, Error> {
+        let path = self.path(key)?;
+        let failed = || Error::PreconditionFailed {
+            url: self.url(Some(key)),
+        };
+        match condition {
+            Condition::Absent => {
+                let parent = path.parent().expect("a key path has a parent");
+                std::fs::create_dir_all(parent).map_err(Self::io(parent))?;
+                let mut temp = tempfile::Builder::new()
+                    .prefix(".hoist-tmp-")
+                    .tempfile_in(parent)
+                    .map_err(Self::io(parent))?;
+                temp.write_all(bytes).map_err(Self::io(temp.path()))?;
+                match std::fs::hard_link(temp.path(), &path) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Err(failed()),
+                    Err(e) => return Err(Self::io(&path)(e)),
+                }
+                let etag = hex(&Md5::digest(bytes));
+                self.write_sidecar(key, &etag, headers)?;
+                Ok(PutResult { etag: Some(etag) })
+            }
+            Condition::Matches(expected) => match self.etag_of(key, &path) {
+                Ok(etag) if &etag == expected => {
+                    self.put_blocking(key, Body::Bytes(Bytes::copy_from_slice(bytes)), headers)
+                }
+                Ok(_) | Err(Error::NotFound { .. }) => Err(failed()),
+                Err(error) => Err(error),
+            },
+        }
+    }
+
     fn delete_blocking(&self, key: &Key) -> Result<(), Error> {
         let path = self.path(key)?;
         match std::fs::remove_file(&path) {
@@ -321,6 +376,79 @@ impl Store for LocalStore {
 
     async fn abort_upload(&self, _upload: &Upload) -> Result<(), Error> {
         Ok(())
+    }
+
+    async fn get_tagged(&self, key: &Key) -> Result<(Bytes, Option<String>), Error> {
+        let bytes = self.get(key).await?;
+        let etag = self.head(key).await?.meta.etag;
+        Ok((bytes, etag))
+    }
+
+    async fn put_if(
+        &self,
+        key: &Key,
+        bytes: Bytes,
+        headers: &Headers,
+        condition: &Condition,
+    ) -> Result<PutResult, Error> {
+        let this = self.clone();
+        let key = key.clone();
+        let headers = headers.clone();
+        let condition = condition.clone();
+        blocking(move || this.put_if_blocking(&key, &bytes, &headers, &condition)).await
+    }
+
+    async fn delete_if(&self, key: &Key, etag: &str) -> Result<(), Error> {
+        let this = self.clone();
+        let key = key.clone();
+        let etag = etag.to_string();
+        blocking(move || {
+            let path = this.path(&key)?;
+            match this.etag_of(&key, &path) {
+                Ok(current) if current == etag => this.delete_blocking(&key),
+                Ok(_) => Err(Error::PreconditionFailed {
+                    url: this.url(Some(&key)),
+                }),
+                Err(Error::NotFound { .. }) => Ok(()),
+                Err(error) => Err(error),
+            }
+        })
+        .await
+    }
+
+    async fn copy(
+        &self,
+        from: &Key,
+        to: &Key,
+        headers: &Headers,
+        from_etag: Option<&str>,
+    ) -> Result<PutResult, Error> {
+        if from == to {
+            return self.copy_replace_headers(to, headers).await;
+        }
+        let this = self.clone();
+        let (from, to) = (from.clone(), to.clone());
+        let headers = headers.clone();
+        let from_etag = from_etag.map(str::to_string);
+        blocking(move || {
+            let source = this.path(&from)?;
+            if let Some(expected) = from_etag
+                && this.etag_of(&from, &source)? != expected
+            {
+                return Err(Error::PreconditionFailed {
+                    url: this.url(Some(&from)),
+                });
+            }
+            this.meta_of(&from, &source)?;
+            let size = std::fs::metadata(&source).map_err(Self::io(&source))?.len();
+            let body = Body::File {
+                path: source,
+                size,
+                blake3: None,
+            };
+            this.put_blocking(&to, body, &headers)
+        })
+        .await
     }
 
     async fn delete_batch(&self, keys: &[Key]) -> Vec<(Key, Error)> {

@@ -150,6 +150,10 @@ pub enum Error {
     Interrupted { url: String },
     #[error("`{key}` is reserved by the local store")]
     Reserved { key: String },
+    /// A conditional write's condition did not hold (HTTP 412): the object exists, or has
+    /// another ETag.
+    #[error("`{url}` was changed by someone else (precondition failed)")]
+    PreconditionFailed { url: String },
 }
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -261,12 +265,49 @@ pub trait Store: Send + Sync + Debug {
     /// Deletes the keys; returns the ones that failed.
     async fn delete_batch(&self, keys: &[Key]) -> Vec<(Key, Error)>;
 
+    /// The whole object and its normalized ETag, for hoist's own state objects.
+    async fn get_tagged(&self, key: &Key) -> Result<(Bytes, Option<String>), Error>;
+
+    /// Stores small bytes only if `condition` holds, else [`Error::PreconditionFailed`]. A store
+    /// that ignores the condition writes anyway: callers that depend on it detect that.
+    async fn put_if(
+        &self,
+        key: &Key,
+        bytes: Bytes,
+        headers: &Headers,
+        condition: &Condition,
+    ) -> Result<PutResult, Error>;
+
+    /// Deletes the object only while it has this ETag, else [`Error::PreconditionFailed`]; a
+    /// missing object is not a failure.
+    async fn delete_if(&self, key: &Key, etag: &str) -> Result<(), Error>;
+
+    /// Copies `from` to `to` server-side with exactly `headers`. With `from_etag`, only while
+    /// the source still has that ETag (S3's `x-amz-copy-source-if-match`, where the store
+    /// honours it).
+    async fn copy(
+        &self,
+        from: &Key,
+        to: &Key,
+        headers: &Headers,
+        from_etag: Option<&str>,
+    ) -> Result<PutResult, Error>;
+
     /// Multipart uploads under the prefix begun before `before` and never completed (a killed
     /// run's), oldest first. A backend without multipart uploads has none.
     async fn stale_uploads(&self, before: SystemTime) -> Result<Vec<Upload>, Error>;
 
     /// Aborts one of [`Store::stale_uploads`], freeing its parts.
     async fn abort_upload(&self, upload: &Upload) -> Result<(), Error>;
+}
+
+/// The precondition of [`Store::put_if`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Condition {
+    /// `If-None-Match: *`: only if no object has the key.
+    Absent,
+    /// `If-Match: ETAG`: only if the object still has this (normalized) ETag.
+    Matches(String),
 }
 
 /// A multipart upload that was begun and never completed.

@@ -139,7 +139,8 @@ impl Error {
             | Error::Io { .. }
             | Error::Changed { .. }
             | Error::Interrupted { .. }
-            | Error::Reserved { .. } => false,
+            | Error::Reserved { .. }
+            | Error::PreconditionFailed { .. } => false,
         }
     }
 }

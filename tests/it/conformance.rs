@@ -15,7 +15,7 @@ use hoist::key::{Key, Prefix};
 use hoist::store::local::LocalStore;
 use hoist::store::s3::{Multipart, S3Store};
 use hoist::store::{
-    Body, Error, Listing, MetadataDirective, NamedObject, NamedStore, ObjectMeta, Store,
+    Body, Condition, Error, Listing, MetadataDirective, NamedObject, NamedStore, ObjectMeta, Store,
 };
 
 use crate::backends::Server;
@@ -173,6 +173,42 @@ async fn copy_replaces_headers_and_keeps_bytes(store: &dyn Store) {
     );
 }
 
+async fn copy_to_another_key_sets_headers_and_keeps_the_source(store: &dyn Store) {
+    let put = store
+        .put(&key("index.html"), bytes("<p>v1</p>"), &full_headers())
+        .await
+        .expect("put");
+    let mut kept = full_headers();
+    kept.cache_control = Some("no-store".into());
+    kept.content_type = Some("application/octet-stream".into());
+    let copied = store
+        .copy(
+            &key("index.html"),
+            &key(".hoist/objects/abc"),
+            &kept,
+            put.etag.as_deref(),
+        )
+        .await
+        .expect("copy");
+    let info = store.head(&key(".hoist/objects/abc")).await.expect("head");
+    assert_eq!(info.headers.cache_control.as_deref(), Some("no-store"));
+    assert_eq!(
+        info.headers.content_type.as_deref(),
+        Some("application/octet-stream")
+    );
+    assert_eq!(copied.etag, info.meta.etag);
+    let (body, etag) = store
+        .get_tagged(&key(".hoist/objects/abc"))
+        .await
+        .expect("get");
+    assert_eq!(&body[..], b"<p>v1</p>");
+    assert_eq!(etag, info.meta.etag);
+    // The source is untouched.
+    let source = store.head(&key("index.html")).await.expect("head source");
+    assert_eq!(source.headers.cache_control, full_headers().cache_control);
+    assert_eq!(source.meta.etag, put.etag);
+}
+
 async fn delete_batch_deletes_and_tolerates_missing(store: &dyn Store) {
     for name in ["a.txt", "d/b.txt", "d/c.txt", "keep.txt"] {
         store
@@ -328,7 +364,106 @@ conformance!(
     delete_batch_over_a_thousand_keys,
     awkward_keys_round_trip,
     large_file_streams_in_parts,
+    copy_to_another_key_sets_headers_and_keeps_the_source,
 );
+
+/// The contract of conditional writes: a store honours every condition, or (rclone serve s3)
+/// ignores them all, which the second `Absent` write shows. Returns whether it honours them.
+async fn conditional_writes(store: &dyn Store) -> bool {
+    let lock = key(".hoist/lock.json");
+    let first = store
+        .put_if(
+            &lock,
+            Bytes::from("one"),
+            &Headers::default(),
+            &Condition::Absent,
+        )
+        .await
+        .expect("the first create succeeds");
+    let second = store
+        .put_if(
+            &lock,
+            Bytes::from("two"),
+            &Headers::default(),
+            &Condition::Absent,
+        )
+        .await;
+    let honoured = match second {
+        Err(Error::PreconditionFailed { .. }) => true,
+        Ok(_) => false,
+        Err(other) => panic!("unexpected error: {other}"),
+    };
+    if !honoured {
+        return false;
+    }
+    let (body, etag) = store.get_tagged(&lock).await.expect("get");
+    assert_eq!(&body[..], b"one");
+    assert_eq!(etag, first.etag);
+    let etag = etag.expect("an etag");
+    let stale = Condition::Matches("0123456789abcdef0123456789abcdef".into());
+    assert!(matches!(
+        store
+            .put_if(&lock, Bytes::from("three"), &Headers::default(), &stale)
+            .await,
+        Err(Error::PreconditionFailed { .. })
+    ));
+    let replaced = store
+        .put_if(
+            &lock,
+            Bytes::from("four"),
+            &Headers::default(),
+            &Condition::Matches(etag.clone()),
+        )
+        .await
+        .expect("a write with the current ETag succeeds");
+    assert!(matches!(
+        store.delete_if(&lock, &etag).await,
+        Err(Error::PreconditionFailed { .. })
+    ));
+    assert_eq!(&store.get(&lock).await.expect("still there")[..], b"four");
+    store
+        .delete_if(&lock, replaced.etag.as_deref().expect("etag"))
+        .await
+        .expect("delete with the current ETag");
+    assert!(matches!(
+        store.head(&lock).await,
+        Err(Error::NotFound { .. })
+    ));
+    // Deleting what is already gone is not a failure.
+    store
+        .delete_if(&lock, &etag)
+        .await
+        .expect("missing is fine");
+    true
+}
+
+mod conditional {
+    #[test]
+    fn local_honours_conditions() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = hoist::store::local::LocalStore::new(dir.path().join("store"));
+        assert!(crate::util::block_on(super::conditional_writes(&store)));
+    }
+
+    #[test]
+    fn moto_honours_conditions() {
+        let Some(server) = crate::backends::Server::moto() else {
+            return;
+        };
+        let store = super::s3_store(&server, "site/");
+        assert!(crate::util::block_on(super::conditional_writes(&store)));
+    }
+
+    /// rclone serve s3 1.75 ignores If-None-Match and If-Match: hoist's lock must detect it.
+    #[test]
+    fn rclone_ignores_conditions_detectably() {
+        let Some(server) = crate::backends::Server::rclone() else {
+            return;
+        };
+        let store = super::s3_store(&server, "");
+        assert!(!crate::util::block_on(super::conditional_writes(&store)));
+    }
+}
 
 /// An S3 store and the test's own SDK client for its bucket, to plant objects hoist would
 /// refuse to name.

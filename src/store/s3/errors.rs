@@ -23,6 +23,7 @@ where
             let message = service.err().message().map(str::to_string);
             let status = service.raw().status().as_u16();
             match (code.as_deref(), status) {
+                (Some("PreconditionFailed"), _) | (_, 412) => Error::PreconditionFailed { url },
                 (Some("NoSuchBucket"), _) => Error::NoSuchBucket {
                     bucket: bucket.to_string(),
                 },

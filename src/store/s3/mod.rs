@@ -273,54 +273,12 @@ impl Store for S3Store {
     }
 
     async fn get(&self, key: &Key) -> Result<Bytes, Error> {
-        // The SDK retries failed requests but not an error while reading a body stream
-        // (docs/s3-facts.md): re-issue the GET, pinned to the first answer's ETag.
-        const ATTEMPTS: u32 = 5;
-        let mut etag: Option<String> = None;
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            let output = self
-                .client
-                .get_object()
-                .bucket(&self.bucket)
-                .key(self.full(key))
-                .set_if_match(etag.clone())
-                .send()
-                .await
-                .map_err(|e| self.error("GetObject", Some(key), e))?;
-            etag = etag.or_else(|| output.e_tag().map(str::to_string));
-            let expected = output.content_length();
-            let error: BoxError = match output.body.collect().await {
-                Ok(body) => {
-                    let bytes = body.into_bytes();
-                    if expected.is_none_or(|n| n == bytes.len() as i64) {
-                        return Ok(bytes);
-                    }
-                    format!(
-                        "body was {} bytes, expected {}",
-                        bytes.len(),
-                        expected.unwrap_or_default()
-                    )
-                    .into()
-                }
-                Err(e) => Box::new(e),
-            };
-            if attempt >= ATTEMPTS {
-                return Err(Error::Other {
-                    op: "GetObject",
-                    url: self.url(Some(key)),
-                    source: error,
-                });
-            }
-            tracing::debug!("reading {} failed ({error}); retrying", self.url(Some(key)));
-            tokio::time::sleep(std::time::Duration::from_millis(200 * u64::from(attempt))).await;
-        }
+        Ok(self.get_tagged(key).await?.0)
     }
 
     async fn put(&self, key: &Key, body: Body, headers: &Headers) -> Result<PutResult, Error> {
         match body {
-            Body::Bytes(bytes) => self.put_bytes(key, bytes, headers).await,
+            Body::Bytes(bytes) => self.put_bytes(key, bytes, headers, None).await,
             Body::File { path, size, .. } if size < self.multipart.threshold => {
                 let bytes = tokio::fs::read(&path).await.map_err(|source| Error::Io {
                     path: path.clone(),
@@ -329,7 +287,7 @@ impl Store for S3Store {
                 if bytes.len() as u64 != size {
                     return Err(Error::Changed { path });
                 }
-                self.put_bytes(key, Bytes::from(bytes), headers).await
+                self.put_bytes(key, Bytes::from(bytes), headers, None).await
             }
             Body::File { path, size, blake3 } => {
                 self.put_multipart(key, &path, size, blake3.as_deref(), headers)
@@ -339,24 +297,7 @@ impl Store for S3Store {
     }
 
     async fn copy_replace_headers(&self, key: &Key, headers: &Headers) -> Result<PutResult, Error> {
-        let mut request = self
-            .client
-            .copy_object()
-            .bucket(&self.bucket)
-            .key(self.full(key))
-            .copy_source(copy_source(&self.bucket, &self.full(key)))
-            .metadata_directive(MetadataDirective::Replace);
-        request = apply_put_headers!(request, headers);
-        let output = request
-            .send()
-            .await
-            .map_err(|e| self.error("CopyObject", Some(key), e))?;
-        Ok(PutResult {
-            etag: output
-                .copy_object_result()
-                .and_then(|r| r.e_tag())
-                .map(normalize_etag),
-        })
+        self.copy(key, key, headers, None).await
     }
 
     async fn stale_uploads(&self, before: SystemTime) -> Result<Vec<super::Upload>, Error> {
@@ -432,6 +373,106 @@ impl Store for S3Store {
             }) if code == "NoSuchUpload" => Ok(()),
             Err(error) => Err(error),
         }
+    }
+
+    async fn get_tagged(&self, key: &Key) -> Result<(Bytes, Option<String>), Error> {
+        // The SDK retries failed requests but not an error while reading a body stream
+        // (docs/s3-facts.md): re-issue the GET, pinned to the first answer's ETag.
+        const ATTEMPTS: u32 = 5;
+        let mut etag: Option<String> = None;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let output = self
+                .client
+                .get_object()
+                .bucket(&self.bucket)
+                .key(self.full(key))
+                .set_if_match(etag.clone())
+                .send()
+                .await
+                .map_err(|e| self.error("GetObject", Some(key), e))?;
+            etag = etag.or_else(|| output.e_tag().map(str::to_string));
+            let expected = output.content_length();
+            let error: BoxError = match output.body.collect().await {
+                Ok(body) => {
+                    let bytes = body.into_bytes();
+                    if expected.is_none_or(|n| n == bytes.len() as i64) {
+                        return Ok((bytes, etag.as_deref().map(normalize_etag)));
+                    }
+                    format!(
+                        "body was {} bytes, expected {}",
+                        bytes.len(),
+                        expected.unwrap_or_default()
+                    )
+                    .into()
+                }
+                Err(e) => Box::new(e),
+            };
+            if attempt >= ATTEMPTS {
+                return Err(Error::Other {
+                    op: "GetObject",
+                    url: self.url(Some(key)),
+                    source: error,
+                });
+            }
+            tracing::debug!("reading {} failed ({error}); retrying", self.url(Some(key)));
+            tokio::time::sleep(std::time::Duration::from_millis(200 * u64::from(attempt))).await;
+        }
+    }
+
+    async fn put_if(
+        &self,
+        key: &Key,
+        bytes: Bytes,
+        headers: &Headers,
+        condition: &super::Condition,
+    ) -> Result<PutResult, Error> {
+        self.put_bytes(key, bytes, headers, Some(condition)).await
+    }
+
+    async fn delete_if(&self, key: &Key, etag: &str) -> Result<(), Error> {
+        match self
+            .client
+            .delete_object()
+            .bucket(&self.bucket)
+            .key(self.full(key))
+            .if_match(format!("\"{etag}\""))
+            .send()
+            .await
+            .map_err(|e| self.error("DeleteObject", Some(key), e))
+        {
+            Ok(_) | Err(Error::NotFound { .. }) => Ok(()),
+            Err(error) => Err(error),
+        }
+    }
+
+    async fn copy(
+        &self,
+        from: &Key,
+        to: &Key,
+        headers: &Headers,
+        from_etag: Option<&str>,
+    ) -> Result<PutResult, Error> {
+        let mut request = self
+            .client
+            .copy_object()
+            .bucket(&self.bucket)
+            .key(self.full(to))
+            .copy_source(copy_source(&self.bucket, &self.full(from)))
+            .set_copy_source_if_match(from_etag.map(|etag| format!("\"{etag}\"")))
+            .metadata_directive(MetadataDirective::Replace);
+        request = apply_put_headers!(request, headers);
+        let output = request
+            .send()
+            .await
+            .map_err(|e| self.error("CopyObject", Some(to), e))?;
+        Ok(PutResult {
+            etag: output
+                .copy_object_result()
+                .and_then(|r| r.e_tag())
+                .map(normalize_etag),
+        })
     }
 
     async fn delete_batch(&self, keys: &[Key]) -> Vec<(Key, Error)> {

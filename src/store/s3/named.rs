@@ -78,7 +78,7 @@ impl NamedStore for S3Store {
         bytes: Bytes,
         headers: &Headers,
     ) -> Result<PutResult, Error> {
-        self.put_bytes(key, bytes, headers).await
+        self.put_bytes(key, bytes, headers, None).await
     }
 
     async fn download_to(

@@ -19,7 +19,7 @@ use md5::{Digest, Md5};
 use super::{Integrity, S3Store, normalize_etag};
 use crate::headers::Headers;
 use crate::key::Key;
-use crate::store::{Error, PutResult, Store};
+use crate::store::{Condition, Error, PutResult, Store};
 
 /// S3 allows at most 10,000 parts, each at least 5 MiB but the last.
 const MAX_PARTS: u64 = 10_000;
@@ -31,6 +31,7 @@ impl S3Store {
         key: &Key,
         bytes: Bytes,
         headers: &Headers,
+        condition: Option<&Condition>,
     ) -> Result<PutResult, Error> {
         let mut request = self
             .client
@@ -38,6 +39,11 @@ impl S3Store {
             .bucket(&self.bucket)
             .key(self.full(key))
             .content_length(bytes.len() as i64);
+        request = match condition {
+            None => request,
+            Some(Condition::Absent) => request.if_none_match("*"),
+            Some(Condition::Matches(etag)) => request.if_match(format!("\"{etag}\"")),
+        };
         request = match self.integrity {
             Integrity::Crc32 => request.checksum_crc32(crc32_base64(&bytes)),
             Integrity::Md5 => request.content_md5(md5_base64(&bytes)),
