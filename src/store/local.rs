@@ -212,13 +212,11 @@ impl LocalStore {
 
     /// The ETag a sidecar records, or the MD5 of the file (an object put by hand).
     fn etag_of(&self, key: &Key, path: &Path) -> Result<String, Error> {
-        match self.read_sidecar(key) {
-            Some(sidecar) => Ok(sidecar.etag),
-            None => {
-                let bytes = std::fs::read(path).map_err(|e| self.not_found_or_io(key, path, e))?;
-                Ok(hex(&Md5::digest(&bytes)))
-            }
+        if let Some(sidecar) = self.read_sidecar(key) {
+            return Ok(sidecar.etag);
         }
+        let bytes = std::fs::read(path).map_err(|e| self.not_found_or_io(key, path, e))?;
+        Ok(hex(&Md5::digest(&bytes)))
     }
 
     /// `put_if`: an absent key is claimed by hard-linking a finished temporary file to it, which
