@@ -31,6 +31,11 @@ pub enum Command {
     Deploy(DeployArgs),
     /// Sync directories and S3 prefixes, exactly like `aws s3 sync` (see `hoist sync --help`).
     Sync(SyncArgs),
+    /// Serve a retained release again (default: the one before the live release), by
+    /// server-side copies: no build needed.
+    Rollback(RollbackArgs),
+    /// List the retained releases, newest first, marking the live one.
+    Releases(ReleasesArgs),
 }
 
 #[derive(Debug, Args)]
@@ -109,6 +114,44 @@ pub struct DeployArgs {
     /// Wait until the CloudFront invalidation completes
     #[arg(long)]
     pub wait: bool,
+
+    /// Keep stale hashed assets this long after they left the site (`7d`, `12h`, `0s`)
+    #[arg(long, value_name = "DURATION")]
+    pub keep_stale_for: Option<String>,
+
+    /// Releases retained for rollback, the live one included [default: 10; 0: none]
+    #[arg(long, value_name = "N")]
+    pub keep_releases: Option<usize>,
+
+    /// The release's message [default: the commit's subject, when known]
+    #[arg(long, short = 'm', value_name = "TEXT")]
+    pub message: Option<String>,
+
+    /// How long to wait for another run's lock on the target (`5m` by default)
+    #[arg(long, value_name = "DURATION")]
+    pub lock_timeout: Option<String>,
+
+    /// Run without the lock (for stores that ignore conditional writes)
+    #[arg(long)]
+    pub no_lock: bool,
+}
+
+/// `hoist rollback [RELEASE]`: serve a retained release again, by server-side copies.
+#[derive(Debug, Args)]
+pub struct RollbackArgs {
+    /// The release to restore [default: the one before the live release]
+    #[arg(value_name = "RELEASE")]
+    pub release: Option<u64>,
+
+    #[command(flatten)]
+    pub deploy: DeployArgs,
+}
+
+/// `hoist releases`: the retained releases, newest first.
+#[derive(Debug, Args)]
+pub struct ReleasesArgs {
+    #[command(flatten)]
+    pub deploy: DeployArgs,
 }
 
 /// `hoist sync SRC DST`: the flags of `aws s3 sync` (aws-cli v1), plus `--concurrency`.
@@ -335,7 +378,7 @@ mod tests {
         let cli = Cli::try_parse_from([&["hoist", "deploy"], args].concat()).expect("parses");
         match cli.command {
             Command::Deploy(args) => args,
-            Command::Sync(_) => panic!("expected deploy"),
+            _ => panic!("expected deploy"),
         }
     }
 
@@ -421,7 +464,7 @@ mod tests {
             .expect("parses");
         match cli.command {
             Command::Sync(args) => args,
-            Command::Deploy(_) => panic!("expected sync"),
+            _ => panic!("expected sync"),
         }
     }
 

@@ -15,6 +15,7 @@
 
 pub(crate) mod aws;
 pub mod cli;
+mod clock;
 pub(crate) mod deploy;
 pub mod error;
 pub mod headers;
@@ -40,6 +41,14 @@ pub async fn run(command: Command) -> Result<ExitCode, Error> {
     match command {
         Command::Deploy(args) => {
             deploy::run(&args, &interrupt).await?;
+            Ok(ExitCode::Success)
+        }
+        Command::Rollback(args) => {
+            deploy::rollback(&args, &interrupt).await?;
+            Ok(ExitCode::Success)
+        }
+        Command::Releases(args) => {
+            deploy::releases(&args, &interrupt).await?;
             Ok(ExitCode::Success)
         }
         // sync prints its own failures and warnings, aws-cli style; its outcome is the code.

@@ -240,8 +240,8 @@ pub(crate) fn check_profile(flag: Option<&str>) -> Result<(), ProfileNotFound> {
 #[derive(Debug, thiserror::Error)]
 #[error("{name}={value}: expected a number of seconds")]
 pub(crate) struct EnvError {
-    name: &'static str,
-    value: String,
+    pub(crate) name: &'static str,
+    pub(crate) value: String,
 }
 
 impl Timeouts {

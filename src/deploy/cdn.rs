@@ -608,6 +608,8 @@ mod tests {
             bytes: 0,
             immutable,
             file: None,
+            copy_from: None,
+            copy_etag: None,
         };
         let plan = Plan {
             actions: vec![
@@ -616,6 +618,8 @@ mod tests {
                 action("asset.js", Op::Upload, Reason::ContentChanged, true),
                 action("rule.css", Op::UpdateHeaders, Reason::HeadersChanged, false),
                 action("gone.html", Op::Delete, Reason::Stale, false),
+                // A deleted hashed asset: a cached copy is what an old page needs.
+                action("assets/gone.1.js", Op::Delete, Reason::Stale, true),
             ],
             ..Plan::default()
         };

@@ -98,6 +98,14 @@ pub(crate) struct DeployConfig {
     /// Files at least this large are uploaded in parts (bytes, or `8MB`, `16MiB`).
     pub(crate) multipart_threshold: Option<ByteSize>,
     pub(crate) multipart_chunksize: Option<ByteSize>,
+    /// How long a stale key of an `immutable` rule outlives the site that used it (`7d` by
+    /// default; `0s` deletes it at once unless a retained release publishes it).
+    pub(crate) keep_stale_for: Option<Span>,
+    pub(crate) releases: Option<ReleasesConfig>,
+    /// Take `.hoist/lock.json` so two deploys of the target never interleave (default true).
+    pub(crate) lock: Option<bool>,
+    /// How long to wait for another run's lock (`5m` by default).
+    pub(crate) lock_timeout: Option<Span>,
     #[serde(default)]
     pub(crate) exclude: Patterns,
     #[serde(default)]
@@ -122,6 +130,14 @@ pub(crate) struct RuleConfig {
     /// Content-hashed names: uploaded first, never invalidated.
     #[serde(default)]
     pub(crate) immutable: bool,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ReleasesConfig {
+    /// Releases retained for rollback, the live one included (10 by default; 0 turns
+    /// releases off).
+    pub(crate) keep: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]

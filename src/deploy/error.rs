@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use super::cdn::CdnError;
 use super::execute::ExecuteError;
+use super::lock::LockError;
 use super::scan::ScanError;
 use super::settings::SettingsError;
 use crate::error::ExitCode;
@@ -23,6 +24,47 @@ pub(crate) enum DeployError {
     Execute(#[from] ExecuteError),
     #[error(transparent)]
     Cdn(#[from] CdnError),
+    #[error(transparent)]
+    Lock(#[from] LockError),
+    #[error(transparent)]
+    Rollback(#[from] RollbackError),
+}
+
+/// A rollback that cannot be made; nothing was changed.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum RollbackError {
+    #[error("{target} has no releases yet: deploy first (releases.keep is {keep})")]
+    NoReleases { target: String, keep: usize },
+    #[error("there is no release before the live one ({live}) to roll back to")]
+    NothingBefore { live: u64 },
+    #[error(
+        "release {id} is not retained; the retained releases are {}",
+        list(retained)
+    )]
+    NotRetained { id: u64, retained: Vec<u64> },
+    #[error("the record of release {id} (`{url}`) is missing or unreadable")]
+    Record {
+        id: u64,
+        url: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    #[error(
+        "release {id} cannot be restored: the bytes of {} are no longer kept (first: `{}`);          nothing was changed",
+        if keys.len() == 1 { "1 key".to_string() } else { format!("{} keys", keys.len()) },
+        keys.first().map_or("", String::as_str)
+    )]
+    Unrestorable { id: u64, keys: Vec<String> },
+}
+
+fn list(ids: &[u64]) -> String {
+    if ids.is_empty() {
+        return "none".into();
+    }
+    ids.iter()
+        .map(u64::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// A safety guard refused the plan before anything changed.
@@ -53,9 +95,15 @@ pub(crate) enum GuardError {
 impl DeployError {
     pub(crate) fn exit_code(&self) -> ExitCode {
         match self {
-            DeployError::Settings(_) | DeployError::Scan(_) => ExitCode::Usage,
-            DeployError::Execute(ExecuteError::Interrupted { .. }) => ExitCode::Interrupted,
-            DeployError::Store(_)
+            DeployError::Settings(_)
+            | DeployError::Scan(_)
+            | DeployError::Lock(LockError::Unsupported { .. })
+            | DeployError::Rollback(RollbackError::NotRetained { .. }) => ExitCode::Usage,
+            DeployError::Execute(ExecuteError::Interrupted { .. })
+            | DeployError::Lock(LockError::Interrupted { .. }) => ExitCode::Interrupted,
+            DeployError::Lock(_)
+            | DeployError::Rollback(_)
+            | DeployError::Store(_)
             | DeployError::Guard(_)
             | DeployError::Execute(_)
             | DeployError::Cdn(_) => ExitCode::Failure,
@@ -66,7 +114,6 @@ impl DeployError {
         match self {
             DeployError::Settings(SettingsError::Profile(missing)) => Some(missing.hint()),
             DeployError::Scan(error) => error.hint(),
-            DeployError::Settings(_) => None,
             DeployError::Store(error) => error.hint(),
             DeployError::Guard(GuardError::EmptySource { .. }) => Some(
                 "an empty build usually means the build failed; pass --force to publish it anyway"
@@ -86,9 +133,14 @@ impl DeployError {
                     Some("run the same command again: hoist picks up where it stopped".into())
                 })
             }
-            DeployError::Execute(ExecuteError::Interrupted { .. }) => {
+            DeployError::Execute(ExecuteError::Interrupted { .. } | ExecuteError::LockLost { .. }) => {
                 Some("run the same command again to finish the deploy".into())
             }
+            DeployError::Lock(error) => error.hint(),
+            DeployError::Rollback(RollbackError::Unrestorable { .. }) => Some(
+                "choose a newer release (`hoist releases`), or deploy that release's build".into(),
+            ),
+            DeployError::Settings(_) | DeployError::Rollback(_) => None,
         }
     }
 }

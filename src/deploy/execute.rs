@@ -82,6 +82,15 @@ pub(crate) enum ExecuteError {
         phase: Phase,
         not_started: Vec<&'static str>,
     },
+    #[error(
+        "another run took over this run's lock before {}; {} not started",
+        phase.doing(),
+        list(not_started)
+    )]
+    LockLost {
+        phase: Phase,
+        not_started: Vec<&'static str>,
+    },
 }
 
 fn list(items: &[&'static str]) -> String {
@@ -167,16 +176,33 @@ pub(crate) struct Executor<'a> {
     pub(crate) after: &'a [&'static str],
     /// Whole-action retries once an action's requests used up their attempts.
     pub(crate) retrier: &'a Retrier,
+    /// Set when another run took the lock over: no further phase starts.
+    pub(crate) lock_lost: Option<&'a std::sync::atomic::AtomicBool>,
 }
 
 impl Executor<'_> {
     pub(crate) async fn run(&self, plan: &Plan) -> Result<Executed, ExecuteError> {
         let mut executed = Executed::default();
         let memory = Arc::new(Semaphore::new(budget_permits(self.options.memory_budget)));
-        for phase in [Phase::Immutable, Phase::Other, Phase::Html, Phase::Delete] {
+        for phase in [
+            Phase::Preserve,
+            Phase::Immutable,
+            Phase::Other,
+            Phase::Html,
+            Phase::Delete,
+        ] {
             let actions: Vec<&Action> = plan.phase(phase).collect();
             if actions.is_empty() {
                 continue;
+            }
+            if self
+                .lock_lost
+                .is_some_and(|lost| lost.load(std::sync::atomic::Ordering::SeqCst))
+            {
+                return Err(ExecuteError::LockLost {
+                    phase,
+                    not_started: not_started_after(phase, self.after),
+                });
             }
             if self.interrupt.is_set() {
                 return Err(ExecuteError::Interrupted {
@@ -262,10 +288,23 @@ impl Executor<'_> {
         action: &Action,
         memory: &Arc<Semaphore>,
     ) -> Result<Option<String>, store::Error> {
+        let store = self.store;
+        if let Some(from) = &action.copy_from {
+            let what = action.key.as_str();
+            let headers = match action.file {
+                Some(index) => headers_for(&self.files[index]),
+                None => kept_headers(),
+            };
+            let etag = action.copy_etag.as_deref();
+            let result = self
+                .retrier
+                .run(what, || store.copy(from, &action.key, &headers, etag))
+                .await?;
+            return Ok(result.etag);
+        }
         let file = &self.files[action.file.expect("write actions name a file")];
         let headers = headers_for(file);
         let what = action.key.as_str();
-        let store = self.store;
         let result = match action.op {
             Op::Upload if file.size < self.options.stream_threshold => {
                 let permits = permits_for(file.size, self.options.memory_budget);
@@ -300,6 +339,7 @@ impl Executor<'_> {
                     .await?
             }
             Op::Delete => unreachable!("deletes run in their own phase"),
+            Op::Keep => unreachable!("keeps are copies"),
         };
         Ok(result.etag)
     }
@@ -371,6 +411,16 @@ pub(crate) fn headers_for(file: &LocalFile) -> Headers {
         .metadata
         .insert(META_BLAKE3.to_string(), file.blake3.clone());
     headers
+}
+
+/// The headers of bytes kept under `.hoist/objects/`: never cached, never served as a page (a
+/// rollback copies them back with the release's headers).
+fn kept_headers() -> Headers {
+    Headers {
+        content_type: Some("application/octet-stream".into()),
+        cache_control: Some("no-store".into()),
+        ..Headers::default()
+    }
 }
 
 const PERMIT_BYTES: u64 = 1024;

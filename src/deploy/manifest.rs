@@ -11,6 +11,11 @@
 //! written before the uploads start (an intent record) and cleared after the invalidation
 //! succeeded. A deploy that is interrupted, killed or whose invalidation fails leaves them, and
 //! the next deploy invalidates them even though it finds nothing left to upload.
+//!
+//! Since version 2 it is also the index of the release lifecycle (`super::release`): the keys
+//! kept after they left the site (`stale`, with when they left and the newest release that
+//! published them), the retained releases newest first, the live one, and which kept bytes
+//! under `.hoist/objects/` each release still needs (`blobs`).
 
 use std::collections::BTreeMap;
 
@@ -19,7 +24,7 @@ use crate::store::ObjectMeta;
 
 /// The manifest's key, relative to the target prefix.
 pub(crate) const MANIFEST_KEY: &str = ".hoist/manifest.json";
-pub(crate) const VERSION: u32 = 1;
+pub(crate) const VERSION: u32 = 2;
 
 pub(crate) fn manifest_key() -> Key {
     Key::new(MANIFEST_KEY).expect("the manifest key is valid")
@@ -35,6 +40,50 @@ pub(crate) struct Manifest {
     /// Keys changed by a deploy whose CloudFront invalidation has not been confirmed.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub(crate) pending_invalidation: Vec<String>,
+    /// Keys no longer in the site that are kept for a while (hashed assets old pages use).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub(crate) stale: BTreeMap<Key, StaleRecord>,
+    /// The retained releases, newest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) releases: Vec<ReleaseSummary>,
+    /// The release the target serves.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) live: Option<u64>,
+    /// blake3 of bytes kept under `.hoist/objects/` → the newest release that needs them.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub(crate) blobs: BTreeMap<String, u64>,
+}
+
+/// A key kept after it left the site.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct StaleRecord {
+    /// When a deploy first found it no longer in the site.
+    pub(crate) since: crate::clock::Timestamp,
+    /// The newest release that published it (none for keys hoist did not publish).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) release: Option<u64>,
+    /// What the object was when hoist last knew it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) object: Option<ObjectRecord>,
+}
+
+/// One release in the index: what `hoist releases` lists.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ReleaseSummary {
+    pub(crate) id: u64,
+    pub(crate) created: crate::clock::Timestamp,
+    #[serde(default)]
+    pub(crate) commit: Option<String>,
+    #[serde(default)]
+    pub(crate) message: Option<String>,
+    /// `deploy`, or `rollback` (then `restores` names the release it restored).
+    pub(crate) kind: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) restores: Option<u64>,
+    pub(crate) files: usize,
+    pub(crate) bytes: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -59,11 +108,19 @@ impl Manifest {
             deploy_id: uuid::Uuid::new_v4().to_string(),
             objects,
             pending_invalidation: Vec::new(),
+            stale: BTreeMap::new(),
+            releases: Vec::new(),
+            live: None,
+            blobs: BTreeMap::new(),
         }
     }
 
     pub(crate) fn parse(bytes: &[u8]) -> Result<Manifest, ManifestError> {
-        let manifest: Manifest = serde_json::from_slice(bytes).map_err(ManifestError)?;
+        let mut manifest: Manifest = serde_json::from_slice(bytes).map_err(ManifestError)?;
+        // Version 1 had no lifecycle fields; it reads as a version 2 without releases.
+        if manifest.version == 1 {
+            manifest.version = VERSION;
+        }
         if manifest.version != VERSION {
             return Err(ManifestError(serde::de::Error::custom(format!(
                 "unsupported manifest version {}",
@@ -87,7 +144,22 @@ impl Manifest {
 
     /// Whether two manifests say the same (ignoring the deploy id).
     pub(crate) fn same_content(&self, other: &Manifest) -> bool {
-        self.objects == other.objects && self.pending_invalidation == other.pending_invalidation
+        self.objects == other.objects
+            && self.pending_invalidation == other.pending_invalidation
+            && self.stale == other.stale
+            && self.releases == other.releases
+            && self.live == other.live
+            && self.blobs == other.blobs
+    }
+
+    /// What hoist last knew of a key, in the site or kept stale, if the listing still shows
+    /// that object (same size and ETag).
+    pub(crate) fn known_entry(&self, listed: &ObjectMeta) -> Option<&ObjectRecord> {
+        self.valid_entry(listed).or_else(|| {
+            let record = self.stale.get(&listed.key)?.object.as_ref()?;
+            let etag = listed.etag.as_deref()?;
+            (record.size == listed.size && record.etag.as_deref() == Some(etag)).then_some(record)
+        })
     }
 }
 
@@ -135,6 +207,9 @@ mod tests {
         let parsed = Manifest::parse(&m.to_bytes()).unwrap();
         assert_eq!(parsed, m);
         assert!(Manifest::parse(b"not json").is_err());
+        let mut old = m.clone();
+        old.version = 1;
+        assert_eq!(Manifest::parse(&old.to_bytes()).unwrap(), m);
         let mut other = m.clone();
         other.version = 99;
         assert!(Manifest::parse(&other.to_bytes()).is_err());

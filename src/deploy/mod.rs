@@ -15,10 +15,13 @@ pub(crate) mod cdn;
 pub(crate) mod config;
 mod error;
 pub(crate) mod execute;
+pub(crate) mod lock;
 pub(crate) mod manifest;
 pub(crate) mod plan;
 mod probe;
+pub(crate) mod release;
 mod report;
+mod rollback;
 pub(crate) mod rules;
 pub(crate) mod scan;
 pub(crate) mod settings;
@@ -32,7 +35,7 @@ use futures::TryStreamExt;
 
 pub(crate) use error::{DeployError, GuardError};
 use execute::{Executed, Executor};
-use manifest::{Manifest, ObjectRecord};
+use manifest::{Manifest, ObjectRecord, ReleaseSummary};
 use plan::{Action, Plan};
 use report::{DeployReport, Ending, action_line};
 use scan::{LocalFile, ScanReport};
@@ -51,65 +54,100 @@ use crate::store::retry::Retrier;
 use crate::store::s3::Multipart;
 use crate::store::{self, Body, Listing, ObjectMeta, Store};
 
+pub(crate) use rollback::{releases, rollback};
+
 /// Runs `hoist deploy` with parsed flags.
 pub(crate) async fn run(args: &DeployArgs, interrupt: &Interrupt) -> Result<(), DeployError> {
     let settings = DeploySettings::resolve(args)?;
+    // A source that cannot be published is refused before the target is touched (even by
+    // the lock): a usage error, or a guard.
+    scan::check_root(&settings.source)?;
+    let scanned = scan_source(&settings).await?;
+    guard_source(&settings, &scanned)?;
+    let (commit, message) = release::source_commit(&settings.source, settings.message.as_deref());
+    let origin = Origin {
+        kind: "deploy",
+        restores: None,
+        commit,
+        message,
+    };
+    locked(
+        &settings,
+        interrupt,
+        "deploy",
+        async |deploy: &Deploy<'_>| {
+            let gathered = gather(deploy.store, scanned).await?;
+            deploy.plan_and_apply(gathered, &origin).await
+        },
+    )
+    .await
+}
+
+/// Opens the target, takes its lock (a dry run only looks at it), runs `body`, and releases
+/// the lock however `body` ended. Prints the report.
+async fn locked<F>(
+    settings: &DeploySettings,
+    interrupt: &Interrupt,
+    command: &str,
+    body: F,
+) -> Result<(), DeployError>
+where
+    F: AsyncFnOnce(&Deploy<'_>) -> Result<DeployReport, DeployError>,
+{
     let printer = Printer::new(settings.output, settings.quiet);
     let started = Instant::now();
-    // A source that cannot be published is a usage error, found before any request.
-    scan::check_root(&settings.source)?;
-    let (store, session) = open_store(&settings, interrupt).await;
+    let (store, session) = open_store(settings, interrupt).await;
     let cloudfront = match (&settings.cloudfront, &session) {
         (Some(cloudfront), Some(session)) => {
             Some(session.cloudfront(cloudfront.endpoint_url.as_deref()))
         }
         _ => None,
     };
+    let lock = match (settings.lock, settings.dryrun) {
+        (Some(options), false) => {
+            Some(lock::acquire(&store, command, options, &printer, interrupt).await?)
+        }
+        (Some(_), true) => {
+            if let Some(holder) = lock::holder(store.as_ref()).await? {
+                printer.warn(&format!(
+                    "{} holds the lock on this target: the plan may change before it ends",
+                    holder.describe()
+                ));
+            }
+            None
+        }
+        (None, _) => None,
+    };
     let deploy = Deploy {
-        settings: &settings,
+        settings,
         store: store.as_ref(),
         cloudfront: cloudfront.as_ref(),
         printer: &printer,
         interrupt,
         started,
+        lock_lost: lock.as_ref().map(lock::Lock::lost),
     };
-    let mut gathered = gather(&settings, deploy.store).await?;
-    let mut plan = probe::plan(
-        &settings,
-        deploy.store,
-        &gathered.files,
-        &gathered.objects,
-        gathered.manifest.as_ref(),
-    )
-    .await?;
-    let (stale, stale_warning) = stale_uploads(&settings, deploy.store, &plan).await;
-    plan.stale_uploads = stale;
-    gathered.warnings.extend(stale_warning);
-    guard(&settings, &gathered, &plan, deploy.store)?;
-    if settings.check {
-        let drift = probe::drift(
-            &gathered.files,
-            &gathered.objects,
-            gathered.manifest.as_ref(),
-            &plan,
-        );
-        gathered.warnings.extend(drift);
+    let result = body(&deploy).await;
+    if let Some(lock) = lock
+        && let Some(warning) = lock.release().await
+    {
+        printer.warn(&warning);
     }
-    for warning in &gathered.warnings {
-        printer.warn(warning);
-    }
-    let changes = changes_to_invalidate(&deploy, &plan, gathered.manifest.as_ref());
-    let report = if settings.dryrun {
-        deploy.dry_run(&plan, &changes, gathered.warnings).await?
-    } else {
-        deploy.publish(&plan, &changes, gathered).await?
-    };
-    report.print(&printer);
+    result?.print(&printer);
     Ok(())
 }
 
+/// Where a release comes from, for its record.
+#[derive(Debug, Clone)]
+pub(crate) struct Origin {
+    pub(crate) kind: &'static str,
+    pub(crate) restores: Option<u64>,
+    pub(crate) commit: Option<String>,
+    pub(crate) message: Option<String>,
+}
+
 /// Opens the store a target names, and the AWS session behind it. Sends no request.
-async fn open_store(
+pub(crate) async fn open_store(
     settings: &DeploySettings,
     interrupt: &Interrupt,
 ) -> (Arc<dyn Store>, Option<Session>) {
@@ -133,13 +171,11 @@ async fn open_store(
 }
 
 /// What the source and the target hold before anything is decided.
-struct Gathered {
+pub(crate) struct Gathered {
     files: Vec<LocalFile>,
     objects: Vec<ObjectMeta>,
     manifest: Option<Manifest>,
     warnings: Vec<String>,
-    /// Pairs of files whose names are equal after NFC normalization.
-    twins: Vec<(Key, Key)>,
 }
 
 /// The uploads killed runs left: begun more than `after` ago. Looked for only when the plan
@@ -178,20 +214,25 @@ async fn stale_uploads(
     }
 }
 
-/// Scans the source on blocking threads while the target is listed and the manifest fetched:
-/// three independent reads, so a deploy waits for the slowest, not their sum.
-async fn gather(settings: &DeploySettings, store: &dyn Store) -> Result<Gathered, DeployError> {
+/// The scanned source, and what the scan found to warn about.
+pub(crate) struct Scanned {
+    files: Vec<LocalFile>,
+    warnings: Vec<String>,
+    /// Pairs of files whose names are equal after NFC normalization.
+    twins: Vec<(Key, Key)>,
+}
+
+/// Scans the source on blocking threads (blake3 of every file), before the target is touched.
+async fn scan_source(settings: &DeploySettings) -> Result<Scanned, DeployError> {
     let source = settings.source.clone();
     let rules = Arc::clone(&settings.rules);
     let follow = settings.follow_symlinks;
-    let scan_task = tokio::task::spawn_blocking(move || scan::scan(&source, &rules, follow));
-    let listing = store.list().try_collect::<Vec<Listing>>();
-    let (scanned, listing, manifest) = tokio::join!(scan_task, listing, fetch_manifest(store));
-    let ScanReport { files, reserved } = scanned.expect("scan task does not panic")?;
-    let (manifest, manifest_warning) = manifest?;
-    let mut warnings: Vec<String> = manifest_warning.into_iter().collect();
+    let scanned = tokio::task::spawn_blocking(move || scan::scan(&source, &rules, follow))
+        .await
+        .expect("scan task does not panic");
+    let ScanReport { files, reserved } = scanned?;
     let unreachable = plan::unreachable_keys(&files);
-    warnings.extend(unreachable.warnings());
+    let mut warnings = unreachable.warnings();
     for path in reserved {
         warnings.push(format!(
             "skipping `{}`: `{}/` is reserved for hoist's manifest",
@@ -199,6 +240,21 @@ async fn gather(settings: &DeploySettings, store: &dyn Store) -> Result<Gathered
             scan::RESERVED_DIR
         ));
     }
+    Ok(Scanned {
+        files,
+        warnings,
+        twins: unreachable.twins,
+    })
+}
+
+/// Lists the target while the manifest is fetched: two independent reads, so a deploy waits
+/// for the slower, not their sum.
+async fn gather(store: &dyn Store, scanned: Scanned) -> Result<Gathered, DeployError> {
+    let listing = store.list().try_collect::<Vec<Listing>>();
+    let (listing, manifest) = tokio::join!(listing, fetch_manifest(store));
+    let (manifest, manifest_warning) = manifest?;
+    let mut warnings = scanned.warnings;
+    warnings.extend(manifest_warning);
     let mut objects = Vec::new();
     for entry in listing? {
         match entry {
@@ -209,43 +265,42 @@ async fn gather(settings: &DeploySettings, store: &dyn Store) -> Result<Gathered
         }
     }
     Ok(Gathered {
-        files,
+        files: scanned.files,
         objects,
         manifest,
         warnings,
-        twins: unreachable.twins,
     })
 }
 
-/// The safety guards, on the final plan and before any mutating request: an empty source (a
-/// failed build), two names equal after Unicode NFC normalization, and more deletes than
-/// `max_deletes` (a wrong `--source` or `--target`) are refused unless `--force`.
-fn guard(
-    settings: &DeploySettings,
-    gathered: &Gathered,
-    plan: &Plan,
-    store: &dyn Store,
-) -> Result<(), GuardError> {
+/// The guards on the source, before the target is touched: an empty source (a failed build)
+/// and two names equal after Unicode NFC normalization are refused unless `--force`.
+fn guard_source(settings: &DeploySettings, scanned: &Scanned) -> Result<(), GuardError> {
     if settings.force {
         return Ok(());
     }
-    if gathered.files.is_empty() {
+    if scanned.files.is_empty() {
         return Err(GuardError::EmptySource {
             dir: settings.source.clone(),
-            target: store.url(None),
+            target: settings.target.url(),
         });
     }
-    if !gathered.twins.is_empty() {
+    if !scanned.twins.is_empty() {
         let name = |key: &Key| escape(key.as_str()).into_owned();
         return Err(GuardError::NormalizationTwins {
-            twins: gathered
+            twins: scanned
                 .twins
                 .iter()
                 .map(|(a, b)| (name(a), name(b)))
                 .collect(),
         });
     }
-    if plan.delete_count() > settings.max_deletes {
+    Ok(())
+}
+
+/// The guard on the plan, before any mutating request: more deletes than `max_deletes` (a
+/// wrong `--source` or `--target`) are refused unless `--force`. Kept stale keys do not count.
+fn guard(settings: &DeploySettings, plan: &Plan, store: &dyn Store) -> Result<(), GuardError> {
+    if !settings.force && plan.delete_count() > settings.max_deletes {
         return Err(GuardError::TooManyDeletes {
             count: plan.delete_count(),
             target: store.url(None),
@@ -284,9 +339,62 @@ struct Deploy<'a> {
     printer: &'a Printer,
     interrupt: &'a Interrupt,
     started: Instant,
+    /// Set when another run took this run's lock over.
+    lock_lost: Option<&'a std::sync::atomic::AtomicBool>,
 }
 
 impl Deploy<'_> {
+    /// From what was gathered to the report: the plan (with the lifecycle's decisions), the
+    /// guards, then the dry run or the publish. Shared by `deploy` and `rollback`.
+    async fn plan_and_apply(
+        &self,
+        mut gathered: Gathered,
+        origin: &Origin,
+    ) -> Result<DeployReport, DeployError> {
+        let settings = self.settings;
+        let (mut plan, lifecycle_warnings) = probe::plan(
+            settings,
+            self.store,
+            &gathered.files,
+            &gathered.objects,
+            gathered.manifest.as_ref(),
+        )
+        .await?;
+        gathered.warnings.extend(lifecycle_warnings);
+        for prefix in &plan.nested {
+            gathered.warnings.push(format!(
+                "leaving `{}` alone: another hoist site lives there",
+                escape(prefix)
+            ));
+        }
+        let (stale, stale_warning) = stale_uploads(settings, self.store, &plan).await;
+        plan.stale_uploads = stale;
+        gathered.warnings.extend(stale_warning);
+        if settings.check {
+            let drift = probe::drift(
+                &gathered.files,
+                &gathered.objects,
+                gathered.manifest.as_ref(),
+                &plan,
+            );
+            gathered.warnings.extend(drift);
+        }
+        for warning in &gathered.warnings {
+            self.printer.warn(warning);
+        }
+        let changes = changes_to_invalidate(self, &plan, gathered.manifest.as_ref());
+        if settings.dryrun {
+            // A reviewer sees the whole plan, then the guard's verdict.
+            let report = self
+                .dry_run(&plan, &changes, gathered.warnings.clone())
+                .await?;
+            guard(settings, &plan, self.store)?;
+            return Ok(report);
+        }
+        guard(settings, &plan, self.store)?;
+        self.publish(&plan, &changes, gathered, origin).await
+    }
+
     /// `--dryrun`: prints the plan and the exact invalidation paths; sends only List, Get and
     /// Head requests (CloudFront: GetDistribution).
     async fn dry_run(
@@ -300,6 +408,9 @@ impl Deploy<'_> {
         }
         for upload in &plan.stale_uploads {
             self.printer.line(&report::abort_line(upload, true));
+        }
+        for kept in &plan.kept {
+            self.printer.line(&report::kept_line(kept, true));
         }
         let invalidation = match (&self.settings.cloudfront, self.cloudfront) {
             (Some(settings), Some(client)) => Some(
@@ -338,13 +449,16 @@ impl Deploy<'_> {
         plan: &Plan,
         changes: &cdn::Changes,
         gathered: Gathered,
+        origin: &Origin,
     ) -> Result<DeployReport, DeployError> {
         let Gathered {
             files,
             manifest,
             warnings,
+            objects,
             ..
         } = gathered;
+        let previous = manifest.clone();
         let mut remote_manifest = manifest;
         let owed = remote_manifest
             .as_ref()
@@ -380,6 +494,9 @@ impl Deploy<'_> {
             ),
             _ => None,
         };
+        for kept in &plan.kept {
+            self.printer.line(&report::kept_line(kept, false));
+        }
         // Nothing is owed any more, unless invalidation is off for this run
         // (`--no-invalidate`), which leaves what an earlier run owed.
         let mut next = next_manifest(plan, &files, &executed);
@@ -389,16 +506,126 @@ impl Deploy<'_> {
             next.pending_invalidation
                 .clone_from(&old.pending_invalidation);
         }
-        if !remote_manifest.is_some_and(|old| old.same_content(&next)) {
-            put_manifest(self.store, &next).await?;
-        }
-        Ok(self.report(
+        let summary = self
+            .finish(
+                previous.as_ref(),
+                remote_manifest.as_ref(),
+                &objects,
+                plan,
+                &files,
+                next,
+                origin,
+                &mut warnings,
+            )
+            .await?;
+        let mut report = self.report(
             Ending::Deployed,
             plan.actions.clone(),
             plan,
             invalidation,
             warnings,
-        ))
+        );
+        report.release = summary;
+        Ok(report)
+    }
+
+    /// After the site is published: the release record, the manifest (skipped when it would
+    /// say the same), then pruning what no retained release needs.
+    #[allow(clippy::too_many_arguments)]
+    async fn finish(
+        &self,
+        previous: Option<&Manifest>,
+        stored: Option<&Manifest>,
+        objects: &[ObjectMeta],
+        plan: &Plan,
+        files: &[LocalFile],
+        mut next: Manifest,
+        origin: &Origin,
+        warnings: &mut Vec<String>,
+    ) -> Result<Option<ReleaseSummary>, DeployError> {
+        let ledger = release::Ledger::new(
+            previous,
+            objects,
+            self.settings.lifecycle,
+            &self.settings.rules,
+            plan.creates_release,
+        );
+        let summary = self
+            .write_release(&ledger, plan, files, &next, origin)
+            .await?;
+        let listing: BTreeMap<&Key, &ObjectMeta> = objects.iter().map(|m| (&m.key, m)).collect();
+        let state = ledger.next_state(plan, &listing, summary.clone());
+        next.stale = state.stale;
+        next.releases = state.releases;
+        next.live = state.live;
+        next.blobs = state.blobs;
+        if !stored.is_some_and(|old| old.same_content(&next)) {
+            put_manifest(self.store, &next).await?;
+        }
+        if !state.pruned.is_empty() {
+            for (key, error) in self.store.delete_batch(&state.pruned).await {
+                let warning = format!(
+                    "could not prune `{}` (the next deploy tries again): {}",
+                    escape(key.as_str()),
+                    ErrorChain(&error)
+                );
+                self.printer.warn(&warning);
+                warnings.push(warning);
+            }
+        }
+        Ok(summary)
+    }
+
+    /// Writes the record of the release this run published, when it changed the site and
+    /// releases are on. Its objects are the manifest's, with each one's full headers.
+    async fn write_release(
+        &self,
+        ledger: &release::Ledger<'_>,
+        plan: &Plan,
+        files: &[LocalFile],
+        next: &Manifest,
+        origin: &Origin,
+    ) -> Result<Option<ReleaseSummary>, DeployError> {
+        if !plan.creates_release || !ledger.releases_on() {
+            return Ok(None);
+        }
+        let mut objects = BTreeMap::new();
+        for file in files {
+            if !next.objects.contains_key(&file.key) {
+                continue;
+            }
+            objects.insert(
+                file.key.clone(),
+                release::ReleasedObject {
+                    size: file.size,
+                    blake3: file.blake3.clone(),
+                    headers: (*file.resolved.headers).clone(),
+                    immutable: file.resolved.immutable,
+                },
+            );
+        }
+        let summary = ReleaseSummary {
+            id: ledger.next_id(),
+            created: crate::clock::Timestamp::now(),
+            commit: origin.commit.clone(),
+            message: origin.message.clone(),
+            kind: origin.kind.to_string(),
+            restores: origin.restores,
+            files: objects.len(),
+            bytes: objects.values().map(|o| o.size).sum(),
+        };
+        let record = release::Release {
+            version: release::RECORD_VERSION,
+            summary: summary.clone(),
+            objects,
+        };
+        put_state(
+            self.store,
+            &release::record_key(summary.id),
+            record.to_bytes(),
+        )
+        .await?;
+        Ok(Some(summary))
     }
 
     /// Runs the executor with a progress bar and one line per completed action. On failure
@@ -433,6 +660,7 @@ impl Deploy<'_> {
             interrupt: self.interrupt,
             on_done: &on_done,
             after,
+            lock_lost: self.lock_lost,
         };
         let executed = executor.run(plan).await;
         printer.finish_progress();
@@ -469,23 +697,22 @@ impl Deploy<'_> {
 }
 
 async fn put_manifest(store: &dyn Store, manifest: &Manifest) -> Result<(), store::Error> {
+    put_state(store, &manifest::manifest_key(), manifest.to_bytes()).await
+}
+
+/// Writes one of hoist's own JSON objects under `.hoist/`: never cached.
+async fn put_state(store: &dyn Store, key: &Key, bytes: Vec<u8>) -> Result<(), store::Error> {
     let headers = crate::headers::Headers {
         content_type: Some("application/json".into()),
         cache_control: Some("no-store".into()),
         ..Default::default()
     };
-    store
-        .put(
-            &manifest::manifest_key(),
-            Body::Bytes(manifest.to_bytes().into()),
-            &headers,
-        )
-        .await?;
+    store.put(key, Body::Bytes(bytes.into()), &headers).await?;
     Ok(())
 }
 
 /// Reads the previous manifest; a missing one is normal, an unreadable one a warning.
-async fn fetch_manifest(
+pub(crate) async fn fetch_manifest(
     store: &dyn Store,
 ) -> Result<(Option<Manifest>, Option<String>), store::Error> {
     match store.get(&manifest::manifest_key()).await {

@@ -22,6 +22,9 @@ use crate::store::{ObjectInfo, ObjectMeta};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub(crate) enum Phase {
+    /// Server-side copies of the live release's pages into `.hoist/objects/` before they are
+    /// overwritten or deleted, so a rollback can restore them.
+    Preserve,
     Immutable,
     Other,
     Html,
@@ -32,6 +35,7 @@ impl Phase {
     /// What the phase does, for messages: `uploading other files`.
     pub(crate) fn doing(self) -> &'static str {
         match self {
+            Phase::Preserve => "keeping the live release's pages for rollback (before phase 1)",
             Phase::Immutable => "uploading immutable assets (phase 1 of 4)",
             Phase::Other => "uploading other files (phase 2 of 4)",
             Phase::Html => "uploading HTML pages (phase 3 of 4)",
@@ -56,6 +60,8 @@ pub(crate) enum Op {
     Upload,
     UpdateHeaders,
     Delete,
+    /// A server-side copy of a live object into `.hoist/objects/` ([`Phase::Preserve`]).
+    Keep,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -68,6 +74,8 @@ pub(crate) enum Reason {
     HeadersChanged,
     #[serde(rename = "stale")]
     Stale,
+    #[serde(rename = "kept for rollback")]
+    ForRollback,
 }
 
 impl Reason {
@@ -77,12 +85,13 @@ impl Reason {
             Reason::ContentChanged => "content changed",
             Reason::HeadersChanged => "headers changed",
             Reason::Stale => "stale",
+            Reason::ForRollback => "kept for rollback",
         }
     }
 
     /// Whether the key held an object before this deploy (so a cache may hold it).
     pub(crate) fn replaces_existing(self) -> bool {
-        !matches!(self, Reason::New)
+        !matches!(self, Reason::New | Reason::ForRollback)
     }
 }
 
@@ -100,6 +109,33 @@ pub(crate) struct Action {
     /// Index into the scanned files (uploads and header updates).
     #[serde(skip)]
     pub(crate) file: Option<usize>,
+    /// A server-side copy's source (a rollback's restore, a [`Op::Keep`]), and the ETag the
+    /// source must still have.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) copy_from: Option<Key>,
+    #[serde(skip)]
+    pub(crate) copy_etag: Option<String>,
+}
+
+/// What becomes of a listed key no local file claims.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Fate {
+    Delete { immutable: bool },
+    Keep(Kept),
+}
+
+/// A stale key the deploy keeps: a hashed asset within its grace period, or one a retained
+/// release still publishes.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub(crate) struct Kept {
+    pub(crate) key: Key,
+    pub(crate) stale_since: crate::clock::Timestamp,
+    /// When the grace period ends (none while a retained release needs it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) expires: Option<crate::clock::Timestamp>,
+    /// The newest retained release that publishes it, when that is why it is kept.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) release: Option<u64>,
 }
 
 /// The outcome of comparing one local file with what the target holds.
@@ -142,7 +178,7 @@ pub(crate) fn classify(
             out.decided.push((index, Decision::New, None));
             continue;
         };
-        match manifest.and_then(|m| m.valid_entry(listed)) {
+        match manifest.and_then(|m| m.known_entry(listed)) {
             Some(entry) => {
                 let decision = if entry.blake3 != file.blake3 || entry.size != file.size {
                     Decision::ContentChanged
@@ -211,6 +247,12 @@ pub(crate) struct Plan {
     pub(crate) unchanged: usize,
     /// Stale keys kept because deletion is off.
     pub(crate) stale_kept: Vec<Key>,
+    /// Stale keys kept by the release lifecycle (grace period, retained releases).
+    pub(crate) kept: Vec<Kept>,
+    /// Sub-prefixes that hold another hoist site, left alone.
+    pub(crate) nested: Vec<String>,
+    /// Whether the plan changes what the site serves, so that it is a new release.
+    pub(crate) creates_release: bool,
     /// Entries for unchanged objects (the manifest's basis, completed by the executor).
     pub(crate) known: BTreeMap<Key, ObjectRecord>,
     /// Multipart uploads a killed run left under the target, aborted after the deletes.
@@ -235,18 +277,53 @@ pub(crate) struct PlanOptions<'a> {
     pub(crate) delete: bool,
     /// Remote keys matching this are never deleted.
     pub(crate) is_excluded: &'a dyn Fn(&str) -> bool,
+    /// Deletes or keeps each stale key (the release lifecycle's grace period).
+    pub(crate) fate: &'a dyn Fn(&ObjectMeta) -> Fate,
+}
+
+/// The sub-prefixes (`pr-1/`) under which the listing shows another hoist site's state
+/// (`pr-1/.hoist/...`), outermost first.
+pub(crate) fn nested_sites(listing: &[ObjectMeta]) -> Vec<String> {
+    let marker = format!("/{RESERVED_DIR}/");
+    let mut found: Vec<String> = Vec::new();
+    for object in listing {
+        let Some(at) = object.key.as_str().find(&marker) else {
+            continue;
+        };
+        let prefix = &object.key.as_str()[..=at];
+        if !found.iter().any(|outer| prefix.starts_with(outer.as_str())) {
+            found.retain(|inner| !inner.starts_with(prefix));
+            found.push(prefix.to_string());
+        }
+    }
+    found.sort();
+    found
+}
+
+fn under_any(key: &Key, prefixes: &[String]) -> bool {
+    prefixes
+        .iter()
+        .any(|p| key.as_str().starts_with(p.as_str()))
 }
 
 /// Builds the plan from every file's decision (each file exactly once) and the remote-only keys.
+/// Nothing under a nested hoist site (`nested`) is written or deleted.
 pub(crate) fn build(
     files: &[LocalFile],
     decisions: Vec<(usize, Decision, Option<ObjectRecord>)>,
     remote_only: &[ObjectMeta],
+    nested: Vec<String>,
     options: &PlanOptions<'_>,
 ) -> Plan {
-    let mut plan = Plan::default();
+    let mut plan = Plan {
+        nested,
+        ..Plan::default()
+    };
     for (index, decision, entry) in decisions {
         let file = &files[index];
+        if under_any(&file.key, &plan.nested) {
+            continue;
+        }
         let (op, reason) = match decision {
             Decision::Unchanged => {
                 plan.unchanged += 1;
@@ -274,36 +351,61 @@ pub(crate) fn build(
             key: file.key.clone(),
             reason,
             phase: Phase::of(file),
-            bytes: if op == Op::Upload { file.size } else { 0 },
+            bytes: if op == Op::Upload && file.copy_from.is_none() {
+                file.size
+            } else {
+                0
+            },
             immutable: file.resolved.immutable,
             file: Some(index),
+            copy_from: if op == Op::Upload {
+                file.copy_from.clone()
+            } else {
+                None
+            },
+            copy_etag: None,
         });
     }
+    add_stale(&mut plan, remote_only, options);
+    plan.actions
+        .sort_by(|a, b| (a.phase, &a.key).cmp(&(b.phase, &b.key)));
+    plan
+}
+
+/// Deletes or keeps each listed key no file claims (never hoist's own, a nested site's or an
+/// excluded key).
+fn add_stale(plan: &mut Plan, remote_only: &[ObjectMeta], options: &PlanOptions<'_>) {
     for object in remote_only {
         let key = &object.key;
         if key.as_str() == RESERVED_DIR || key.is_under(RESERVED_DIR) {
             continue;
         }
-        if (options.is_excluded)(key.as_str()) {
+        if under_any(key, &plan.nested) || (options.is_excluded)(key.as_str()) {
             continue;
         }
         if !options.delete {
             plan.stale_kept.push(key.clone());
             continue;
         }
+        let immutable = match (options.fate)(object) {
+            Fate::Keep(kept) => {
+                plan.kept.push(kept);
+                continue;
+            }
+            Fate::Delete { immutable } => immutable,
+        };
         plan.actions.push(Action {
             op: Op::Delete,
             key: key.clone(),
             reason: Reason::Stale,
             phase: Phase::Delete,
             bytes: 0,
-            immutable: false,
+            immutable,
             file: None,
+            copy_from: None,
+            copy_etag: None,
         });
     }
-    plan.actions
-        .sort_by(|a, b| (a.phase, &a.key).cmp(&(b.phase, &b.key)));
-    plan
 }
 
 /// Keys a browser or CloudFront cannot reach by their natural URL.
@@ -389,6 +491,7 @@ mod tests {
                 immutable,
                 rule: None,
             },
+            copy_from: None,
         }
     }
 
@@ -418,13 +521,16 @@ mod tests {
     ) -> (Plan, Vec<Pending>) {
         let comparison = classify(files, listing, manifest);
         let exclude = |k: &str| std::path::Path::new(k).extension() == Some("keep".as_ref());
+        let fate = |_: &ObjectMeta| Fate::Delete { immutable: false };
         let plan = build(
             files,
             comparison.decided,
             &comparison.remote_only,
+            nested_sites(listing),
             &PlanOptions {
                 delete,
                 is_excluded: &exclude,
+                fate: &fate,
             },
         );
         (plan, comparison.pending)
@@ -628,6 +734,32 @@ mod tests {
         );
         // The twin is reported by the guard, not twice.
         assert_eq!(found.warnings().len(), 1);
+    }
+
+    #[test]
+    fn nested_hoist_sites_are_left_alone() {
+        let files = vec![
+            file("index.html", "x", false, "text/html"),
+            file("pr-1/index.html", "mine", false, "text/html"),
+        ];
+        let listing = vec![
+            listed("old.html", 1, "o"),
+            listed("pr-1/.hoist/manifest.json", 10, "m"),
+            listed("pr-1/assets/app.js", 1, "a"),
+            listed("pr-1/index.html", 1, "i"),
+            listed("pr-1/pr-2/.hoist/manifest.json", 10, "m2"),
+            listed("team/docs/.hoist/manifest.json", 10, "m3"),
+            listed("team/docs/page.html", 1, "p"),
+        ];
+        assert_eq!(nested_sites(&listing), ["pr-1/", "team/docs/"]);
+        let (plan, _) = plan_of(&files, &listing, None, true);
+        let keys: Vec<_> = plan
+            .actions
+            .iter()
+            .map(|a| (a.op, a.key.as_str()))
+            .collect();
+        assert_eq!(keys, [(Op::Upload, "index.html"), (Op::Delete, "old.html")]);
+        assert_eq!(plan.nested, ["pr-1/", "team/docs/"]);
     }
 
     #[test]

@@ -8,21 +8,26 @@
 
 use futures::{StreamExt, TryStreamExt};
 
+use std::collections::BTreeMap;
+
 use super::manifest::{Manifest, ObjectRecord};
 use super::plan::{self, Decision, Plan, PlanOptions};
+use super::release::Ledger;
 use super::scan::LocalFile;
 use super::settings::DeploySettings;
 use crate::store::{self, ObjectMeta, Store};
 
-/// Classifies every file against the target (reading pending objects) and builds the plan.
-/// With `--check` the manifest vouches for nothing: every listed object is read with HEAD.
+/// Classifies every file against the target (reading pending objects) and builds the plan,
+/// with the release lifecycle's decisions: which stale keys are kept, and which live pages are
+/// kept for rollback before they are replaced. With `--check` the manifest vouches for
+/// nothing: every listed object is read with HEAD.
 pub(crate) async fn plan(
     settings: &DeploySettings,
     store: &dyn Store,
     files: &[LocalFile],
     objects: &[ObjectMeta],
     manifest: Option<&Manifest>,
-) -> Result<Plan, store::Error> {
+) -> Result<(Plan, Vec<String>), store::Error> {
     let trusted = if settings.check { None } else { manifest };
     let comparison = plan::classify(files, objects, trusted);
     let mut decisions = comparison.decided;
@@ -35,15 +40,64 @@ pub(crate) async fn plan(
     decisions.extend(heads);
     let rules = &settings.rules;
     let is_excluded = |key: &str| rules.is_excluded(key);
-    Ok(plan::build(
+    let nested = plan::nested_sites(objects);
+    let creates_release = creates_release(
+        settings,
+        files,
+        &decisions,
+        &comparison.remote_only,
+        &nested,
+    );
+    let ledger = Ledger::new(
+        manifest,
+        objects,
+        settings.lifecycle,
+        rules,
+        creates_release,
+    );
+    let fate = |object: &ObjectMeta| ledger.fate(object);
+    let mut plan = plan::build(
         files,
         decisions,
         &comparison.remote_only,
+        nested,
         &PlanOptions {
             delete: settings.delete,
             is_excluded: &is_excluded,
+            fate: &fate,
         },
-    ))
+    );
+    plan.creates_release = creates_release;
+    let listing: BTreeMap<_, _> = objects.iter().map(|m| (&m.key, m)).collect();
+    let (keeps, warnings) = ledger.keep_actions(&plan, &listing);
+    plan.actions.splice(0..0, keeps);
+    Ok((plan, warnings))
+}
+
+/// Whether the plan will change what the site serves (so it is a new release): a file to
+/// write, or a stale page to delete. Expired hashed assets alone are not a release.
+fn creates_release(
+    settings: &DeploySettings,
+    files: &[LocalFile],
+    decisions: &[(usize, Decision, Option<ObjectRecord>)],
+    remote_only: &[ObjectMeta],
+    nested: &[String],
+) -> bool {
+    let outside_nested =
+        |key: &crate::key::Key| !nested.iter().any(|n| key.as_str().starts_with(n.as_str()));
+    let writes = decisions.iter().any(|(index, decision, _)| {
+        *decision != Decision::Unchanged && outside_nested(&files[*index].key)
+    });
+    writes
+        || (settings.delete
+            && remote_only.iter().any(|object| {
+                let key = &object.key;
+                key.as_str() != super::scan::RESERVED_DIR
+                    && !key.is_under(super::scan::RESERVED_DIR)
+                    && outside_nested(key)
+                    && !settings.rules.is_excluded(key.as_str())
+                    && !settings.rules.resolve(key).immutable
+            }))
 }
 
 /// With `--check`: the keys the manifest called unchanged that the objects themselves show
@@ -87,7 +141,9 @@ async fn head_one(
         Err(store::Error::NotFound { .. }) => return Ok((pending.file, Decision::New, None)),
         Err(e) => return Err(e),
     };
-    let md5 = if plan::needs_md5(file, &info) {
+    // A rollback's objects have no local file to hash: without hoist's blake3 on the object,
+    // its bytes are restored.
+    let md5 = if !file.path.as_os_str().is_empty() && plan::needs_md5(file, &info) {
         let path = file.path.clone();
         let digest = tokio::task::spawn_blocking(move || md5_file(&path))
             .await

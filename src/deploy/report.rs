@@ -5,7 +5,9 @@
 use std::time::Instant;
 
 use super::cdn::InvalidationReport;
-use super::plan::{Action, Op, Plan};
+use super::manifest::ReleaseSummary;
+use super::plan::{Action, Kept, Op, Plan};
+use crate::key::Key;
 use crate::report::{Printer, escape, human_bytes};
 
 /// The JSON document `--output json` prints.
@@ -18,6 +20,12 @@ pub(crate) struct DeployReport {
     invalidation: Option<InvalidationReport>,
     /// Multipart uploads killed runs left, aborted after the deletes (or, dry, to be).
     stale_uploads: Vec<crate::store::Upload>,
+    /// Stale keys kept by the release lifecycle, and until when.
+    kept: Vec<Kept>,
+    /// Sub-prefixes holding another hoist site, left alone.
+    nested_sites: Vec<String>,
+    /// The release this run published (none for a dry run or a run that changed nothing).
+    pub(crate) release: Option<ReleaseSummary>,
     warnings: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<String>,
@@ -30,6 +38,7 @@ struct Summary {
     deleted: usize,
     unchanged: usize,
     stale_kept: usize,
+    kept: usize,
     bytes: u64,
     /// Requests that were retried (transport errors, throttling, 5xx), counted per attempt.
     retries: u64,
@@ -63,6 +72,7 @@ impl DeployReport {
             deleted: count(Op::Delete),
             unchanged: plan.unchanged,
             stale_kept: plan.stale_kept.len(),
+            kept: plan.kept.len(),
             bytes: actions.iter().map(|a| a.bytes).sum(),
             retries: crate::aws::REQUEST_STATS.retries(),
             seconds: (started.elapsed().as_secs_f64() * 1000.0).round() / 1000.0,
@@ -79,6 +89,9 @@ impl DeployReport {
             summary,
             invalidation,
             stale_uploads: plan.stale_uploads.clone(),
+            kept: plan.kept.clone(),
+            nested_sites: plan.nested.clone(),
+            release: None,
             warnings,
             error,
         }
@@ -108,6 +121,12 @@ impl DeployReport {
         if s.stale_kept > 0 {
             line.push_str(&format!(", {} stale kept", s.stale_kept));
         }
+        if s.kept > 0 {
+            line.push_str(&format!(", {} old asset(s) kept", s.kept));
+        }
+        if let Some(release) = &self.release {
+            line.push_str(&format!(", release {}", release.id));
+        }
         if s.retries > 0 {
             line.push_str(&format!(", {} retried request(s)", s.retries));
         }
@@ -117,6 +136,25 @@ impl DeployReport {
         line.push_str(&format!(" in {:.1}s", s.seconds));
         printer.data(&line);
     }
+}
+
+/// `kept  assets/app.1.js  (stale since 2026-12-01T22:15:00Z, expires in 5d)`.
+pub(crate) fn kept_line(kept: &Kept, dryrun: bool) -> String {
+    let why = match (kept.release, kept.expires) {
+        (Some(release), _) => format!("release {release} publishes it"),
+        (None, Some(expires)) => format!(
+            "expires in {}",
+            crate::clock::span(expires.since(crate::clock::Timestamp::now()))
+        ),
+        (None, None) => "kept".to_string(),
+    };
+    format!(
+        "{}{}  {}  (stale since {}, {why})",
+        if dryrun { "(dryrun) " } else { "" },
+        console::style("kept").dim(),
+        escape(kept.key.as_str()),
+        kept.stale_since
+    )
 }
 
 /// `abort  video.mp4  (an upload begun 26h ago, never completed)`.
@@ -139,7 +177,26 @@ pub(crate) fn action_line(action: &Action, dryrun: bool) -> String {
         Op::Upload => console::style("upload").green(),
         Op::UpdateHeaders => console::style("update").yellow(),
         Op::Delete => console::style("delete").red(),
+        Op::Keep => console::style("keep").cyan(),
     };
+    if action.op == Op::Keep {
+        return format!(
+            "{}{op}  {}  (as {}, for rollback)",
+            if dryrun { "(dryrun) " } else { "" },
+            escape(action.copy_from.as_ref().map_or("", Key::as_str)),
+            escape(action.key.as_str()),
+        );
+    }
+    if let Some(from) = &action.copy_from {
+        return format!(
+            "{}{}  {}  ({}, copied from {})",
+            if dryrun { "(dryrun) " } else { "" },
+            console::style("restore").green(),
+            escape(action.key.as_str()),
+            action.reason.as_str(),
+            escape(from.as_str())
+        );
+    }
     format!(
         "{}{op}  {}  ({})",
         if dryrun { "(dryrun) " } else { "" },

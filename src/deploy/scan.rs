@@ -25,6 +25,9 @@ pub(crate) struct LocalFile {
     /// Lower-case hex blake3 digest of the content.
     pub(crate) blake3: String,
     pub(crate) resolved: Resolved,
+    /// For a rollback: the key whose bytes the object is copied from server-side (`path` is
+    /// then unused). `None` for files of a build.
+    pub(crate) copy_from: Option<Key>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -304,6 +307,7 @@ fn hash_all(entries: Vec<Found>, rules: &Rules) -> Result<Vec<LocalFile>, ScanEr
                 mtime: entry.mtime,
                 blake3,
                 resolved,
+                copy_from: None,
             })
         })
         .collect()

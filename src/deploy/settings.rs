@@ -7,7 +7,9 @@
 use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 
-use super::config::{ConfigError, DeployConfig};
+use super::config::{ConfigError, DeployConfig, Span};
+use super::lock::{self, LockOptions};
+use super::release::Lifecycle;
 use super::rules::{RuleError, Rules};
 use super::target::{Target, TargetError};
 use crate::aws::{AwsOptions, EnvError, ProfileNotFound, Timeouts};
@@ -37,6 +39,12 @@ pub(crate) enum SettingsError {
     Env(#[from] EnvError),
     #[error(transparent)]
     Profile(#[from] ProfileNotFound),
+    #[error("{flag} {value}: {message}")]
+    Flag {
+        flag: &'static str,
+        value: String,
+        message: String,
+    },
 }
 
 pub(crate) const DEFAULT_CONFIG: &str = "deploy.yaml";
@@ -46,6 +54,10 @@ pub(crate) const DEFAULT_MAX_PATHS: usize = 100;
 /// A multipart upload this old is no live run's: S3's own lifecycle examples use a day.
 pub(crate) const DEFAULT_ABORT_UPLOADS_AFTER: std::time::Duration =
     std::time::Duration::from_hours(24);
+/// How long stale hashed assets outlive the site that used them.
+pub(crate) const DEFAULT_KEEP_STALE_FOR: std::time::Duration =
+    std::time::Duration::from_hours(24 * 7);
+pub(crate) const DEFAULT_KEEP_RELEASES: usize = 10;
 /// aws-cli's multipart threshold and part size.
 pub(crate) const DEFAULT_MULTIPART_SIZE: u64 = 8 << 20;
 
@@ -72,6 +84,11 @@ pub(crate) struct DeploySettings {
     pub(crate) output: OutputFormat,
     pub(crate) quiet: bool,
     pub(crate) cloudfront: Option<CloudFrontSettings>,
+    pub(crate) lifecycle: Lifecycle,
+    /// How the run takes the target's lock; `None` with `--no-lock` or `lock: false`.
+    pub(crate) lock: Option<LockOptions>,
+    /// `--message`, for the release record.
+    pub(crate) message: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -84,11 +101,24 @@ pub(crate) struct CloudFrontSettings {
 
 impl DeploySettings {
     pub(crate) fn resolve(args: &DeployArgs) -> Result<DeploySettings, SettingsError> {
+        Self::resolve_with(args, true)
+    }
+
+    /// For commands that work on the target alone (`rollback`, `releases`): no source needed.
+    pub(crate) fn resolve_target(args: &DeployArgs) -> Result<DeploySettings, SettingsError> {
+        Self::resolve_with(args, false)
+    }
+
+    fn resolve_with(
+        args: &DeployArgs,
+        needs_source: bool,
+    ) -> Result<DeploySettings, SettingsError> {
         let (config, base) = load_config(args.config.as_deref())?;
         let source = match (&args.source, &config.source) {
             (Some(source), _) => source.clone(),
             (None, Some(source)) => base.join(source),
-            (None, None) => return Err(SettingsError::NoSource),
+            (None, None) if needs_source => return Err(SettingsError::NoSource),
+            (None, None) => PathBuf::new(),
         };
         let target_url = args
             .target
@@ -109,7 +139,11 @@ impl DeploySettings {
             crate::aws::check_profile(profile.as_deref())?;
         }
         let cloudfront = resolve_cloudfront(args, &config)?;
+        let (lifecycle, lock) = resolve_lifecycle(args, &config)?;
         Ok(DeploySettings {
+            lifecycle,
+            lock,
+            message: args.message.clone(),
             source,
             target,
             aws: AwsOptions {
@@ -148,6 +182,51 @@ impl DeploySettings {
             cloudfront,
         })
     }
+}
+
+/// The release lifecycle and the lock: flags > deploy.yaml > defaults.
+fn resolve_lifecycle(
+    args: &DeployArgs,
+    config: &DeployConfig,
+) -> Result<(Lifecycle, Option<LockOptions>), SettingsError> {
+    let span =
+        |flag: &'static str, value: &Option<String>, config: Option<&Span>, default| match value {
+            Some(text) => Span::parse(text)
+                .map(|s| s.0)
+                .map_err(|message| SettingsError::Flag {
+                    flag,
+                    value: text.clone(),
+                    message,
+                }),
+            None => Ok(config.map_or(default, |s| s.0)),
+        };
+    let lifecycle = Lifecycle {
+        keep_releases: args
+            .keep_releases
+            .or(config.releases.as_ref().and_then(|r| r.keep))
+            .unwrap_or(DEFAULT_KEEP_RELEASES),
+        keep_stale_for: span(
+            "--keep-stale-for",
+            &args.keep_stale_for,
+            config.keep_stale_for.as_ref(),
+            DEFAULT_KEEP_STALE_FOR,
+        )?,
+    };
+    let lock_wait = span(
+        "--lock-timeout",
+        &args.lock_timeout,
+        config.lock_timeout.as_ref(),
+        lock::DEFAULT_WAIT,
+    )?;
+    let lock = (!args.no_lock && config.lock.unwrap_or(true))
+        .then(|| {
+            Ok::<_, SettingsError>(LockOptions {
+                ttl: lock::ttl_from_env()?,
+                wait: lock_wait,
+            })
+        })
+        .transpose()?;
+    Ok((lifecycle, lock))
 }
 
 fn load_config(explicit: Option<&Path>) -> Result<(DeployConfig, PathBuf), SettingsError> {

@@ -18,6 +18,14 @@ pub(crate) struct TargetError {
 }
 
 impl Target {
+    /// How the target is shown: `s3://bucket/prefix/`, or the local path.
+    pub(crate) fn url(&self) -> String {
+        match self {
+            Target::S3 { bucket, prefix } => format!("s3://{bucket}/{prefix}"),
+            Target::Local { path } => path.display().to_string(),
+        }
+    }
+
     pub(crate) fn parse(url: &str) -> Result<Target, TargetError> {
         let fail = |reason: &str| TargetError {
             url: url.to_string(),

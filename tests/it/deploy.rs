@@ -40,6 +40,10 @@ pub struct Site {
     pub bucket: String,
     pub prefix: String,
     endpoint: crate::util::Endpoint,
+    /// rclone serve s3 ignores conditional writes, so hoist refuses to lock there: the rclone
+    /// cases of tests about other things run with `lock: false` (the refusal itself is tested
+    /// in `releases.rs`).
+    lock: bool,
 }
 
 impl Site {
@@ -63,16 +67,20 @@ impl Site {
             bucket,
             prefix: prefix.to_string(),
             endpoint: server.endpoint(),
+            lock: server.name() != "rclone",
         };
         site.write_config(config);
         site
     }
 
     pub fn write_config(&self, config: &str) {
-        let full = format!(
+        let mut full = format!(
             "{config}\ntarget: s3://{}/{}\nendpoint_url: {}\n",
             self.bucket, self.prefix, self.endpoint.url
         );
+        if !self.lock {
+            full.push_str("lock: false\n");
+        }
         std::fs::write(self.dir.path().join("deploy.yaml"), full).expect("deploy.yaml");
     }
 
@@ -100,7 +108,17 @@ impl Site {
         self.endpoint.client()
     }
 
+    /// The bucket as a site: every key, the manifest included, but not the release
+    /// lifecycle's records and kept bytes (`.hoist/releases/`, `.hoist/objects/`).
     pub fn contents(&self) -> std::collections::BTreeMap<String, Vec<u8>> {
+        let mut contents = self.all_contents();
+        contents
+            .retain(|key, _| !key.contains(".hoist/releases/") && !key.contains(".hoist/objects/"));
+        contents
+    }
+
+    /// Every key of the bucket.
+    pub fn all_contents(&self) -> std::collections::BTreeMap<String, Vec<u8>> {
         bucket_contents(&self.client(), &self.bucket)
     }
 
@@ -242,13 +260,24 @@ fn noop_deploy_sends_only_the_listing_and_one_get() {
         .iter()
         .filter(|r| r.method == "GET" && object_key(r, &site.bucket).is_some())
         .collect();
+    // The lock: created, the check that a second create fails, released.
+    let lock: Vec<&str> = recording
+        .iter()
+        .filter(|r| object_key(r, &site.bucket).as_deref() == Some(".hoist/lock.json"))
+        .map(|r| r.method.as_str())
+        .collect();
     assert!(lists >= 1, "{described:#?}");
     assert_eq!(gets.len(), 1, "{described:#?}");
     assert_eq!(
         object_key(gets[0], &site.bucket).as_deref(),
         Some(".hoist/manifest.json")
     );
-    assert_eq!(lists + gets.len(), recording.len(), "{described:#?}");
+    assert_eq!(lock, ["PUT", "PUT", "DELETE"], "{described:#?}");
+    assert_eq!(
+        lists + gets.len() + lock.len(),
+        recording.len(),
+        "{described:#?}"
+    );
 }
 
 #[test]
@@ -290,9 +319,9 @@ fn uploads_are_ordered_immutable_then_other_then_html_then_deletes() {
             .collect()
     };
     let deletes = index_of(&|r| r.is_delete_objects());
+    // Site files only: hoist's own state (lock, release record, manifest) is not the site.
     let site_puts = index_of(&|r| {
-        r.method == "PUT"
-            && object_key(r, &site.bucket).is_some_and(|k| k != ".hoist/manifest.json")
+        r.method == "PUT" && object_key(r, &site.bucket).is_some_and(|k| !k.starts_with(".hoist/"))
     });
     let manifest_puts = index_of(&|r| {
         r.method == "PUT" && object_key(r, &site.bucket).as_deref() == Some(".hoist/manifest.json")
@@ -301,9 +330,12 @@ fn uploads_are_ordered_immutable_then_other_then_html_then_deletes() {
     assert!(site_puts.iter().all(|p| *p < deletes[0]));
     assert_eq!(manifest_puts.len(), 1);
     assert!(manifest_puts[0] > deletes[0]);
+    // After the manifest, only the lock is released.
     let last_mutating = recording
         .iter()
-        .rposition(|r| r.is_mutating())
+        .rposition(|r| {
+            r.is_mutating() && object_key(r, &site.bucket).as_deref() != Some(".hoist/lock.json")
+        })
         .expect("the deploy mutated the bucket");
     assert_eq!(
         manifest_puts[0], last_mutating,
@@ -323,9 +355,19 @@ fn one_change_reuploads_one_file(server: &Server) {
 
     site.write("robots.txt", "User-agent: *\nDisallow: /private");
     let ran = site.deploy_json().success();
+    // The release before keeps its robots.txt (server-side, under .hoist/objects/) for a
+    // rollback, then the new one is uploaded.
+    let old = blake3::hash(b"User-agent: *").to_hex();
     assert_eq!(
         keys(&ran),
-        [triple("upload", "robots.txt", "content changed")]
+        [
+            triple(
+                "keep",
+                &format!(".hoist/objects/{old}"),
+                "kept for rollback"
+            ),
+            triple("upload", "robots.txt", "content changed")
+        ]
     );
     assert_eq!(
         site.contents()["robots.txt"],
@@ -386,8 +428,14 @@ fn header_update_is_a_copy_not_a_reupload() {
     let uploaded = uploads(&recording, &site.bucket);
     assert_eq!(
         uploaded,
-        [".hoist/manifest.json"],
-        "only the manifest is re-uploaded"
+        [
+            ".hoist/lock.json",
+            ".hoist/lock.json",
+            ".hoist/releases/00000002.json",
+            ".hoist/manifest.json"
+        ],
+        "no site file is re-uploaded: only the lock (create, then the check that the store \
+         honours conditions), the release record and the manifest"
     );
 }
 
@@ -468,13 +516,21 @@ fn refused_plan_sends_no_mutating_request() {
     moto.start_recording();
     site.deploy().run().exit(1);
     moto.stop_recording();
-    let mutating: Vec<String> = moto
-        .recording()
+    let recording = moto.recording();
+    let mutating: Vec<String> = recording
         .iter()
         .filter(|r| r.is_mutating())
+        .filter(|r| object_key(r, &site.bucket).as_deref() != Some(".hoist/lock.json"))
         .map(|r| format!("{} {}", r.method, r.url))
         .collect();
     assert!(mutating.is_empty(), "{mutating:?}");
+    // The lock was taken and released.
+    let lock: Vec<&str> = recording
+        .iter()
+        .filter(|r| object_key(r, &site.bucket).as_deref() == Some(".hoist/lock.json"))
+        .map(|r| r.method.as_str())
+        .collect();
+    assert_eq!(lock, ["PUT", "PUT", "DELETE"]);
 }
 
 pub const AWKWARD: &[(&str, &str)] = &[
@@ -597,8 +653,9 @@ fn every_upload_carries_a_checksum_computed_independently() {
         assert_eq!(sent, want, "{}", request.url);
         checked += 1;
     }
-    // 8 site files, the manifest, and three parts of the big file.
-    assert_eq!(checked, FILES.len() - 1 + 1 + 3);
+    // 8 site files, three parts of the big file, and hoist's state: the manifest, the release
+    // record and the lock (created, then checked).
+    assert_eq!(checked, FILES.len() - 1 + 3 + 4);
     assert_eq!(site.contents()["downloads/big.txt"], big.as_bytes());
 }
 
@@ -717,7 +774,12 @@ fn an_explicit_profile_beats_environment_keys() {
     site.write("robots.txt", "changed");
     site.write_config(&format!("{CONFIG}\nprofile: ci\n"));
     let ran = wrong_env().args(["--output", "json"]).success();
-    assert_eq!(ran.actions().len(), 1, "{}", ran.stdout);
+    let uploads = ran
+        .actions()
+        .into_iter()
+        .filter(|a| a.0 == "upload")
+        .count();
+    assert_eq!(uploads, 1, "{}", ran.stdout);
     // AWS_PROFILE is not explicit: aws-cli lets environment keys win over it, and so does hoist.
     site.write_config(CONFIG);
     wrong_env().env("AWS_PROFILE", "ci").run().exit(1);
