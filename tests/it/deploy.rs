@@ -74,9 +74,14 @@ impl Site {
     }
 
     pub fn write_config(&self, config: &str) {
+        self.write_config_with_prefix(config, &self.prefix);
+    }
+
+    /// deploy.yaml for another prefix of the same bucket.
+    pub fn write_config_with_prefix(&self, config: &str, prefix: &str) {
         let mut full = format!(
             "{config}\ntarget: s3://{}/{}\nendpoint_url: {}\n",
-            self.bucket, self.prefix, self.endpoint.url
+            self.bucket, prefix, self.endpoint.url
         );
         if !self.lock {
             full.push_str("lock: false\n");

@@ -25,6 +25,9 @@ mod errors;
 mod faults;
 /// The fault-injecting HTTP/1.1 proxy the fault tests put between hoist and a server.
 mod proxy;
+/// Releases (issue #12): old assets survive, rollback, pruning, the lock, nested sites.
+#[cfg(unix)]
+mod releases;
 /// The test servers and helpers themselves; read these first when everything fails.
 mod server_smoke;
 /// Guards that start moto_server and rclone serve s3 on free loopback ports.

@@ -1,0 +1,612 @@
+//! Issue #12, the release lifecycle, against moto_server (its recorder, anonymous GETs through
+//! a bucket policy) and rclone serve s3 (which ignores conditional writes): a real Vite build
+//! deployed three times while a browser-like prober holds on to every page it saw, rollback,
+//! pruning, the lock between two deploys and after a SIGKILL, and nested sites.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use crate::backends::Server;
+use crate::deploy::Site;
+use crate::proxy::{Fault, FaultProxy, Plan};
+use crate::util::{Hoist, head};
+
+const VITE_CONFIG: &str = r#"
+source: site
+rules:
+  - match: "assets/**"
+    cache_control: "public, max-age=31536000, immutable"
+    immutable: true
+  - match: "*.html"
+    cache_control: "public, max-age=300, must-revalidate"
+  - match: "**"
+    cache_control: "public, max-age=3600"
+"#;
+
+/// The Vite fixture (`tests/fixtures/vite-app`), its dependencies installed once with `npm ci`
+/// from the committed lock file.
+fn vite_fixture() -> &'static Path {
+    static INSTALLED: OnceLock<PathBuf> = OnceLock::new();
+    INSTALLED.get_or_init(|| {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/vite-app");
+        if !dir.join("node_modules/vite/bin/vite.js").exists() {
+            let status = std::process::Command::new("npm")
+                .args(["ci", "--no-audit", "--no-fund", "--loglevel=error"])
+                .current_dir(&dir)
+                .status()
+                .expect("npm runs (Node.js and npm are needed for the Vite tests)");
+            assert!(status.success(), "npm ci in {} failed", dir.display());
+        }
+        dir
+    })
+}
+
+/// Builds the Vite app as release `version` into `site/` of the site's directory: every
+/// chunk (entry, lazy chunk, CSS) gets new content, so new hashed names.
+fn vite_build(site: &Site, version: &str) {
+    let fixture = vite_fixture();
+    let app = site.root().join("app");
+    std::fs::create_dir_all(app.join("src")).expect("app dir");
+    for file in ["index.html", "package.json"] {
+        std::fs::copy(fixture.join(file), app.join(file)).expect("copy fixture");
+    }
+    for file in ["main.js", "lazy.js"] {
+        std::fs::copy(fixture.join("src").join(file), app.join("src").join(file))
+            .expect("copy fixture");
+    }
+    let lazy = std::fs::read_to_string(fixture.join("src/lazy.js")).expect("lazy.js");
+    std::fs::write(
+        app.join("src/lazy.js"),
+        lazy.replace("'v0'", &format!("'{version}'")),
+    )
+    .expect("lazy.js");
+    std::fs::write(
+        app.join("src/version.js"),
+        format!("export const version = '{version}';\n"),
+    )
+    .expect("version.js");
+    std::fs::write(
+        app.join("src/style.css"),
+        format!("body::after {{ content: '{version}'; }}\n"),
+    )
+    .expect("style.css");
+    let modules = app.join("node_modules");
+    if !modules.exists() {
+        std::os::unix::fs::symlink(fixture.join("node_modules"), &modules).expect("symlink");
+    }
+    let out = std::process::Command::new("node")
+        .arg(fixture.join("node_modules/vite/bin/vite.js"))
+        .args(["build", "--emptyOutDir", "--logLevel", "error", "--outDir"])
+        .arg(site.source())
+        .current_dir(&app)
+        .output()
+        .expect("node runs");
+    assert!(
+        out.status.success(),
+        "vite build failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The files of the build in `site/`, key → bytes.
+fn built(site: &Site) -> BTreeMap<String, Vec<u8>> {
+    let mut files = BTreeMap::new();
+    for entry in walkdir::WalkDir::new(site.source()) {
+        let entry = entry.expect("walk");
+        if entry.file_type().is_file() {
+            let key = entry
+                .path()
+                .strip_prefix(site.source())
+                .expect("under site")
+                .to_string_lossy()
+                .replace('\\', "/");
+            files.insert(key, std::fs::read(entry.path()).expect("read"));
+        }
+    }
+    files
+}
+
+/// The `assets/...` names a page or a script refers to.
+fn references(body: &str) -> BTreeSet<String> {
+    let mut found = BTreeSet::new();
+    let mut rest = body;
+    while let Some(at) = rest.find("assets/") {
+        let name: String = rest[at + 7..]
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
+            .collect();
+        if name.contains('.') {
+            found.insert(format!("assets/{name}"));
+        }
+        rest = &rest[at + 7..];
+    }
+    found
+}
+
+/// A browser-like visitor: it fetches the page again and again, keeps every version it saw
+/// (a cached page, an open tab) and fetches everything each of them refers to, scripts'
+/// lazy chunks included. Every failed fetch is recorded.
+struct Prober {
+    stop: Arc<AtomicBool>,
+    handle: Option<std::thread::JoinHandle<ProbeReport>>,
+}
+
+#[derive(Debug, Default)]
+struct ProbeReport {
+    pages_seen: BTreeSet<String>,
+    fetches: usize,
+    broken: Vec<String>,
+}
+
+impl Prober {
+    fn start(base: String) -> Prober {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&stop);
+        let handle = std::thread::spawn(move || {
+            let agent: ureq::Agent = ureq::Agent::config_builder()
+                .http_status_as_error(false)
+                .build()
+                .into();
+            let get = |path: &str| -> Option<String> {
+                let mut response = agent.get(&format!("{base}/{path}")).call().ok()?;
+                (response.status() == 200)
+                    .then(|| response.body_mut().read_to_string().ok())
+                    .flatten()
+            };
+            let mut report = ProbeReport::default();
+            let mut wanted: BTreeSet<String> = BTreeSet::new();
+            while !flag.load(Ordering::SeqCst) {
+                if let Some(page) = get("index.html") {
+                    report.pages_seen.insert(page.clone());
+                    wanted.extend(references(&page));
+                }
+                report.fetches += 1;
+                let mut found = BTreeSet::new();
+                for asset in &wanted {
+                    report.fetches += 1;
+                    match get(asset) {
+                        Some(body) => found.extend(references(&body)),
+                        None => report.broken.push(asset.clone()),
+                    }
+                }
+                wanted.extend(found);
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            report
+        });
+        Prober {
+            stop,
+            handle: Some(handle),
+        }
+    }
+
+    fn finish(mut self) -> ProbeReport {
+        self.stop.store(true, Ordering::SeqCst);
+        self.handle.take().expect("running").join().expect("prober")
+    }
+}
+
+fn public_base(server: &Server, site: &Site) -> String {
+    let moto = server.moto_server().expect("moto");
+    moto.allow_public_read(&site.bucket);
+    format!("{}/{}", moto.endpoint(), site.bucket)
+}
+
+/// Three deploys of a real Vite build while a prober that keeps every page it saw fetches
+/// their assets: old assets survive (the grace period and the retained releases), no fetch
+/// ever fails; then `hoist rollback` restores release 2 byte for byte and header for header,
+/// by server-side copies only, and `hoist releases` lists all four.
+#[test]
+fn vite_releases_keep_old_assets_and_roll_back_by_copies() {
+    let Some(server) = Server::moto() else { return };
+    let moto = server.moto_server().expect("moto");
+    let site = Site::with_config(&server, &[], VITE_CONFIG, "");
+    let base = public_base(&server, &site);
+    let mut builds = Vec::new();
+    for version in ["v1", "v2", "v3"] {
+        vite_build(&site, version);
+        builds.push(built(&site));
+        let prober = Prober::start(base.clone());
+        std::thread::sleep(Duration::from_millis(150));
+        site.deploy().success();
+        std::thread::sleep(Duration::from_millis(150));
+        let report = prober.finish();
+        assert!(
+            report.broken.is_empty(),
+            "{version}: broken {:?}",
+            report.broken
+        );
+        assert!(report.fetches > 0, "the prober ran");
+    }
+    // Each build has new hashed names, and every asset v1's page refers to still answers.
+    let v1_assets: Vec<&String> = builds[0]
+        .keys()
+        .filter(|k| k.starts_with("assets/"))
+        .collect();
+    assert_eq!(v1_assets.len(), 3, "{v1_assets:?}");
+    for asset in &v1_assets {
+        assert!(!builds[2].contains_key(*asset), "{asset} was not renamed");
+        let url = format!("{base}/{asset}");
+        let status = ureq::get(&url)
+            .call()
+            .map(|r| r.status().as_u16())
+            .unwrap_or(0);
+        assert_eq!(status, 200, "{url}");
+    }
+
+    // A dry run of the rollback sends no mutating request.
+    moto.start_recording();
+    let ran = Hoist::on(site.root(), &server.endpoint())
+        .args(["rollback", "--dryrun", "--output", "json"])
+        .success();
+    moto.stop_recording();
+    let mutating: Vec<String> = moto
+        .recording()
+        .iter()
+        .filter(|r| r.is_mutating())
+        .map(|r| format!("{} {}", r.method, r.url))
+        .collect();
+    assert!(mutating.is_empty(), "{mutating:?}");
+    let planned = ran.json();
+    assert_eq!(planned["dryrun"], true);
+    assert!(
+        !planned["actions"].as_array().expect("actions").is_empty(),
+        "{planned}"
+    );
+
+    // The rollback: release 2 again, by copies.
+    moto.start_recording();
+    let ran = Hoist::on(site.root(), &server.endpoint())
+        .args(["rollback", "--output", "json"])
+        .success();
+    moto.stop_recording();
+    let report = ran.json();
+    assert_eq!(report["release"]["restores"], 2, "{report}");
+    let site_puts: Vec<String> = moto
+        .recording()
+        .iter()
+        .filter(|r| r.method == "PUT" && !r.is_copy())
+        .map(|r| r.path())
+        .filter(|path| !path.contains("/.hoist/"))
+        .collect();
+    assert!(
+        site_puts.is_empty(),
+        "site content was uploaded: {site_puts:?}"
+    );
+    let client = site.client();
+    let contents = site.contents();
+    for (key, bytes) in &builds[1] {
+        assert_eq!(
+            contents.get(key),
+            Some(bytes),
+            "{key} does not serve v2's bytes"
+        );
+        let object = head(&client, &site.bucket, key);
+        let want = if key.starts_with("assets/") {
+            "public, max-age=31536000, immutable"
+        } else {
+            "public, max-age=300, must-revalidate"
+        };
+        assert_eq!(object.cache_control(), Some(want), "{key}");
+    }
+    // v3's assets are kept stale (its pages may be cached), as the rules say.
+    let kept: BTreeSet<String> = report["kept"]
+        .as_array()
+        .expect("kept")
+        .iter()
+        .map(|k| k["key"].as_str().expect("key").to_string())
+        .collect();
+    for asset in builds[2].keys().filter(|k| k.starts_with("assets/")) {
+        assert!(kept.contains(asset), "{asset} not kept: {kept:?}");
+        assert!(contents.contains_key(asset), "{asset} deleted");
+    }
+
+    // `hoist releases` lists the three deploys and the rollback, newest first.
+    let listed = Hoist::on(site.root(), &server.endpoint())
+        .args(["releases", "--output", "json"])
+        .success()
+        .json();
+    let releases = listed["releases"].as_array().expect("releases");
+    let ids: Vec<u64> = releases
+        .iter()
+        .map(|r| r["id"].as_u64().expect("id"))
+        .collect();
+    assert_eq!(ids, [4, 3, 2, 1], "{listed}");
+    assert_eq!(releases[0]["live"], true);
+    assert_eq!(releases[0]["kind"], "rollback");
+    assert_eq!(releases[0]["restores"], 2);
+    assert!(releases[1..].iter().all(|r| r["live"] == false));
+    assert_eq!(releases[2]["files"], builds[1].len());
+
+    // Rolling forward is another rollback.
+    Hoist::on(site.root(), &server.endpoint())
+        .args(["rollback", "3"])
+        .success();
+    let contents = site.contents();
+    for (key, bytes) in &builds[2] {
+        assert_eq!(
+            contents.get(key),
+            Some(bytes),
+            "{key} does not serve v3's bytes"
+        );
+    }
+}
+
+/// Synthetic hashed builds: `index.html` referring to `assets/app.<version>.js`.
+fn small_build(site: &Site, version: &str) {
+    let _ = std::fs::remove_dir_all(site.source());
+    crate::util::write_tree(
+        &site.source(),
+        &[
+            (
+                "index.html",
+                &format!("<script src=\"/assets/app.{version}.js\"></script>"),
+            ),
+            (
+                &format!("assets/app.{version}.js"),
+                &format!("js {version}"),
+            ),
+            (
+                &format!("assets/style.{version}.css"),
+                &format!("css {version}"),
+            ),
+        ],
+    );
+}
+
+/// `releases.keep: 2` and `--keep-stale-for 1s`: after v4 (and the second passing), v1's and
+/// v2's assets are gone, v3's and v4's are there, and nothing else was deleted.
+#[test]
+fn keeping_two_releases_prunes_what_only_older_ones_used() {
+    let Some(server) = Server::moto() else { return };
+    let site = Site::with_config(
+        &server,
+        &[],
+        &format!("{VITE_CONFIG}releases:\n  keep: 2\n"),
+        "",
+    );
+    site.put("notes/keep-me.txt", "not hoist's");
+    site.write_config(&format!(
+        "{VITE_CONFIG}releases:\n  keep: 2\nexclude: [\"notes/**\"]\n"
+    ));
+    // Every key any of the four deploys deleted.
+    let mut deleted: BTreeSet<String> = BTreeSet::new();
+    for version in ["v1", "v2", "v3", "v4"] {
+        if version == "v4" {
+            std::thread::sleep(Duration::from_millis(2100));
+        }
+        small_build(&site, version);
+        let ran = site
+            .deploy_json()
+            .args(["--keep-stale-for", "1s"])
+            .success();
+        deleted.extend(
+            ran.actions()
+                .into_iter()
+                .filter(|a| a.0 == "delete")
+                .map(|a| a.1),
+        );
+    }
+    let want: BTreeSet<String> = ["v1", "v2"]
+        .iter()
+        .flat_map(|v| {
+            [
+                format!("assets/app.{v}.js"),
+                format!("assets/style.{v}.css"),
+            ]
+        })
+        .collect();
+    assert_eq!(deleted, want);
+    let contents = site.all_contents();
+    for v in ["v3", "v4"] {
+        assert!(contents.contains_key(&format!("assets/app.{v}.js")), "{v}");
+        assert!(
+            contents.contains_key(&format!("assets/style.{v}.css")),
+            "{v}"
+        );
+    }
+    for v in ["v1", "v2"] {
+        assert!(!contents.contains_key(&format!("assets/app.{v}.js")), "{v}");
+    }
+    assert!(contents.contains_key("notes/keep-me.txt"));
+    // Only releases 3 and 4 are retained; their records and nothing older remain.
+    let records: Vec<&String> = contents
+        .keys()
+        .filter(|k| k.starts_with(".hoist/releases/"))
+        .collect();
+    assert_eq!(
+        records,
+        [
+            ".hoist/releases/00000003.json",
+            ".hoist/releases/00000004.json"
+        ]
+    );
+}
+
+/// Two deploys of different builds started a second apart: the second waits for the first's
+/// lock, a prober never sees a page whose assets are missing, and the end state is the second
+/// build, whole.
+#[test]
+fn two_deploys_at_once_take_turns() {
+    let Some(server) = Server::moto() else { return };
+    let site = Site::with_config(&server, &[], VITE_CONFIG, "");
+    let base = public_base(&server, &site);
+    small_build(&site, "v1");
+    site.deploy().success();
+
+    // Two working copies of the same target, with different builds.
+    let other = tempfile::tempdir().expect("temp dir");
+    std::fs::copy(
+        site.root().join("deploy.yaml"),
+        other.path().join("deploy.yaml"),
+    )
+    .expect("config");
+    crate::util::write_tree(
+        &other.path().join("site"),
+        &[
+            ("index.html", "<script src=\"/assets/app.b.js\"></script>"),
+            ("assets/app.b.js", "js b"),
+        ],
+    );
+    small_build(&site, "a");
+    // The first deploy is slow: each upload waits 300 ms at a proxy.
+    let proxy = FaultProxy::start(
+        &server.endpoint().url,
+        Plan::new().rule(
+            |r| r.method == "PUT" && r.path().contains("/assets/"),
+            Fault::Delay(Duration::from_secs(3)),
+            None,
+        ),
+    );
+    let prober = Prober::start(base.clone());
+    let first = site
+        .deploy()
+        .args(["--endpoint-url", &proxy.endpoint()])
+        .spawn();
+    std::thread::sleep(Duration::from_secs(1));
+    let second = Hoist::on(other.path(), &server.endpoint())
+        .arg("deploy")
+        .run();
+    let first = first.wait(Duration::from_secs(60));
+    let report = prober.finish();
+    assert_eq!(first.code(), Some(0), "{}", first.stderr);
+    assert_eq!(second.code(), Some(0), "{}", second.stderr);
+    assert!(
+        second.stderr.contains("waiting for the lock"),
+        "the second deploy did not wait: {}",
+        second.stderr
+    );
+    assert!(report.broken.is_empty(), "broken: {:?}", report.broken);
+    assert!(report.pages_seen.len() >= 2, "{:?}", report.pages_seen);
+    let contents = site.contents();
+    assert_eq!(
+        contents["index.html"],
+        b"<script src=\"/assets/app.b.js\"></script>"
+    );
+    assert_eq!(contents["assets/app.b.js"], b"js b");
+    assert!(!contents.contains_key(".hoist/lock.json"));
+}
+
+/// A deploy killed while it holds the lock leaves it; the next deploy waits, then takes it over
+/// once it is older than its TTL (`HOIST_LOCK_TTL`, 2 s here), with a warning naming the holder.
+#[test]
+fn a_killed_deploys_lock_is_taken_over_after_its_ttl() {
+    let Some(server) = Server::moto() else { return };
+    let site = Site::with_config(&server, &[], VITE_CONFIG, "");
+    small_build(&site, "v1");
+    let proxy = FaultProxy::start(
+        &server.endpoint().url,
+        Plan::new().rule(
+            |r| r.method == "PUT" && r.path().contains("/assets/"),
+            Fault::Stall(Duration::from_secs(30)),
+            None,
+        ),
+    );
+    let killed = site
+        .deploy()
+        .args(["--endpoint-url", &proxy.endpoint()])
+        .env("HOIST_LOCK_TTL", "2")
+        .spawn();
+    // Wait until it holds the lock.
+    let client = site.client();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while crate::util::block_on(
+        client
+            .head_object()
+            .bucket(&site.bucket)
+            .key(".hoist/lock.json")
+            .send(),
+    )
+    .is_err()
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the deploy never took the lock"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    killed.signal("KILL");
+    let _ = killed.wait(Duration::from_secs(10));
+    let ran = site.deploy().success();
+    assert!(
+        ran.stderr.contains("waiting for the lock"),
+        "{}",
+        ran.stderr
+    );
+    assert!(
+        ran.stderr.contains("taking over the lock"),
+        "{}",
+        ran.stderr
+    );
+    assert!(ran.stderr.contains("(pid "), "{}", ran.stderr);
+    assert!(!site.contents().contains_key(".hoist/lock.json"));
+}
+
+/// rclone serve s3 ignores If-None-Match: hoist finds out and refuses to run unlocked
+/// silently; `--no-lock` runs without.
+#[test]
+fn a_store_that_ignores_conditional_writes_is_refused_unless_no_lock() {
+    let Some(server) = Server::rclone() else {
+        return;
+    };
+    let site = Site::with_config(&server, &[], VITE_CONFIG, "");
+    small_build(&site, "v1");
+    // The Site helper turns the lock off for rclone; put it back to the default.
+    let config = std::fs::read_to_string(site.root().join("deploy.yaml")).expect("config");
+    std::fs::write(
+        site.root().join("deploy.yaml"),
+        config.replace("lock: false\n", ""),
+    )
+    .expect("config");
+    let ran = site.deploy().run().exit(2);
+    assert!(
+        ran.stderr.contains("ignores conditional writes") && ran.stderr.contains("--no-lock"),
+        "{}",
+        ran.stderr
+    );
+    assert!(
+        !site.contents().contains_key("index.html"),
+        "it deployed anyway"
+    );
+    assert!(!site.contents().contains_key(".hoist/lock.json"));
+    site.deploy().arg("--no-lock").success();
+    assert!(site.contents().contains_key("index.html"));
+}
+
+/// A deploy to the bucket root next to a hoist site under `pr-1/` leaves every `pr-1/` key
+/// alone, and says so once.
+#[test]
+fn a_root_deploy_leaves_a_nested_site_alone() {
+    let Some(server) = Server::moto() else { return };
+    let nested = Site::with_config(&server, &[], VITE_CONFIG, "pr-1/");
+    small_build(&nested, "pr");
+    nested.deploy().success();
+    let before: BTreeMap<String, Vec<u8>> = nested
+        .all_contents()
+        .into_iter()
+        .filter(|(k, _)| k.starts_with("pr-1/"))
+        .collect();
+    assert!(before.len() >= 4, "{:?}", before.keys());
+    // The same bucket, deployed at its root.
+    nested.write_config_with_prefix(VITE_CONFIG, "");
+    small_build(&nested, "root");
+    let ran = nested.deploy().success();
+    assert_eq!(
+        ran.stderr
+            .matches("leaving `pr-1/` alone: another hoist site lives there")
+            .count(),
+        1,
+        "{}",
+        ran.stderr
+    );
+    let after: BTreeMap<String, Vec<u8>> = nested
+        .all_contents()
+        .into_iter()
+        .filter(|(k, _)| k.starts_with("pr-1/"))
+        .collect();
+    assert_eq!(after, before);
+    assert!(nested.all_contents().contains_key("index.html"));
+}
