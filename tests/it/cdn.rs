@@ -381,3 +381,30 @@ fn too_many_invalidations_in_progress_is_waited_out() {
         [vec!["/".to_string(), "/index.html".into()]]
     );
 }
+
+/// Issue #12: `hoist rollback` invalidates exactly the paths whose objects it changed; hashed
+/// assets (restored or kept) are never invalidated.
+#[test]
+fn rollback_invalidates_exactly_what_it_changes() {
+    let Some(server) = Server::moto() else { return };
+    let (site, id, client) = site_with_distribution(&server, PAGES, "", "", "");
+    site.deploy().success();
+    site.write("index.html", "home v2");
+    std::fs::remove_file(site.source().join("assets/app.1a2b.js")).expect("remove");
+    site.write("assets/app.3c4d.js", "js v2");
+    site.deploy().success();
+    let before = invalidations(&client, &id);
+    let ran = crate::util::Hoist::on(site.root(), &server.endpoint())
+        .args(["rollback", "--output", "json"])
+        .success();
+    let report = ran.json();
+    assert_eq!(
+        report["invalidation"]["paths"],
+        serde_json::json!(["/", "/index.html"]),
+        "{report}"
+    );
+    let after = invalidations(&client, &id);
+    assert_eq!(after.len(), before.len() + 1);
+    assert!(after.contains(&vec!["/".to_string(), "/index.html".to_string()]));
+    assert_eq!(site.contents()["index.html"], b"home");
+}

@@ -610,3 +610,172 @@ fn a_root_deploy_leaves_a_nested_site_alone() {
     assert_eq!(after, before);
     assert!(nested.all_contents().contains_key("index.html"));
 }
+
+/// A site with a page that the next build removes and a page whose headers change.
+fn paged_build(site: &Site, version: &str) {
+    let _ = std::fs::remove_dir_all(site.source());
+    let mut files = vec![
+        (
+            "index.html".to_string(),
+            format!("<script src=\"/assets/app.{version}.js\"></script>"),
+        ),
+        (format!("assets/app.{version}.js"), format!("js {version}")),
+        ("robots.txt".to_string(), format!("robots {version}")),
+    ];
+    if version == "v1" {
+        files.push(("about.html".to_string(), "about v1".to_string()));
+    }
+    let files: Vec<(&str, &str)> = files
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    crate::util::write_tree(&site.source(), &files);
+}
+
+crate::backends::for_servers!(rollback_restores_pages_deleted_and_changed);
+
+/// On both servers: a rollback brings back a page the newer release deleted and one it
+/// changed, byte for byte and with the rules' headers of the time, and the rerun is a no-op.
+fn rollback_restores_pages_deleted_and_changed(server: &Server) {
+    let site = Site::with_config(server, &[], VITE_CONFIG, "");
+    paged_build(&site, "v1");
+    site.deploy().success();
+    let v1 = built(&site);
+    paged_build(&site, "v2");
+    // Release 2 also gives robots.txt other headers.
+    site.write_config(&VITE_CONFIG.replace("public, max-age=3600", "no-cache"));
+    site.deploy().success();
+    assert!(!site.contents().contains_key("about.html"));
+    let ran = site.deploy().arg("--dryrun").success();
+    assert!(
+        !ran.stdout.lines().any(|l| l.starts_with("(dryrun) upload")),
+        "{}",
+        ran.stdout
+    );
+    let ran = Hoist::on(site.root(), &server.endpoint())
+        .args(["rollback", "--output", "json"])
+        .args(if server.name() == "rclone" {
+            &["--no-lock"][..]
+        } else {
+            &[]
+        })
+        .success();
+    let report = ran.json();
+    assert_eq!(report["release"]["id"], 3, "{report}");
+    let contents = site.contents();
+    let client = site.client();
+    for (key, bytes) in &v1 {
+        assert_eq!(contents.get(key), Some(bytes), "{key}");
+    }
+    assert_eq!(
+        head(&client, &site.bucket, "robots.txt").cache_control(),
+        Some("public, max-age=3600")
+    );
+    assert_eq!(
+        head(&client, &site.bucket, "about.html").cache_control(),
+        Some("public, max-age=300, must-revalidate")
+    );
+    // v2's asset is kept for v2's cached pages.
+    assert!(contents.contains_key("assets/app.v2.js"));
+    // Rolling back to the same release again changes nothing.
+    let again = Hoist::on(site.root(), &server.endpoint())
+        .args(["rollback", "1", "--output", "json"])
+        .args(if server.name() == "rclone" {
+            &["--no-lock"][..]
+        } else {
+            &[]
+        })
+        .success();
+    let actions = again.json()["actions"].as_array().expect("actions").len();
+    assert_eq!(actions, 0, "{}", again.stdout);
+}
+
+/// A rollback that fails half-way (CopyObject of the page keeps failing) changes no page and
+/// deletes nothing; run again at the defaults, it converges.
+#[test]
+fn a_failed_rollback_converges_when_run_again() {
+    let Some(server) = Server::moto() else { return };
+    let site = Site::with_config(&server, &[], VITE_CONFIG, "");
+    paged_build(&site, "v1");
+    site.deploy().success();
+    let v1 = built(&site);
+    paged_build(&site, "v2");
+    site.deploy().success();
+    let before = site.contents();
+    let proxy = FaultProxy::start(
+        &server.endpoint().url,
+        Plan::new().rule(
+            |r| r.method == "PUT" && r.path().ends_with("/index.html"),
+            Fault::InternalError,
+            None,
+        ),
+    );
+    // Few attempts, so the failure comes quickly: this run is about what a failure leaves.
+    let ran = Hoist::on(site.root(), &server.endpoint())
+        .args(["rollback", "--endpoint-url", &proxy.endpoint()])
+        .env("AWS_MAX_ATTEMPTS", "2")
+        .run()
+        .exit(1);
+    assert!(ran.stderr.contains("index.html"), "{}", ran.stderr);
+    let after = site.contents();
+    assert_eq!(
+        after["index.html"], before["index.html"],
+        "the page changed"
+    );
+    assert!(
+        after.contains_key("assets/app.v2.js"),
+        "an asset was deleted"
+    );
+    assert!(!after.contains_key(".hoist/lock.json"), "the lock was left");
+    Hoist::on(site.root(), &server.endpoint())
+        .arg("rollback")
+        .success();
+    let contents = site.contents();
+    for (key, bytes) in &v1 {
+        assert_eq!(contents.get(key), Some(bytes), "{key}");
+    }
+}
+
+/// A live lock (refreshed just now) makes a deploy wait `--lock-timeout`, then exit 1 naming
+/// its holder, having changed nothing; `--dryrun` runs and says the lock is held.
+#[test]
+fn a_held_lock_times_out_naming_its_holder() {
+    let Some(server) = Server::moto() else { return };
+    let site = Site::with_config(&server, &[], VITE_CONFIG, "");
+    small_build(&site, "v1");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs();
+    let stamp = crate::util::rfc3339(now);
+    let holder = serde_json::json!({
+        "id": "other-run",
+        "command": "deploy",
+        "host": "ci-runner-7",
+        "pid": 4121,
+        "ci_run": "https://github.com/acme/site/actions/runs/42",
+        "since": stamp,
+        "refreshed": stamp,
+        "ttl_seconds": 600,
+    });
+    crate::util::put_object(
+        &site.client(),
+        &site.bucket,
+        ".hoist/lock.json",
+        &holder.to_string(),
+    );
+    let ran = site.deploy().args(["--lock-timeout", "3s"]).run().exit(1);
+    for part in [
+        "ci-runner-7",
+        "pid 4121",
+        "actions/runs/42",
+        "nothing was changed",
+    ] {
+        assert!(ran.stderr.contains(part), "{part} missing: {}", ran.stderr);
+    }
+    assert!(!site.contents().contains_key("index.html"));
+    let dry = site.deploy().arg("--dryrun").success();
+    assert!(dry.stderr.contains("holds the lock"), "{}", dry.stderr);
+    // The lock is the other run's: still there.
+    assert!(site.contents().contains_key(".hoist/lock.json"));
+}
