@@ -309,8 +309,18 @@ fn sigint_stops_cleanly_and_the_next_run_converges() {
             .all(|k| !contents[k].starts_with(b"<p>v2")),
         "HTML replaced before every asset was uploaded"
     );
+    // The interrupted run released its lock: the next run does not wait for it.
+    assert!(
+        !contents.contains_key(".hoist/lock.json"),
+        "the lock was left"
+    );
 
-    site.deploy().success();
+    let ran = site.deploy().success();
+    assert!(
+        !ran.stderr.contains("waiting for the lock"),
+        "{}",
+        ran.stderr
+    );
     assert_published(&site, &after_redeploy("v1", &v2));
 }
 

@@ -211,7 +211,11 @@ fn vite_releases_keep_old_assets_and_roll_back_by_copies() {
         builds.push(built(&site));
         let prober = Prober::start(base.clone());
         std::thread::sleep(Duration::from_millis(150));
-        site.deploy().success();
+        // CI names the commit; `--message` the release.
+        site.deploy()
+            .env("GITHUB_SHA", format!("{version}0000000000"))
+            .args(["--message", &format!("build {version}")])
+            .success();
         std::thread::sleep(Duration::from_millis(150));
         let report = prober.finish();
         assert!(
@@ -319,6 +323,13 @@ fn vite_releases_keep_old_assets_and_roll_back_by_copies() {
     assert_eq!(releases[0]["kind"], "rollback");
     assert_eq!(releases[0]["restores"], 2);
     assert!(releases[1..].iter().all(|r| r["live"] == false));
+    assert_eq!(releases[1]["commit"], "v30000000000");
+    assert_eq!(releases[1]["message"], "build v3");
+    assert_eq!(
+        releases[0]["commit"], "v20000000000",
+        "a rollback names the commit it restores"
+    );
+    assert_eq!(releases[0]["message"], "rollback to release 2");
     assert_eq!(releases[2]["files"], builds[1].len());
 
     // Rolling forward is another rollback.
@@ -778,4 +789,52 @@ fn a_held_lock_times_out_naming_its_holder() {
     assert!(dry.stderr.contains("holds the lock"), "{}", dry.stderr);
     // The lock is the other run's: still there.
     assert!(site.contents().contains_key(".hoist/lock.json"));
+}
+
+/// A run whose lock another run took over (it stalled past the TTL) notices at its next
+/// heartbeat and starts no further phase: no page is replaced, nothing deleted.
+#[test]
+fn a_run_whose_lock_was_taken_over_stops_before_the_next_phase() {
+    let Some(server) = Server::moto() else { return };
+    let site = Site::with_config(&server, &[], VITE_CONFIG, "");
+    small_build(&site, "v1");
+    site.deploy().success();
+    let before = site.contents();
+    small_build(&site, "v2");
+    let proxy = FaultProxy::start(
+        &server.endpoint().url,
+        Plan::new().rule(
+            |r| r.method == "PUT" && r.path().contains("/assets/"),
+            Fault::Delay(Duration::from_secs(4)),
+            None,
+        ),
+    );
+    let running = site
+        .deploy()
+        .args(["--endpoint-url", &proxy.endpoint()])
+        .env("HOIST_LOCK_TTL", "2")
+        .spawn();
+    std::thread::sleep(Duration::from_secs(1));
+    // Another run takes the lock over (as it would after the TTL).
+    crate::util::put_object(
+        &site.client(),
+        &site.bucket,
+        ".hoist/lock.json",
+        r#"{"id":"thief","command":"deploy","host":"elsewhere","pid":1,"since":"2026-01-01T00:00:00Z","refreshed":"2026-01-01T00:00:00Z","ttl_seconds":120}"#,
+    );
+    let ran = running.wait(Duration::from_secs(60));
+    assert_eq!(ran.code(), Some(1), "{}", ran.stderr);
+    assert!(
+        ran.stderr.contains("took over this run's lock"),
+        "{}",
+        ran.stderr
+    );
+    let after = site.contents();
+    assert_eq!(
+        after["index.html"], before["index.html"],
+        "a page was replaced"
+    );
+    assert!(after.contains_key("assets/app.v1.js"));
+    // The lock is the other run's: left alone.
+    assert!(after[".hoist/lock.json"].starts_with(b"{\"id\":\"thief\""));
 }
