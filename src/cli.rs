@@ -9,7 +9,7 @@ use clap::{Args, Parser, Subcommand};
 #[derive(Debug, Parser)]
 #[command(
     name = "hoist",
-    version,
+    version = concat!(env!("CARGO_PKG_VERSION"), " (", env!("HOIST_COMMIT"), ")"),
     about = "Publish static websites to Amazon S3 and S3-compatible stores",
     after_help = "Exit codes: 0 success, 1 the run failed, 2 bad usage, invalid config or input \
                   (sync: also files skipped with warnings), 130 interrupted."
@@ -28,112 +28,164 @@ pub struct Cli {
 #[allow(clippy::large_enum_variant)]
 pub enum Command {
     /// Publish a built site to S3 following deploy.yaml: assets first, HTML last, then deletes.
+    #[command(after_help = DEPLOY_EXAMPLES)]
     Deploy(DeployArgs),
-    /// Sync directories and S3 prefixes, exactly like `aws s3 sync` (see `hoist sync --help`).
+    /// Sync directories and S3 prefixes with aws-cli's flags, lines and exit codes.
     Sync(SyncArgs),
     /// Serve a retained release again (default: the one before the live release), by
     /// server-side copies: no build needed.
+    #[command(after_help = ROLLBACK_EXAMPLES)]
     Rollback(RollbackArgs),
     /// List the retained releases, newest first, marking the live one.
     Releases(ReleasesArgs),
+    /// Print a shell completion script (bash, zsh, fish, powershell, elvish).
+    #[command(
+        after_help = "Examples:\n  hoist completions bash > ~/.local/share/bash-completion/completions/hoist\n  hoist completions zsh > \"${fpath[1]}/_hoist\"\n  hoist completions fish > ~/.config/fish/completions/hoist.fish"
+    )]
+    Completions {
+        /// The shell to complete for
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print hoist's man page (roff), for `man -l -` or a man directory.
+    #[command(after_help = "Example:\n  hoist man > /usr/local/share/man/man1/hoist.1")]
+    Man,
 }
 
-#[derive(Debug, Args)]
-pub struct DeployArgs {
+const DEPLOY_EXAMPLES: &str = "Examples:
+  hoist deploy --dryrun                      review the plan; only List, Get and Head are sent
+  hoist deploy                               publish with ./deploy.yaml
+  hoist deploy -c site/deploy.yaml --output json
+  hoist deploy --target s3://bucket/pr-42/ --no-invalidate
+  hoist deploy --endpoint-url http://127.0.0.1:9000 --keep-stale-for 1d
+
+Environment: AWS_* as for aws-cli (credentials, region, AWS_ENDPOINT_URL_S3, AWS_MAX_ATTEMPTS,
+AWS_REQUEST_CHECKSUM_CALCULATION); HOIST_CONNECT_TIMEOUT and HOIST_READ_TIMEOUT (seconds, 5
+and 60 by default); HOIST_LOCK_TTL (seconds a lock stays valid without refresh, 120).";
+
+const ROLLBACK_EXAMPLES: &str = "Examples:
+  hoist releases                             which releases are retained, and the live one
+  hoist rollback --dryrun                    the plan to serve the previous release again
+  hoist rollback                             ... and do it
+  hoist rollback 7                           serve release 7 (rolling forward is a rollback too)";
+
+/// Where the target is and how to reach it: every command on a deploy target.
+#[derive(Debug, Clone, Args, Default)]
+pub struct TargetArgs {
     /// The rule file [default: deploy.yaml in the working directory]
-    #[arg(long, short = 'c', value_name = "FILE")]
+    #[arg(long, short = 'c', value_name = "FILE", help_heading = "Target")]
     pub config: Option<PathBuf>,
 
-    /// Print the plan and change nothing: only List, Get and Head requests are sent
-    #[arg(long = "dryrun", visible_alias = "dry-run")]
-    pub dryrun: bool,
-
-    /// The directory to publish (overrides `source`)
-    #[arg(long, value_name = "DIR")]
-    pub source: Option<PathBuf>,
-
     /// Where to publish: s3://bucket[/prefix/] or file://PATH (overrides `target`)
-    #[arg(long, value_name = "URL")]
+    #[arg(long, value_name = "URL", help_heading = "Target")]
     pub target: Option<String>,
 
     /// S3 endpoint for S3-compatible stores (also AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL)
-    #[arg(long, value_name = "URL")]
+    #[arg(long, value_name = "URL", help_heading = "AWS")]
     pub endpoint_url: Option<String>,
 
-    #[arg(long, value_name = "REGION")]
+    /// The bucket's region (overrides `region`, AWS_REGION and the profile's)
+    #[arg(long, value_name = "REGION", help_heading = "AWS")]
     pub region: Option<String>,
 
-    /// A profile from the AWS shared config and credentials files
-    #[arg(long, value_name = "NAME")]
+    /// A profile from the AWS shared config and credentials files; replaces environment keys
+    #[arg(long, value_name = "NAME", help_heading = "AWS")]
     pub profile: Option<String>,
 
     /// Force path-style addressing (automatic for localhost and IP endpoints)
-    #[arg(long)]
+    #[arg(long, help_heading = "AWS")]
     pub path_style: bool,
 
-    #[arg(long, value_enum, default_value_t = OutputFormat::Human)]
+    /// `human`: one line per action and a summary; `json`: one document on stdout
+    #[arg(long, value_enum, default_value_t = OutputFormat::Human, help_heading = "Output")]
     pub output: OutputFormat,
 
+    /// Print only errors and the final summary
+    #[arg(long, short, help_heading = "Output")]
+    pub quiet: bool,
+}
+
+/// How a command that changes the target does it: `deploy` and `rollback`.
+#[derive(Debug, Clone, Args, Default)]
+pub struct ChangeArgs {
+    /// Print the plan and change nothing: only List, Get and Head requests are sent
+    #[arg(long = "dryrun", visible_alias = "dry-run", help_heading = "Safety")]
+    pub dryrun: bool,
+
     /// Override the safety guards: `max_deletes`, and publishing an empty source
-    #[arg(long)]
+    #[arg(long, help_heading = "Safety")]
     pub force: bool,
 
+    /// Keep stale keys instead of deleting them
+    #[arg(long, help_heading = "Safety")]
+    pub no_delete: bool,
+
+    /// Requests in flight at once [default: 16]
+    #[arg(long, value_name = "N", help_heading = "Transfer")]
+    pub concurrency: Option<NonZeroUsize>,
+
+    /// CloudFront distribution to invalidate (overrides cloudfront.distribution_id)
+    #[arg(long, value_name = "ID", help_heading = "CloudFront")]
+    pub distribution_id: Option<String>,
+
+    /// Invalidate CloudFront after the deploy (the default when a distribution is configured)
+    #[arg(long, overrides_with = "no_invalidate", help_heading = "CloudFront")]
+    pub invalidate: bool,
+
+    /// Do not invalidate CloudFront
+    #[arg(long, overrides_with = "invalidate", help_heading = "CloudFront")]
+    pub no_invalidate: bool,
+
+    /// Wait until the CloudFront invalidation completes
+    #[arg(long, help_heading = "CloudFront")]
+    pub wait: bool,
+
+    /// Keep stale hashed assets this long after they left the site (`7d`, `12h`, `0s`)
+    #[arg(long, value_name = "DURATION", help_heading = "Releases")]
+    pub keep_stale_for: Option<String>,
+
+    /// Releases retained for rollback, the live one included [default: 10; 0: none]
+    #[arg(long, value_name = "N", help_heading = "Releases")]
+    pub keep_releases: Option<usize>,
+
+    /// The release's message [default: the commit's subject, when known]
+    #[arg(long, short = 'm', value_name = "TEXT", help_heading = "Releases")]
+    pub message: Option<String>,
+
+    /// How long to wait for another run's lock on the target [default: 5m]
+    #[arg(long, value_name = "DURATION", help_heading = "Releases")]
+    pub lock_timeout: Option<String>,
+
+    /// Run without the lock (for stores that ignore conditional writes)
+    #[arg(long, help_heading = "Releases")]
+    pub no_lock: bool,
+}
+
+/// What is published: `deploy` only.
+#[derive(Debug, Clone, Args, Default)]
+pub struct BuildArgs {
+    /// The directory to publish (overrides `source`)
+    #[arg(long, value_name = "DIR", help_heading = "Target")]
+    pub source: Option<PathBuf>,
+
     /// Publish what symlinks that lead outside the source point to (refused by default)
-    #[arg(long)]
+    #[arg(long, help_heading = "Rules")]
     pub follow_symlinks: bool,
 
     /// Read every object's headers (HEAD) instead of trusting the manifest, and repair what
     /// another tool changed: content by upload, headers by copy
-    #[arg(long)]
+    #[arg(long, help_heading = "Rules")]
     pub check: bool,
+}
 
-    /// Keep stale keys instead of deleting them
-    #[arg(long)]
-    pub no_delete: bool,
-
-    /// Requests in flight at once [default: 16]
-    #[arg(long, value_name = "N")]
-    pub concurrency: Option<NonZeroUsize>,
-
-    /// Print only errors and the final summary
-    #[arg(long, short)]
-    pub quiet: bool,
-
-    /// CloudFront distribution to invalidate (overrides cloudfront.distribution_id)
-    #[arg(long, value_name = "ID")]
-    pub distribution_id: Option<String>,
-
-    /// Invalidate CloudFront after the deploy (the default when a distribution is configured)
-    #[arg(long, overrides_with = "no_invalidate")]
-    pub invalidate: bool,
-
-    /// Do not invalidate CloudFront
-    #[arg(long, overrides_with = "invalidate")]
-    pub no_invalidate: bool,
-
-    /// Wait until the CloudFront invalidation completes
-    #[arg(long)]
-    pub wait: bool,
-
-    /// Keep stale hashed assets this long after they left the site (`7d`, `12h`, `0s`)
-    #[arg(long, value_name = "DURATION")]
-    pub keep_stale_for: Option<String>,
-
-    /// Releases retained for rollback, the live one included [default: 10; 0: none]
-    #[arg(long, value_name = "N")]
-    pub keep_releases: Option<usize>,
-
-    /// The release's message [default: the commit's subject, when known]
-    #[arg(long, short = 'm', value_name = "TEXT")]
-    pub message: Option<String>,
-
-    /// How long to wait for another run's lock on the target (`5m` by default)
-    #[arg(long, value_name = "DURATION")]
-    pub lock_timeout: Option<String>,
-
-    /// Run without the lock (for stores that ignore conditional writes)
-    #[arg(long)]
-    pub no_lock: bool,
+#[derive(Debug, Args)]
+pub struct DeployArgs {
+    #[command(flatten)]
+    pub target: TargetArgs,
+    #[command(flatten)]
+    pub change: ChangeArgs,
+    #[command(flatten)]
+    pub build: BuildArgs,
 }
 
 /// `hoist rollback [RELEASE]`: serve a retained release again, by server-side copies.
@@ -142,16 +194,17 @@ pub struct RollbackArgs {
     /// The release to restore [default: the one before the live release]
     #[arg(value_name = "RELEASE")]
     pub release: Option<u64>,
-
     #[command(flatten)]
-    pub deploy: DeployArgs,
+    pub target: TargetArgs,
+    #[command(flatten)]
+    pub change: ChangeArgs,
 }
 
 /// `hoist releases`: the retained releases, newest first.
 #[derive(Debug, Args)]
 pub struct ReleasesArgs {
     #[command(flatten)]
-    pub deploy: DeployArgs,
+    pub target: TargetArgs,
 }
 
 /// `hoist sync SRC DST`: the flags of `aws s3 sync` (aws-cli v1), plus `--concurrency`.
@@ -196,6 +249,7 @@ pub struct SyncArgs {
     #[arg(long, overrides_with = "follow_symlinks")]
     pub no_follow_symlinks: bool,
 
+    /// Cache-Control of uploaded and copied objects
     #[arg(long, value_name = "VALUE")]
     pub cache_control: Option<String>,
 
@@ -203,12 +257,15 @@ pub struct SyncArgs {
     #[arg(long, value_name = "TYPE")]
     pub content_type: Option<String>,
 
+    /// Content-Encoding of uploaded and copied objects
     #[arg(long, value_name = "VALUE")]
     pub content_encoding: Option<String>,
 
+    /// Content-Language of uploaded and copied objects
     #[arg(long, value_name = "VALUE")]
     pub content_language: Option<String>,
 
+    /// Content-Disposition of uploaded and copied objects
     #[arg(long, value_name = "VALUE")]
     pub content_disposition: Option<String>,
 
@@ -224,9 +281,11 @@ pub struct SyncArgs {
     #[arg(long, value_name = "DIRECTIVE", value_parser = ["COPY", "REPLACE"])]
     pub metadata_directive: Option<String>,
 
+    /// x-amz-website-redirect-location: where the S3 website endpoint redirects the object
     #[arg(long, value_name = "URL")]
     pub website_redirect: Option<String>,
 
+    /// Canned ACL of uploaded and copied objects
     #[arg(long, value_name = "ACL", value_parser = [
         "private", "public-read", "public-read-write", "authenticated-read", "aws-exec-read",
         "bucket-owner-read", "bucket-owner-full-control", "log-delivery-write",
@@ -238,9 +297,11 @@ pub struct SyncArgs {
         value_parser = ["AES256", "aws:kms"])]
     pub sse: Option<String>,
 
+    /// The KMS key for `--sse aws:kms`
     #[arg(long, value_name = "KEY_ID")]
     pub sse_kms_key_id: Option<String>,
 
+    /// Storage class of uploaded and copied objects
     #[arg(long, value_name = "CLASS", value_parser = [
         "STANDARD", "REDUCED_REDUNDANCY", "STANDARD_IA", "ONEZONE_IA", "INTELLIGENT_TIERING",
         "GLACIER", "DEEP_ARCHIVE", "GLACIER_IR",
@@ -255,6 +316,7 @@ pub struct SyncArgs {
     #[arg(long, value_name = "REGION")]
     pub source_region: Option<String>,
 
+    /// The region of the bucket (overrides AWS_REGION and the profile's)
     #[arg(long, value_name = "REGION")]
     pub region: Option<String>,
 
@@ -387,11 +449,36 @@ mod tests {
         Cli::command().debug_assert();
     }
 
+    /// Every flag and argument of every command says what it does.
+    #[test]
+    fn every_flag_has_a_description() {
+        fn check(command: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for arg in command.get_arguments() {
+                let id = arg.get_id().as_str();
+                if matches!(id, "help" | "version") || arg.is_hide_set() {
+                    continue;
+                }
+                if arg.get_help().is_none() && arg.get_long_help().is_none() {
+                    missing.push(format!("{path} {id}"));
+                }
+            }
+            for sub in command.get_subcommands() {
+                if sub.get_about().is_none() && sub.get_name() != "help" {
+                    missing.push(format!("{path} {}", sub.get_name()));
+                }
+                check(sub, &format!("{path} {}", sub.get_name()), missing);
+            }
+        }
+        let mut missing = Vec::new();
+        check(&Cli::command(), "hoist", &mut missing);
+        assert!(missing.is_empty(), "no description: {missing:?}");
+    }
+
     #[test]
     fn dryrun_and_its_alias() {
-        assert!(deploy(&["--dryrun"]).dryrun);
-        assert!(deploy(&["--dry-run"]).dryrun);
-        assert!(!deploy(&[]).dryrun);
+        assert!(deploy(&["--dryrun"]).change.dryrun);
+        assert!(deploy(&["--dry-run"]).change.dryrun);
+        assert!(!deploy(&[]).change.dryrun);
     }
 
     #[test]
@@ -419,17 +506,28 @@ mod tests {
             "-q",
         ]);
         assert_eq!(
-            args.config.as_deref(),
+            args.target.config.as_deref(),
             Some(std::path::Path::new("site.yaml"))
         );
-        assert_eq!(args.source.as_deref(), Some(std::path::Path::new("dist")));
-        assert_eq!(args.target.as_deref(), Some("s3://b/p/"));
-        assert_eq!(args.endpoint_url.as_deref(), Some("http://127.0.0.1:9000"));
-        assert_eq!(args.region.as_deref(), Some("eu-west-1"));
-        assert_eq!(args.profile.as_deref(), Some("ci"));
-        assert_eq!(args.output, OutputFormat::Json);
-        assert!(args.force && args.path_style && args.no_delete && args.quiet);
-        assert_eq!(args.concurrency.map(NonZeroUsize::get), Some(4));
+        assert_eq!(
+            args.build.source.as_deref(),
+            Some(std::path::Path::new("dist"))
+        );
+        assert_eq!(args.target.target.as_deref(), Some("s3://b/p/"));
+        assert_eq!(
+            args.target.endpoint_url.as_deref(),
+            Some("http://127.0.0.1:9000")
+        );
+        assert_eq!(args.target.region.as_deref(), Some("eu-west-1"));
+        assert_eq!(args.target.profile.as_deref(), Some("ci"));
+        assert_eq!(args.target.output, OutputFormat::Json);
+        assert!(
+            args.change.force
+                && args.target.path_style
+                && args.change.no_delete
+                && args.target.quiet
+        );
+        assert_eq!(args.change.concurrency.map(NonZeroUsize::get), Some(4));
     }
 
     #[test]
@@ -449,11 +547,12 @@ mod tests {
     #[test]
     fn invalidate_flags_override_each_other() {
         let args = deploy(&["--invalidate", "--no-invalidate"]);
-        assert!(args.no_invalidate && !args.invalidate);
+        assert!(args.change.no_invalidate && !args.change.invalidate);
         let args = deploy(&["--no-invalidate", "--invalidate", "--wait"]);
-        assert!(args.invalidate && !args.no_invalidate && args.wait);
+        assert!(args.change.invalidate && !args.change.no_invalidate && args.change.wait);
         assert_eq!(
             deploy(&["--distribution-id", "E1"])
+                .change
                 .distribution_id
                 .as_deref(),
             Some("E1")
@@ -627,9 +726,10 @@ mod tests {
 }
 
 /// `--output`: lines for people, or one JSON document for scripts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum OutputFormat {
+    #[default]
     Human,
     Json,
 }

@@ -28,6 +28,7 @@ pub(crate) mod sync;
 pub use error::ExitCode;
 pub use report::print_error;
 
+use clap::CommandFactory;
 use cli::Command;
 use deploy::DeployError;
 use interrupt::Interrupt;
@@ -49,6 +50,19 @@ pub async fn run(command: Command) -> Result<ExitCode, Error> {
         }
         Command::Releases(args) => {
             deploy::releases(&args, &interrupt).await?;
+            Ok(ExitCode::Success)
+        }
+        Command::Completions { shell } => {
+            report::shell_text(|out| {
+                clap_complete::generate(shell, &mut cli::Cli::command(), "hoist", out);
+            });
+            Ok(ExitCode::Success)
+        }
+        Command::Man => {
+            report::shell_text(|out| {
+                // Writing to stdout fails only when it is closed: nothing left to tell.
+                let _ = clap_mangen::Man::new(cli::Cli::command()).render(out);
+            });
             Ok(ExitCode::Success)
         }
         // sync prints its own failures and warnings, aws-cli style; its outcome is the code.

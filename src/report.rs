@@ -58,6 +58,13 @@ pub(crate) fn notice(text: &str) {
 }
 
 /// Formats a byte count the way people read it (`1.5 MiB`).
+/// Writes generated text (a completion script, a man page) to stdout.
+pub(crate) fn shell_text(write: impl FnOnce(&mut dyn Write)) {
+    let mut out = std::io::stdout().lock();
+    write(&mut out);
+    let _ = out.flush();
+}
+
 pub(crate) fn human_bytes(bytes: u64) -> String {
     indicatif::BinaryBytes(bytes).to_string()
 }

@@ -96,6 +96,9 @@ where
 {
     let printer = Printer::new(settings.output, settings.quiet);
     let started = Instant::now();
+    if let Some(path) = settings.config_path.as_ref().filter(|p| p.is_absolute()) {
+        printer.status(&format!("using {}", escape(&path.display().to_string())));
+    }
     let (store, session) = open_store(settings, interrupt).await;
     let cloudfront = match (&settings.cloudfront, &session) {
         (Some(cloudfront), Some(session)) => {

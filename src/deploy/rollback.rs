@@ -21,7 +21,7 @@ use super::rules::Resolved;
 use super::scan::LocalFile;
 use super::settings::DeploySettings;
 use super::{Deploy, DeployError, Gathered, Origin, fetch_manifest, locked, open_store};
-use crate::cli::{ReleasesArgs, RollbackArgs};
+use crate::cli::{BuildArgs, ChangeArgs, DeployArgs, ReleasesArgs, RollbackArgs};
 use crate::interrupt::Interrupt;
 use crate::key::Key;
 use crate::report::{Printer, escape, human_bytes};
@@ -32,7 +32,11 @@ pub(crate) async fn rollback(
     args: &RollbackArgs,
     interrupt: &Interrupt,
 ) -> Result<(), DeployError> {
-    let settings = DeploySettings::resolve_target(&args.deploy)?;
+    let settings = DeploySettings::resolve_target(&DeployArgs {
+        target: args.target.clone(),
+        change: args.change.clone(),
+        build: BuildArgs::default(),
+    })?;
     let wanted = args.release;
     locked(
         &settings,
@@ -211,7 +215,11 @@ pub(crate) async fn releases(
     args: &ReleasesArgs,
     interrupt: &Interrupt,
 ) -> Result<(), DeployError> {
-    let settings = DeploySettings::resolve_target(&args.deploy)?;
+    let settings = DeploySettings::resolve_target(&DeployArgs {
+        target: args.target.clone(),
+        change: ChangeArgs::default(),
+        build: BuildArgs::default(),
+    })?;
     let printer = Printer::new(settings.output, settings.quiet);
     let (store, _session) = open_store(&settings, interrupt).await;
     let (manifest, warning) = fetch_manifest(store.as_ref()).await?;

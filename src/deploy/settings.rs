@@ -21,10 +21,17 @@ use crate::cli::OutputFormat;
 pub(crate) enum SettingsError {
     #[error(transparent)]
     Config(#[from] ConfigError),
-    #[error("no source directory: set `source` in deploy.yaml or pass --source")]
-    NoSource,
-    #[error("no target: set `target` in deploy.yaml or pass --target")]
-    NoTarget,
+    #[error("no source directory: set `source` in {} or pass --source", config_named(.0))]
+    NoSource(Option<PathBuf>),
+    #[error("no target: set `target` in {} or pass --target", config_named(.0))]
+    NoTarget(Option<PathBuf>),
+    #[error(
+        "no deploy.yaml in {} or its parent directories (up to {}); pass --config FILE, or \
+         --source and --target",
+        .searched.display(),
+        .stopped.display()
+    )]
+    NoConfig { searched: PathBuf, stopped: PathBuf },
     #[error(transparent)]
     Target(#[from] TargetError),
     #[error(transparent)]
@@ -48,6 +55,13 @@ pub(crate) enum SettingsError {
 }
 
 pub(crate) const DEFAULT_CONFIG: &str = "deploy.yaml";
+
+fn config_named(path: &Option<PathBuf>) -> String {
+    match path {
+        Some(path) => format!("`{}`", path.display()),
+        None => "deploy.yaml".to_string(),
+    }
+}
 pub(crate) const DEFAULT_CONCURRENCY: usize = 16;
 pub(crate) const DEFAULT_MAX_DELETES: usize = 256;
 pub(crate) const DEFAULT_MAX_PATHS: usize = 100;
@@ -84,6 +98,8 @@ pub(crate) struct DeploySettings {
     pub(crate) output: OutputFormat,
     pub(crate) quiet: bool,
     pub(crate) cloudfront: Option<CloudFrontSettings>,
+    /// The deploy.yaml in use, when there is one.
+    pub(crate) config_path: Option<PathBuf>,
     pub(crate) lifecycle: Lifecycle,
     /// How the run takes the target's lock; `None` with `--no-lock` or `lock: false`.
     pub(crate) lock: Option<LockOptions>,
@@ -113,27 +129,14 @@ impl DeploySettings {
         args: &DeployArgs,
         needs_source: bool,
     ) -> Result<DeploySettings, SettingsError> {
-        let (config, base) = load_config(args.config.as_deref())?;
-        let source = match (&args.source, &config.source) {
-            (Some(source), _) => source.clone(),
-            (None, Some(source)) => base.join(source),
-            (None, None) if needs_source => return Err(SettingsError::NoSource),
-            (None, None) => PathBuf::new(),
+        let found = find_config(args.target.config.as_deref());
+        let (config, base, config_path) = match &found {
+            Found::File(path) => (DeployConfig::load(path)?, base_of(path), Some(path.clone())),
+            Found::None { .. } => (DeployConfig::default(), PathBuf::from("."), None),
         };
-        let target_url = args
-            .target
-            .clone()
-            .or(config.target.clone())
-            .ok_or(SettingsError::NoTarget)?;
-        let mut target = Target::parse(&target_url)?;
-        if let (Target::Local { path }, None) = (&mut target, &args.target) {
-            // A file:// target from the config file is relative to the file.
-            if path.is_relative() {
-                *path = base.join(&*path);
-            }
-        }
+        let (source, target) = resolve_paths(args, &config, &base, &found, needs_source)?;
         let rules = Rules::from_config(&config)?;
-        let profile = args.profile.clone().or(config.profile.clone());
+        let profile = args.target.profile.clone().or(config.profile.clone());
         // A local target needs no AWS configuration at all.
         if matches!(target, Target::S3 { .. }) {
             crate::aws::check_profile(profile.as_deref())?;
@@ -141,32 +144,38 @@ impl DeploySettings {
         let cloudfront = resolve_cloudfront(args, &config)?;
         let (lifecycle, lock) = resolve_lifecycle(args, &config)?;
         Ok(DeploySettings {
+            config_path,
             lifecycle,
             lock,
-            message: args.message.clone(),
+            message: args.change.message.clone(),
             source,
             target,
             aws: AwsOptions {
-                region: args.region.clone().or(config.region.clone()),
+                region: args.target.region.clone().or(config.region.clone()),
                 profile,
-                endpoint_url: args.endpoint_url.clone().or(config.endpoint_url.clone()),
-                path_style: if args.path_style {
+                endpoint_url: args
+                    .target
+                    .endpoint_url
+                    .clone()
+                    .or(config.endpoint_url.clone()),
+                path_style: if args.target.path_style {
                     Some(true)
                 } else {
                     config.path_style
                 },
                 timeouts: Timeouts::from_env()?,
             },
-            dryrun: args.dryrun,
-            delete: !args.no_delete && config.delete.unwrap_or(true),
+            dryrun: args.change.dryrun,
+            delete: !args.change.no_delete && config.delete.unwrap_or(true),
             max_deletes: config.max_deletes.unwrap_or(DEFAULT_MAX_DELETES),
-            force: args.force,
-            check: args.check,
+            force: args.change.force,
+            check: args.build.check,
             abort_uploads_after: config
                 .abort_uploads_after
                 .map_or(DEFAULT_ABORT_UPLOADS_AFTER, |span| span.0),
-            follow_symlinks: args.follow_symlinks || config.follow_symlinks.unwrap_or(false),
+            follow_symlinks: args.build.follow_symlinks || config.follow_symlinks.unwrap_or(false),
             concurrency: args
+                .change
                 .concurrency
                 .or(config.concurrency)
                 .unwrap_or(NonZeroUsize::new(DEFAULT_CONCURRENCY).expect("non-zero")),
@@ -177,8 +186,8 @@ impl DeploySettings {
                 .multipart_chunksize
                 .map_or(DEFAULT_MULTIPART_SIZE, |s| s.0),
             rules: std::sync::Arc::new(rules),
-            output: args.output,
-            quiet: args.quiet,
+            output: args.target.output,
+            quiet: args.target.quiet,
             cloudfront,
         })
     }
@@ -202,23 +211,24 @@ fn resolve_lifecycle(
         };
     let lifecycle = Lifecycle {
         keep_releases: args
+            .change
             .keep_releases
             .or(config.releases.as_ref().and_then(|r| r.keep))
             .unwrap_or(DEFAULT_KEEP_RELEASES),
         keep_stale_for: span(
             "--keep-stale-for",
-            &args.keep_stale_for,
+            &args.change.keep_stale_for,
             config.keep_stale_for.as_ref(),
             DEFAULT_KEEP_STALE_FOR,
         )?,
     };
     let lock_wait = span(
         "--lock-timeout",
-        &args.lock_timeout,
+        &args.change.lock_timeout,
         config.lock_timeout.as_ref(),
         lock::DEFAULT_WAIT,
     )?;
-    let lock = (!args.no_lock && config.lock.unwrap_or(true))
+    let lock = (!args.change.no_lock && config.lock.unwrap_or(true))
         .then(|| {
             Ok::<_, SettingsError>(LockOptions {
                 ttl: lock::ttl_from_env()?,
@@ -229,22 +239,93 @@ fn resolve_lifecycle(
     Ok((lifecycle, lock))
 }
 
-fn load_config(explicit: Option<&Path>) -> Result<(DeployConfig, PathBuf), SettingsError> {
-    let path = explicit.unwrap_or(Path::new(DEFAULT_CONFIG));
-    let base = path
-        .parent()
+/// The source directory and the target: flags, else the config (relative to its file).
+fn resolve_paths(
+    args: &DeployArgs,
+    config: &DeployConfig,
+    base: &Path,
+    found: &Found,
+    needs_source: bool,
+) -> Result<(PathBuf, Target), SettingsError> {
+    let missing = |error: fn(Option<PathBuf>) -> SettingsError| match found {
+        // Nothing was found and nothing given: say where hoist looked.
+        Found::None { searched, stopped } => SettingsError::NoConfig {
+            searched: searched.clone(),
+            stopped: stopped.clone(),
+        },
+        Found::File(path) => error(Some(path.clone())),
+    };
+    let source = match (&args.build.source, &config.source) {
+        (Some(source), _) => source.clone(),
+        (None, Some(source)) => base.join(source),
+        (None, None) if needs_source => return Err(missing(SettingsError::NoSource)),
+        (None, None) => PathBuf::new(),
+    };
+    let target_url = args
+        .target
+        .target
+        .clone()
+        .or(config.target.clone())
+        .ok_or_else(|| missing(SettingsError::NoTarget))?;
+    let mut target = Target::parse(&target_url)?;
+    if let (Target::Local { path }, None) = (&mut target, &args.target.target) {
+        // A file:// target from the config file is relative to the file.
+        if path.is_relative() {
+            *path = base.join(&*path);
+        }
+    }
+    Ok((source, target))
+}
+
+/// Which deploy.yaml a run uses.
+enum Found {
+    File(PathBuf),
+    /// None in `searched` or its parents up to `stopped` (a repository root, or `/`).
+    None {
+        searched: PathBuf,
+        stopped: PathBuf,
+    },
+}
+
+/// `--config FILE` (which must exist), else `deploy.yaml` in the working directory or the
+/// nearest parent that has one, stopping at the repository root (a directory with `.git`):
+/// `npm run deploy` from `site/src` finds `site/deploy.yaml`.
+fn find_config(explicit: Option<&Path>) -> Found {
+    if let Some(path) = explicit {
+        return Found::File(path.to_path_buf());
+    }
+    let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
+    let mut dir = Some(cwd.as_path());
+    let mut last = cwd.clone();
+    while let Some(current) = dir {
+        let candidate = current.join(DEFAULT_CONFIG);
+        if candidate.is_file() {
+            // Shown relative to the working directory when it is there.
+            let shown = if current == cwd {
+                PathBuf::from(DEFAULT_CONFIG)
+            } else {
+                candidate
+            };
+            return Found::File(shown);
+        }
+        last = current.to_path_buf();
+        if current.join(".git").exists() {
+            break;
+        }
+        dir = current.parent();
+    }
+    Found::None {
+        searched: cwd,
+        stopped: last,
+    }
+}
+
+/// Relative paths in a config file are relative to its directory.
+fn base_of(path: &Path) -> PathBuf {
+    path.parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."))
-        .to_path_buf();
-    match DeployConfig::load(path) {
-        Ok(config) => Ok((config, base)),
-        Err(ConfigError::Read { source, .. })
-            if explicit.is_none() && source.kind() == std::io::ErrorKind::NotFound =>
-        {
-            Ok((DeployConfig::default(), PathBuf::from(".")))
-        }
-        Err(e) => Err(e.into()),
-    }
+        .to_path_buf()
 }
 
 fn resolve_cloudfront(
@@ -253,12 +334,13 @@ fn resolve_cloudfront(
 ) -> Result<Option<CloudFrontSettings>, SettingsError> {
     let section = config.cloudfront.as_ref();
     let distribution_id = args
+        .change
         .distribution_id
         .clone()
         .or_else(|| section.and_then(|c| c.distribution_id.clone()));
-    let enabled = if args.no_invalidate {
+    let enabled = if args.change.no_invalidate {
         false
-    } else if args.invalidate {
+    } else if args.change.invalidate {
         true
     } else {
         section.and_then(|c| c.invalidate).unwrap_or(true)
@@ -270,14 +352,14 @@ fn resolve_cloudfront(
             }
             Ok(Some(CloudFrontSettings {
                 distribution_id: id,
-                wait: args.wait || section.is_some_and(|c| c.wait),
+                wait: args.change.wait || section.is_some_and(|c| c.wait),
                 max_paths: section
                     .and_then(|c| c.max_paths)
                     .map_or(DEFAULT_MAX_PATHS, NonZeroUsize::get),
                 endpoint_url: section.and_then(|c| c.endpoint_url.clone()),
             }))
         }
-        (None, true) if args.invalidate => Err(SettingsError::InvalidateWithoutDistribution),
+        (None, true) if args.change.invalidate => Err(SettingsError::InvalidateWithoutDistribution),
         _ => Ok(None),
     }
 }

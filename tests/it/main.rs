@@ -23,6 +23,8 @@ mod deploy;
 mod errors;
 /// Faults injected by `proxy`, interruptions, files changing mid-run: everything converges.
 mod faults;
+/// Finding deploy.yaml, --version, completions, the man page, plain output in pipes.
+mod onboarding;
 /// The fault-injecting HTTP/1.1 proxy the fault tests put between hoist and a server.
 mod proxy;
 /// Releases (issue #12): old assets survive, rollback, pruning, the lock, nested sites.

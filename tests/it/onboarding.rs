@@ -1,0 +1,180 @@
+//! Issue #13, first steps: finding deploy.yaml, `--version`, shell completions, the man page,
+//! and output that stays plain in a pipe.
+
+use crate::util::{Hoist, write_tree};
+
+/// `npm run deploy` from `site/src` finds `site/deploy.yaml`, says which file it uses, and
+/// resolves the config's relative paths from the file's directory.
+#[test]
+fn deploy_yaml_is_found_in_a_parent_directory() {
+    let repo = tempfile::tempdir().expect("temp dir");
+    std::fs::create_dir(repo.path().join(".git")).expect(".git");
+    write_tree(&repo.path().join("site/dist"), &[("index.html", "hi")]);
+    std::fs::create_dir_all(repo.path().join("site/src/deep")).expect("src");
+    std::fs::write(
+        repo.path().join("site/deploy.yaml"),
+        "source: dist\ntarget: file://out\n",
+    )
+    .expect("config");
+    let ran = Hoist::new(&repo.path().join("site/src/deep"))
+        .arg("deploy")
+        .success();
+    let used = repo.path().join("site/deploy.yaml");
+    assert!(
+        ran.stderr.contains(&format!("using {}", used.display())),
+        "{}",
+        ran.stderr
+    );
+    assert_eq!(
+        std::fs::read(repo.path().join("site/out/index.html")).expect("published"),
+        b"hi"
+    );
+}
+
+/// With no deploy.yaml up to the repository root, the error says where hoist looked, and a
+/// deploy.yaml above the root is not used.
+#[test]
+fn no_deploy_yaml_says_where_hoist_looked() {
+    let outer = tempfile::tempdir().expect("temp dir");
+    std::fs::write(
+        outer.path().join("deploy.yaml"),
+        "source: .\ntarget: file://must-not-be-used\n",
+    )
+    .expect("config");
+    let repo = outer.path().join("repo");
+    std::fs::create_dir_all(repo.join(".git")).expect(".git");
+    std::fs::create_dir_all(repo.join("web")).expect("web");
+    let ran = Hoist::new(&repo.join("web")).arg("deploy").run().exit(2);
+    let first = ran.stderr.lines().next().unwrap_or_default();
+    assert!(
+        first.starts_with("error: no deploy.yaml in "),
+        "{}",
+        ran.stderr
+    );
+    assert!(
+        first.contains(&format!("up to {}", repo.display())) && first.contains("--config"),
+        "{first}"
+    );
+    assert!(!outer.path().join("must-not-be-used").exists());
+}
+
+/// `hoist --version` names the commit it was built from.
+#[test]
+fn version_names_the_commit() {
+    let here = env!("CARGO_MANIFEST_DIR");
+    let ran = Hoist::new(std::path::Path::new(here))
+        .arg("--version")
+        .success();
+    let git = std::process::Command::new("git")
+        .args(["rev-parse", "--short=10", "HEAD"])
+        .current_dir(here)
+        .output()
+        .expect("git runs");
+    let commit = String::from_utf8_lossy(&git.stdout).trim().to_string();
+    let want = format!(
+        "hoist {} ({})",
+        env!("CARGO_PKG_VERSION"),
+        if git.status.success() {
+            commit.as_str()
+        } else {
+            "unknown commit"
+        }
+    );
+    assert_eq!(ran.stdout.trim(), want);
+}
+
+/// Each shell's completion script is what that shell loads: bash sources it and registers
+/// the completion; the others carry their shells' own registration.
+#[test]
+fn completions_are_generated_for_each_shell() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let bash = Hoist::new(dir.path())
+        .args(["completions", "bash"])
+        .success();
+    let script = dir.path().join("hoist.bash");
+    std::fs::write(&script, &bash.stdout).expect("script");
+    let loaded = std::process::Command::new("bash")
+        .arg("-c")
+        .arg(format!("source {} && complete -p hoist", script.display()))
+        .output()
+        .expect("bash runs");
+    assert!(
+        loaded.status.success(),
+        "{}",
+        String::from_utf8_lossy(&loaded.stderr)
+    );
+    assert!(String::from_utf8_lossy(&loaded.stdout).contains("hoist"));
+    for (shell, marker) in [
+        ("zsh", "#compdef hoist"),
+        ("fish", "complete -c hoist"),
+        ("powershell", "Register-ArgumentCompleter"),
+    ] {
+        let ran = Hoist::new(dir.path())
+            .args(["completions", shell])
+            .success();
+        assert!(ran.stdout.contains(marker), "{shell}");
+        assert!(
+            ran.stdout.contains("rollback"),
+            "{shell}: subcommands missing"
+        );
+    }
+}
+
+/// `hoist man` is a roff page `man` renders, naming the commands.
+#[test]
+fn the_man_page_renders() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let ran = Hoist::new(dir.path()).arg("man").success();
+    assert!(
+        ran.stdout.starts_with(".ie"),
+        "{}",
+        &ran.stdout[..80.min(ran.stdout.len())]
+    );
+    let page = dir.path().join("hoist.1");
+    std::fs::write(&page, &ran.stdout).expect("page");
+    let rendered = std::process::Command::new("man")
+        .arg("-l")
+        .arg(&page)
+        .env("MANPAGER", "cat")
+        .env("PAGER", "cat")
+        .output()
+        .expect("man runs");
+    let text = String::from_utf8_lossy(&rendered.stdout);
+    assert!(
+        rendered.status.success(),
+        "{}",
+        String::from_utf8_lossy(&rendered.stderr)
+    );
+    for word in ["deploy", "sync", "rollback", "releases"] {
+        assert!(text.contains(word), "{word} missing from the man page");
+    }
+}
+
+/// At every verbosity, a pipe gets no colour codes, even with NO_COLOR unset.
+#[test]
+fn verbose_output_in_a_pipe_has_no_colour() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    write_tree(&dir.path().join("site"), &[("index.html", "x")]);
+    std::fs::write(
+        dir.path().join("deploy.yaml"),
+        "source: site\ntarget: file://out\n",
+    )
+    .expect("config");
+    for verbosity in ["-v", "-vv"] {
+        let ran = Hoist::new(dir.path())
+            .remove_env("NO_COLOR")
+            .args([verbosity, "deploy"])
+            .success();
+        assert!(!ran.stderr.is_empty() || !ran.stdout.is_empty());
+        assert!(
+            !ran.stderr.contains('\u{1b}'),
+            "{verbosity}: {:?}",
+            ran.stderr
+        );
+        assert!(
+            !ran.stdout.contains('\u{1b}'),
+            "{verbosity}: {:?}",
+            ran.stdout
+        );
+    }
+}
