@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use super::cdn::CdnError;
 use super::execute::ExecuteError;
 use super::lock::LockError;
+use super::report::{DeployReport, JsonError};
 use super::scan::ScanError;
 use super::settings::SettingsError;
 use crate::error::ExitCode;
@@ -28,6 +29,32 @@ pub(crate) enum DeployError {
     Lock(#[from] LockError),
     #[error(transparent)]
     Rollback(#[from] RollbackError),
+}
+
+/// A failed run: the error, and the report of what it did when it got that far (the actions
+/// that completed; a refused dry run's whole plan), for `--output json`.
+#[derive(Debug)]
+pub(crate) struct Failure {
+    pub(crate) error: DeployError,
+    pub(crate) report: Option<Box<DeployReport>>,
+}
+
+impl Failure {
+    pub(crate) fn with_report(error: DeployError, report: DeployReport) -> Failure {
+        Failure {
+            error,
+            report: Some(Box::new(report)),
+        }
+    }
+}
+
+impl<E: Into<DeployError>> From<E> for Failure {
+    fn from(error: E) -> Failure {
+        Failure {
+            error: error.into(),
+            report: None,
+        }
+    }
 }
 
 /// A rollback that cannot be made; nothing was changed.
@@ -93,6 +120,70 @@ pub(crate) enum GuardError {
 }
 
 impl DeployError {
+    /// The report's `status`: `refused` when a guard said no (nothing changed),
+    /// `interrupted`, or `failed`.
+    pub(crate) fn status(&self) -> &'static str {
+        match self {
+            DeployError::Guard(_) => "refused",
+            DeployError::Execute(ExecuteError::Interrupted { .. })
+            | DeployError::Lock(LockError::Interrupted { .. }) => "interrupted",
+            _ => "failed",
+        }
+    }
+
+    /// The report's `errors`: one short entry per failure.
+    pub(crate) fn json_errors(&self) -> Vec<JsonError> {
+        let one = |code: &str, message: String| {
+            vec![JsonError {
+                key: None,
+                phase: None,
+                code: code.to_string(),
+                message,
+            }]
+        };
+        let chain = || crate::error::ErrorChain(self).to_string();
+        match self {
+            DeployError::Execute(ExecuteError::PhaseFailed { phase, failed, .. }) => failed
+                .iter()
+                .map(|failure| JsonError {
+                    key: Some(failure.key.as_str().to_string()),
+                    phase: Some(*phase),
+                    code: failure.error.code().to_string(),
+                    message: failure.error.short_cause(),
+                })
+                .collect(),
+            DeployError::Execute(
+                ExecuteError::Interrupted { phase, .. } | ExecuteError::LockLost { phase, .. },
+            ) => vec![JsonError {
+                key: None,
+                phase: Some(*phase),
+                code: if matches!(self, DeployError::Execute(ExecuteError::LockLost { .. })) {
+                    "LockLost".into()
+                } else {
+                    "Interrupted".into()
+                },
+                message: chain(),
+            }],
+            DeployError::Store(error) => one(error.code(), chain()),
+            DeployError::Settings(_) => one("InvalidConfig", chain()),
+            DeployError::Scan(_) => one("UnpublishableSource", chain()),
+            DeployError::Guard(GuardError::EmptySource { .. }) => one("EmptySource", chain()),
+            DeployError::Guard(GuardError::NormalizationTwins { .. }) => {
+                one("NormalizationTwins", chain())
+            }
+            DeployError::Guard(GuardError::TooManyDeletes { .. }) => one("TooManyDeletes", chain()),
+            DeployError::Cdn(_) => one("CloudFront", chain()),
+            DeployError::Lock(LockError::Held { .. }) => one("LockHeld", chain()),
+            DeployError::Lock(LockError::Unsupported { .. }) => one("NoConditionalWrites", chain()),
+            DeployError::Lock(LockError::Interrupted { .. }) => one("Interrupted", chain()),
+            DeployError::Lock(LockError::Store { source, .. }) => one(source.code(), chain()),
+            DeployError::Rollback(RollbackError::Unrestorable { .. }) => {
+                one("Unrestorable", chain())
+            }
+            DeployError::Rollback(_) => one("NoSuchRelease", chain()),
+        }
+    }
+
     pub(crate) fn exit_code(&self) -> ExitCode {
         match self {
             DeployError::Settings(_)

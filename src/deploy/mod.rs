@@ -33,7 +33,7 @@ use std::time::Instant;
 
 use futures::TryStreamExt;
 
-pub(crate) use error::{DeployError, GuardError};
+pub(crate) use error::{DeployError, Failure, GuardError};
 use execute::{Executed, Executor};
 use manifest::{Manifest, ObjectRecord, ReleaseSummary};
 use plan::{Action, Plan};
@@ -58,6 +58,43 @@ pub(crate) use rollback::{releases, rollback};
 
 /// Runs `hoist deploy` with parsed flags.
 pub(crate) async fn run(args: &DeployArgs, interrupt: &Interrupt) -> Result<(), DeployError> {
+    let started = Instant::now();
+    let result = deploy(args, interrupt).await;
+    outcome(&args.target, args.change.dryrun, started, result)
+}
+
+/// Prints how a run ended: its report, or with `--output json` a report for every failure
+/// too (the actions that completed, a refused dry run's whole plan, or just the errors), so a
+/// script always reads one document. Returns the error for the exit code and stderr.
+pub(crate) fn outcome(
+    target: &crate::cli::TargetArgs,
+    dryrun: bool,
+    started: Instant,
+    result: Result<DeployReport, Failure>,
+) -> Result<(), DeployError> {
+    let printer = Printer::new(target.output, target.quiet);
+    match result {
+        Ok(report) => {
+            report.print(&printer);
+            Ok(())
+        }
+        Err(Failure { error, report }) => {
+            let report = report.map(|report| *report);
+            if !printer.is_human() {
+                let mut report = report
+                    .unwrap_or_else(|| DeployReport::empty(target.target.clone(), dryrun, started));
+                report.fail(error.status(), error.json_errors());
+                report.print(&printer);
+            } else if let Some(report) = report.filter(DeployReport::is_dryrun) {
+                // A refused dry run still shows the whole plan's summary.
+                report.print(&printer);
+            }
+            Err(error)
+        }
+    }
+}
+
+async fn deploy(args: &DeployArgs, interrupt: &Interrupt) -> Result<DeployReport, Failure> {
     let settings = DeploySettings::resolve(args)?;
     // A source that cannot be published is refused before the target is touched (even by
     // the lock): a usage error, or a guard.
@@ -84,15 +121,15 @@ pub(crate) async fn run(args: &DeployArgs, interrupt: &Interrupt) -> Result<(), 
 }
 
 /// Opens the target, takes its lock (a dry run only looks at it), runs `body`, and releases
-/// the lock however `body` ended. Prints the report.
+/// the lock however `body` ended.
 async fn locked<F>(
     settings: &DeploySettings,
     interrupt: &Interrupt,
     command: &str,
     body: F,
-) -> Result<(), DeployError>
+) -> Result<DeployReport, Failure>
 where
-    F: AsyncFnOnce(&Deploy<'_>) -> Result<DeployReport, DeployError>,
+    F: AsyncFnOnce(&Deploy<'_>) -> Result<DeployReport, Failure>,
 {
     let printer = Printer::new(settings.output, settings.quiet);
     let started = Instant::now();
@@ -106,12 +143,22 @@ where
         }
         _ => None,
     };
+    // A failure before a plan still reports the target.
+    let unplanned = |error: DeployError| {
+        let report = DeployReport::empty(Some(store.url(None)), settings.dryrun, started);
+        Failure::with_report(error, report)
+    };
     let lock = match (settings.lock, settings.dryrun) {
-        (Some(options), false) => {
-            Some(lock::acquire(&store, command, options, &printer, interrupt).await?)
-        }
+        (Some(options), false) => Some(
+            lock::acquire(&store, command, options, &printer, interrupt)
+                .await
+                .map_err(|e| unplanned(e.into()))?,
+        ),
         (Some(_), true) => {
-            if let Some(holder) = lock::holder(store.as_ref()).await? {
+            if let Some(holder) = lock::holder(store.as_ref())
+                .await
+                .map_err(|e| unplanned(e.into()))?
+            {
                 printer.warn(&format!(
                     "{} holds the lock on this target: the plan may change before it ends",
                     holder.describe()
@@ -130,14 +177,16 @@ where
         started,
         lock_lost: lock.as_ref().map(lock::Lock::lost),
     };
-    let result = body(&deploy).await;
+    let result = body(&deploy).await.map_err(|failure| match failure.report {
+        Some(_) => failure,
+        None => unplanned(failure.error),
+    });
     if let Some(lock) = lock
         && let Some(warning) = lock.release().await
     {
         printer.warn(&warning);
     }
-    result?.print(&printer);
-    Ok(())
+    result
 }
 
 /// Where a release comes from, for its record.
@@ -353,7 +402,7 @@ impl Deploy<'_> {
         &self,
         mut gathered: Gathered,
         origin: &Origin,
-    ) -> Result<DeployReport, DeployError> {
+    ) -> Result<DeployReport, Failure> {
         let settings = self.settings;
         let (mut plan, lifecycle_warnings) = probe::plan(
             settings,
@@ -391,8 +440,10 @@ impl Deploy<'_> {
             let report = self
                 .dry_run(&plan, &changes, gathered.warnings.clone())
                 .await?;
-            guard(settings, &plan, self.store)?;
-            return Ok(report);
+            return match guard(settings, &plan, self.store) {
+                Ok(()) => Ok(report),
+                Err(refused) => Err(Failure::with_report(refused.into(), report)),
+            };
         }
         guard(settings, &plan, self.store)?;
         self.publish(&plan, &changes, gathered, origin).await
@@ -453,7 +504,7 @@ impl Deploy<'_> {
         changes: &cdn::Changes,
         gathered: Gathered,
         origin: &Origin,
-    ) -> Result<DeployReport, DeployError> {
+    ) -> Result<DeployReport, Failure> {
         let Gathered {
             files,
             manifest,
@@ -638,7 +689,7 @@ impl Deploy<'_> {
         plan: &Plan,
         files: &[LocalFile],
         warnings: Vec<String>,
-    ) -> Result<Executed, DeployError> {
+    ) -> Result<Executed, Failure> {
         let printer = self.printer;
         let completed: Mutex<Vec<Action>> = Mutex::new(Vec::new());
         let total = plan.actions.len() as u64;
@@ -668,14 +719,11 @@ impl Deploy<'_> {
         let executed = executor.run(plan).await;
         printer.finish_progress();
         executed.map_err(|error| {
-            if !printer.is_human() {
-                let mut actions = completed.into_inner().expect("completed lock");
-                actions.sort_by(|a, b| (a.phase, &a.key).cmp(&(b.phase, &b.key)));
-                let ending = Ending::Failed(ErrorChain(&error).to_string());
-                self.report(ending, actions, plan, None, warnings)
-                    .print(printer);
-            }
-            error.into()
+            // The report of what completed, for `--output json`.
+            let mut actions = completed.into_inner().expect("completed lock");
+            actions.sort_by(|a, b| (a.phase, &a.key).cmp(&(b.phase, &b.key)));
+            let report = self.report(Ending::Failed, actions, plan, None, warnings);
+            Failure::with_report(error.into(), report)
         })
     }
 

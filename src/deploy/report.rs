@@ -10,11 +10,18 @@ use super::plan::{Action, Kept, Op, Plan};
 use crate::key::Key;
 use crate::report::{Printer, escape, human_bytes};
 
-/// The JSON document `--output json` prints.
+/// The version of the JSON document's shape; a field changes meaning only with a new one.
+pub(crate) const SCHEMA: u32 = 1;
+
+/// The JSON document `--output json` prints, for every outcome.
 #[derive(Debug, serde::Serialize)]
 pub(crate) struct DeployReport {
+    schema: u32,
+    /// `ok`, `failed`, `refused` (a guard, nothing changed) or `interrupted`.
+    status: &'static str,
     dryrun: bool,
-    target: String,
+    /// None when the run failed before it knew its target (an invalid deploy.yaml).
+    target: Option<String>,
     actions: Vec<Action>,
     summary: Summary,
     invalidation: Option<InvalidationReport>,
@@ -27,8 +34,21 @@ pub(crate) struct DeployReport {
     /// The release this run published (none for a dry run or a run that changed nothing).
     pub(crate) release: Option<ReleaseSummary>,
     warnings: Vec<String>,
+    /// One entry per failure, short: the key and phase when there is one.
+    errors: Vec<JsonError>,
+}
+
+/// One failure in [`DeployReport::errors`].
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub(crate) struct JsonError {
     #[serde(skip_serializing_if = "Option::is_none")]
-    error: Option<String>,
+    pub(crate) key: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) phase: Option<super::plan::Phase>,
+    /// A stable name: the store's error code (`NoSuchBucket`, `AccessDenied`, `SlowDown`) or
+    /// hoist's (`TooManyDeletes`, `LockHeld`, `InvalidConfig`).
+    pub(crate) code: String,
+    pub(crate) message: String,
 }
 
 #[derive(Debug, Default, serde::Serialize)]
@@ -46,12 +66,13 @@ struct Summary {
 }
 
 /// How a run ended, for the report.
-#[derive(Debug)]
+#[derive(Debug, Clone, Copy)]
 pub(crate) enum Ending {
     DryRun,
     Deployed,
-    /// Failed while executing; `actions` holds what completed.
-    Failed(String),
+    /// Failed while executing; `actions` holds what completed (its errors are added by
+    /// [`DeployReport::fail`]).
+    Failed,
 }
 
 impl DeployReport {
@@ -77,14 +98,16 @@ impl DeployReport {
             retries: crate::aws::REQUEST_STATS.retries(),
             seconds: (started.elapsed().as_secs_f64() * 1000.0).round() / 1000.0,
         };
-        let (dryrun, error) = match ending {
-            Ending::DryRun => (true, None),
-            Ending::Deployed => (false, None),
-            Ending::Failed(error) => (false, Some(error)),
-        };
+        let dryrun = matches!(ending, Ending::DryRun);
         DeployReport {
+            schema: SCHEMA,
+            status: if matches!(ending, Ending::Failed) {
+                "failed"
+            } else {
+                "ok"
+            },
             dryrun,
-            target,
+            target: Some(target),
             actions,
             summary,
             invalidation,
@@ -93,8 +116,37 @@ impl DeployReport {
             nested_sites: plan.nested.clone(),
             release: None,
             warnings,
-            error,
+            errors: Vec::new(),
         }
+    }
+
+    /// The report of a run that failed before it had a plan.
+    pub(crate) fn empty(target: Option<String>, dryrun: bool, started: Instant) -> DeployReport {
+        let mut report = DeployReport::new(
+            if dryrun {
+                Ending::DryRun
+            } else {
+                Ending::Failed
+            },
+            String::new(),
+            Vec::new(),
+            &Plan::default(),
+            started,
+            None,
+            Vec::new(),
+        );
+        report.target = target;
+        report
+    }
+
+    /// Marks the report as the failure `status` with `errors`.
+    pub(crate) fn fail(&mut self, status: &'static str, errors: Vec<JsonError>) {
+        self.status = status;
+        self.errors = errors;
+    }
+
+    pub(crate) fn is_dryrun(&self) -> bool {
+        self.dryrun
     }
 
     /// Prints the JSON document, or the human summary line.
@@ -111,7 +163,7 @@ impl DeployReport {
         };
         let mut line = format!(
             "{verb} to {}: {} uploaded ({}), {} headers updated, {} deleted, {} unchanged",
-            escape(&self.target),
+            escape(self.target.as_deref().unwrap_or("")),
             s.uploaded,
             human_bytes(s.bytes),
             s.headers_updated,

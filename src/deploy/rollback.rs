@@ -14,9 +14,11 @@ use std::time::SystemTime;
 
 use futures::TryStreamExt;
 
+use super::Failure;
 use super::error::RollbackError;
 use super::manifest::Manifest;
 use super::release::{self, Release};
+use super::report::DeployReport;
 use super::rules::Resolved;
 use super::scan::LocalFile;
 use super::settings::DeploySettings;
@@ -32,6 +34,12 @@ pub(crate) async fn rollback(
     args: &RollbackArgs,
     interrupt: &Interrupt,
 ) -> Result<(), DeployError> {
+    let started = std::time::Instant::now();
+    let result = restore(args, interrupt).await;
+    super::outcome(&args.target, args.change.dryrun, started, result)
+}
+
+async fn restore(args: &RollbackArgs, interrupt: &Interrupt) -> Result<DeployReport, Failure> {
     let settings = DeploySettings::resolve_target(&DeployArgs {
         target: args.target.clone(),
         change: args.change.clone(),
@@ -237,6 +245,8 @@ pub(crate) async fn releases(
         .collect();
     if !printer.is_human() {
         let document = serde_json::json!({
+            "schema": super::report::SCHEMA,
+            "status": "ok",
             "target": store.url(None),
             "releases": listed,
         });

@@ -187,6 +187,25 @@ impl Error {
         }
     }
 
+    /// A stable name for scripts: the service's code where it gave one, else the kind.
+    pub fn code(&self) -> &str {
+        match self {
+            Error::Service { code, .. } => code.as_deref().unwrap_or("ServiceError"),
+            Error::AccessDenied { code, .. } => code.as_deref().unwrap_or("AccessDenied"),
+            Error::NotFound { .. } => "NotFound",
+            Error::NoSuchBucket { .. } => "NoSuchBucket",
+            Error::NoCredentials { .. } => "NoCredentials",
+            Error::Unreachable { .. } => "Unreachable",
+            Error::TimedOut { .. } => "TimedOut",
+            Error::Other { .. } => "RequestFailed",
+            Error::Io { .. } => "Io",
+            Error::Changed { .. } => "FileChanged",
+            Error::Interrupted { .. } => "Interrupted",
+            Error::Reserved { .. } => "Reserved",
+            Error::PreconditionFailed { .. } => "PreconditionFailed",
+        }
+    }
+
     /// Advice for the user, printed after the error chain.
     pub fn hint(&self) -> Option<String> {
         match self {

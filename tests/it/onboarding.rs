@@ -178,3 +178,195 @@ fn verbose_output_in_a_pipe_has_no_colour() {
         );
     }
 }
+
+/// `--output json` prints one document with `schema` and `status` for every outcome, its
+/// `errors` one short entry per failure (issue #13).
+mod json {
+    use std::time::Duration;
+
+    use crate::backends::Server;
+    use crate::deploy::{FILES, Site};
+    use crate::proxy::{Fault, FaultProxy, Plan};
+    use crate::util::{Hoist, Ran, write_tree};
+
+    #[track_caller]
+    fn document(ran: &Ran, status: &str) -> serde_json::Value {
+        let doc: serde_json::Value = serde_json::from_str(&ran.stdout).unwrap_or_else(|e| {
+            panic!(
+                "not one JSON document ({e}): {}\n{}",
+                ran.stdout, ran.stderr
+            )
+        });
+        assert_eq!(doc["schema"], 1, "{doc}");
+        assert_eq!(doc["status"], status, "{doc}");
+        doc
+    }
+
+    fn codes(doc: &serde_json::Value) -> Vec<String> {
+        doc["errors"]
+            .as_array()
+            .expect("errors")
+            .iter()
+            .map(|e| e["code"].as_str().expect("code").to_string())
+            .collect()
+    }
+
+    #[test]
+    fn bad_yaml() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::fs::write(dir.path().join("deploy.yaml"), "source: [unclosed\n").expect("config");
+        let ran = Hoist::new(dir.path())
+            .args(["deploy", "--output", "json"])
+            .run()
+            .exit(2);
+        let doc = document(&ran, "failed");
+        assert_eq!(codes(&doc), ["InvalidConfig"]);
+        assert!(doc["target"].is_null());
+        assert!(
+            doc["errors"][0]["message"]
+                .as_str()
+                .unwrap()
+                .contains("deploy.yaml")
+        );
+    }
+
+    #[test]
+    fn unknown_bucket_wrong_credentials_unreachable() {
+        let Some(server) = Server::moto() else { return };
+        let site = Site::new(&server, FILES);
+        let ran = site
+            .deploy_json()
+            .args(["--target", "s3://no-such-bucket-here/"])
+            .run()
+            .exit(1);
+        let doc = document(&ran, "failed");
+        assert_eq!(codes(&doc), ["NoSuchBucket"]);
+        assert_eq!(doc["target"], "s3://no-such-bucket-here/");
+
+        // Few attempts: this is about the document, not the retries.
+        let ran = site
+            .deploy_json()
+            .args(["--endpoint-url", "http://127.0.0.1:9"])
+            .env("AWS_MAX_ATTEMPTS", "1")
+            .run()
+            .exit(1);
+        assert_eq!(codes(&document(&ran, "failed")), ["Unreachable"]);
+
+        let Some(rclone) = Server::rclone() else {
+            return;
+        };
+        let site = Site::new(&rclone, FILES);
+        let ran = site
+            .deploy_json()
+            .env("AWS_SECRET_ACCESS_KEY", "wrong-secret-wrong-secret")
+            .run()
+            .exit(1);
+        let doc = document(&ran, "failed");
+        let code = &codes(&doc)[0];
+        assert!(
+            [
+                "SignatureDoesNotMatch",
+                "AccessDenied",
+                "InvalidAccessKeyId"
+            ]
+            .contains(&code.as_str()),
+            "{doc}"
+        );
+        assert!(
+            !ran.stdout.contains("wrong-secret"),
+            "the secret was printed"
+        );
+    }
+
+    #[test]
+    fn a_refused_plan_is_printed_whole() {
+        let Some(server) = Server::moto() else { return };
+        let site = Site::new(&server, FILES);
+        for i in 0..4 {
+            site.put(&format!("stale/{i}.html"), "old");
+        }
+        site.write_config(&format!("{}\nmax_deletes: 2\n", crate::deploy::CONFIG));
+        for dry in [true, false] {
+            let mut hoist = site.deploy_json();
+            if dry {
+                hoist = hoist.arg("--dryrun");
+            }
+            let ran = hoist.run().exit(1);
+            let doc = document(&ran, "refused");
+            assert_eq!(codes(&doc), ["TooManyDeletes"]);
+            if dry {
+                let deletes = doc["actions"]
+                    .as_array()
+                    .expect("actions")
+                    .iter()
+                    .filter(|a| a["op"] == "delete")
+                    .count();
+                assert_eq!(deletes, 4, "the dry run's plan is in the document: {doc}");
+            }
+        }
+        assert!(!site.contents().contains_key("index.html"));
+    }
+
+    #[test]
+    fn a_failed_phase_names_each_key_and_what_completed() {
+        let Some(server) = Server::moto() else { return };
+        let site = Site::new(&server, FILES);
+        let proxy = FaultProxy::start(
+            &server.endpoint().url,
+            Plan::new().rule(
+                |r| r.method == "PUT" && r.path().ends_with("/robots.txt"),
+                Fault::InternalError,
+                None,
+            ),
+        );
+        let ran = site
+            .deploy_json()
+            .args(["--endpoint-url", &proxy.endpoint()])
+            .env("AWS_MAX_ATTEMPTS", "2")
+            .run()
+            .exit(1);
+        let doc = document(&ran, "failed");
+        let errors = doc["errors"].as_array().expect("errors");
+        assert_eq!(errors.len(), 1, "{doc}");
+        assert_eq!(errors[0]["key"], "robots.txt");
+        assert_eq!(errors[0]["phase"], "other");
+        assert_eq!(errors[0]["code"], "InternalError");
+        assert!(errors[0]["message"].as_str().unwrap().lines().count() == 1);
+        let done: Vec<&str> = doc["actions"]
+            .as_array()
+            .expect("actions")
+            .iter()
+            .map(|a| a["key"].as_str().unwrap())
+            .collect();
+        assert!(done.contains(&"static/app.3f2a1c.js"), "{done:?}");
+        assert!(!done.contains(&"index.html"), "{done:?}");
+    }
+
+    #[test]
+    fn an_interrupted_run_and_a_success() {
+        let Some(server) = Server::moto() else { return };
+        let site = Site::new(&server, FILES);
+        let proxy = FaultProxy::start(
+            &server.endpoint().url,
+            Plan::new().rule(
+                |r| r.method == "PUT" && r.path().contains("/static/"),
+                Fault::Stall(Duration::from_secs(30)),
+                None,
+            ),
+        );
+        let running = site
+            .deploy_json()
+            .args(["--endpoint-url", &proxy.endpoint()])
+            .spawn();
+        std::thread::sleep(Duration::from_secs(2));
+        running.signal("INT");
+        let ran = running.wait(Duration::from_secs(30));
+        assert_eq!(ran.code(), Some(130), "{}", ran.stderr);
+        assert_eq!(codes(&document(&ran, "interrupted")), ["Interrupted"]);
+
+        let ran = site.deploy_json().success();
+        let doc = document(&ran, "ok");
+        assert!(doc["errors"].as_array().expect("errors").is_empty());
+        let _ = write_tree;
+    }
+}
