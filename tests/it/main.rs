@@ -23,6 +23,9 @@ mod deploy;
 mod errors;
 /// Faults injected by `proxy`, interruptions, files changing mid-run: everything converges.
 mod faults;
+/// The npm package (launcher plus this platform's binary), installed from its tarballs.
+#[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+mod npm;
 /// Finding deploy.yaml, --version, completions, the man page, plain output in pipes.
 mod onboarding;
 /// The fault-injecting HTTP/1.1 proxy the fault tests put between hoist and a server.

@@ -370,3 +370,109 @@ mod json {
         let _ = write_tree;
     }
 }
+
+/// The GitHub Action's deploy step, run as the runner would run it (its `run` script with the
+/// inputs in the environment, `hoist` on PATH): it passes the inputs through, writes the
+/// run's status and release to `GITHUB_OUTPUT`, and exits with hoist's code. Its inputs are
+/// documented in the README; the release workflow builds for Linux, macOS and Windows.
+#[test]
+fn the_github_action_runs_hoist_with_its_inputs() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let action: serde_yaml::Value = serde_yaml::from_str(
+        &std::fs::read_to_string(root.join("action.yml")).expect("action.yml"),
+    )
+    .expect("action.yml is YAML");
+    assert_eq!(action["runs"]["using"], "composite");
+    let readme = std::fs::read_to_string(root.join("README.md")).expect("README");
+    let inputs = action["inputs"].as_mapping().expect("inputs");
+    for name in inputs.keys() {
+        let name = name.as_str().expect("input name");
+        assert!(
+            readme.contains(&format!("`{name}`")),
+            "input {name} undocumented"
+        );
+    }
+    let steps = action["runs"]["steps"].as_sequence().expect("steps");
+    let deploy = steps
+        .iter()
+        .find(|s| s["id"] == "deploy")
+        .expect("a deploy step");
+    let script = deploy["run"].as_str().expect("run");
+    // Inputs reach the script through the environment, never pasted into it.
+    assert!(
+        !script.contains("${{"),
+        "inputs interpolated into the script"
+    );
+
+    let work = tempfile::tempdir().expect("temp dir");
+    write_tree(
+        &work.path().join("site/dist"),
+        &[("index.html", "<p>hi</p>")],
+    );
+    std::fs::write(
+        work.path().join("site/deploy.yaml"),
+        "source: dist\ntarget: file://out\n",
+    )
+    .expect("config");
+    let bin = std::path::Path::new(env!("CARGO_BIN_EXE_hoist"))
+        .parent()
+        .expect("bin dir")
+        .to_path_buf();
+    let run = |dryrun: &str, args: &str| {
+        let output = work.path().join("github_output");
+        let _ = std::fs::remove_file(&output);
+        let ran = std::process::Command::new("bash")
+            .arg("-c")
+            .arg(script)
+            .current_dir(work.path().join("site"))
+            .env(
+                "PATH",
+                format!(
+                    "{}:{}",
+                    bin.display(),
+                    std::env::var("PATH").unwrap_or_default()
+                ),
+            )
+            .env("RUNNER_TEMP", work.path())
+            .env("GITHUB_OUTPUT", &output)
+            .env("HOIST_CONFIG", "")
+            .env("HOIST_DRYRUN", dryrun)
+            .env("HOIST_ARGS", args)
+            .env("NO_COLOR", "1")
+            .output()
+            .expect("bash runs");
+        let outputs = std::fs::read_to_string(&output).unwrap_or_default();
+        (ran.status.code(), outputs)
+    };
+    let (code, outputs) = run("true", "");
+    assert_eq!(code, Some(0), "{outputs}");
+    assert!(outputs.contains("status=ok"), "{outputs}");
+    assert!(
+        !work.path().join("site/out").exists(),
+        "the dry run published"
+    );
+    let (code, outputs) = run("false", "--keep-releases 3 --message ci");
+    assert_eq!(code, Some(0), "{outputs}");
+    assert!(outputs.contains("release=1"), "{outputs}");
+    assert!(work.path().join("site/out/index.html").exists());
+    let (code, outputs) = run("false", "--no-such-flag");
+    assert_eq!(code, Some(2));
+    assert!(outputs.contains("status=failed"), "{outputs}");
+
+    let release: serde_yaml::Value = serde_yaml::from_str(
+        &std::fs::read_to_string(root.join(".github/workflows/release.yml")).expect("release.yml"),
+    )
+    .expect("release.yml is YAML");
+    let targets: Vec<&str> = release["jobs"]["build"]["strategy"]["matrix"]["include"]
+        .as_sequence()
+        .expect("matrix")
+        .iter()
+        .map(|t| t["target"].as_str().expect("target"))
+        .collect();
+    for os in ["linux", "apple-darwin", "windows"] {
+        assert!(
+            targets.iter().any(|t| t.contains(os)),
+            "{os} missing: {targets:?}"
+        );
+    }
+}
