@@ -38,6 +38,12 @@ pub enum Command {
     Rollback(RollbackArgs),
     /// List the retained releases, newest first, marking the live one.
     Releases(ReleasesArgs),
+    /// Write a commented deploy.yaml for the project here: its framework's output directory
+    /// and rules for its hashed files.
+    #[command(
+        after_help = "Examples:\n  hoist init                               asks for the bucket on a terminal\n  hoist init --target s3://my-site/        then: npm run build && hoist deploy --dryrun"
+    )]
+    Init(InitArgs),
     /// Print a shell completion script (bash, zsh, fish, powershell, elvish).
     #[command(
         after_help = "Examples:\n  hoist completions bash > ~/.local/share/bash-completion/completions/hoist\n  hoist completions zsh > \"${fpath[1]}/_hoist\"\n  hoist completions fish > ~/.config/fish/completions/hoist.fish"
@@ -198,6 +204,18 @@ pub struct RollbackArgs {
     pub target: TargetArgs,
     #[command(flatten)]
     pub change: ChangeArgs,
+}
+
+/// `hoist init`: a deploy.yaml for the project in the working directory.
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// Where to publish: s3://bucket[/prefix/] (asked for on a terminal when not given)
+    #[arg(long, value_name = "URL")]
+    pub target: Option<String>,
+
+    /// The project directory [default: the working directory]
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
 }
 
 /// `hoist releases`: the retained releases, newest first.

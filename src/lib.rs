@@ -19,6 +19,7 @@ mod clock;
 pub(crate) mod deploy;
 pub mod error;
 pub mod headers;
+mod init;
 pub(crate) mod interrupt;
 pub mod key;
 pub(crate) mod report;
@@ -58,6 +59,12 @@ pub async fn run(command: Command) -> Result<ExitCode, Error> {
             });
             Ok(ExitCode::Success)
         }
+        Command::Init(args) => {
+            for line in init::run(&args).map_err(|e| Error(Kind::Init(e)))? {
+                report::out_line(&line);
+            }
+            Ok(ExitCode::Success)
+        }
         Command::Man => {
             report::shell_text(|out| {
                 // Writing to stdout fails only when it is closed: nothing left to tell.
@@ -82,6 +89,8 @@ enum Kind {
     Deploy(DeployError),
     #[error(transparent)]
     Sync(SyncError),
+    #[error(transparent)]
+    Init(init::InitError),
 }
 
 impl From<DeployError> for Error {
@@ -101,6 +110,8 @@ impl Error {
         match &self.0 {
             Kind::Deploy(error) => error.exit_code(),
             Kind::Sync(error) => error.exit_code(),
+            Kind::Init(init::InitError::Write { .. }) => ExitCode::Failure,
+            Kind::Init(_) => ExitCode::Usage,
         }
     }
 
@@ -108,7 +119,10 @@ impl Error {
     pub fn hint(&self) -> Option<String> {
         match &self.0 {
             Kind::Deploy(error) => error.hint(),
-            Kind::Sync(_) => None,
+            Kind::Init(init::InitError::Exists(_)) => {
+                Some("edit the existing file, or move it away and run hoist init again".into())
+            }
+            Kind::Sync(_) | Kind::Init(_) => None,
         }
     }
 }

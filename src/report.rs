@@ -57,7 +57,19 @@ pub(crate) fn notice(text: &str) {
     eprintln!("{text}");
 }
 
-/// Formats a byte count the way people read it (`1.5 MiB`).
+/// A question on stderr, the answer typed after it on the same line.
+pub(crate) fn prompt(text: &str) {
+    let mut err = std::io::stderr().lock();
+    let _ = write!(err, "{text}");
+    let _ = err.flush();
+}
+
+/// One line of a command's result on stdout.
+pub(crate) fn out_line(text: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{text}");
+}
+
 /// Writes generated text (a completion script, a man page) to stdout.
 pub(crate) fn shell_text(write: impl FnOnce(&mut dyn Write)) {
     let mut out = std::io::stdout().lock();
@@ -65,6 +77,7 @@ pub(crate) fn shell_text(write: impl FnOnce(&mut dyn Write)) {
     let _ = out.flush();
 }
 
+/// Formats a byte count the way people read it (`1.5 MiB`).
 pub(crate) fn human_bytes(bytes: u64) -> String {
     indicatif::BinaryBytes(bytes).to_string()
 }

@@ -476,3 +476,95 @@ fn the_github_action_runs_hoist_with_its_inputs() {
         );
     }
 }
+
+/// Issue #13's first deploy: a freshly built Vite project, `hoist init` naming the bucket,
+/// then `hoist deploy`: hashed assets are immutable for a year and pages revalidated, with no
+/// edit of the generated deploy.yaml. A second `hoist init` refuses to overwrite it.
+#[cfg(unix)]
+#[test]
+fn init_then_deploy_a_fresh_vite_build() {
+    use crate::backends::Server;
+    let Some(server) = Server::moto() else { return };
+    let fixture = crate::releases::vite_fixture();
+    let project = tempfile::tempdir().expect("temp dir");
+    let app = project.path();
+    std::fs::create_dir_all(app.join("src")).expect("src");
+    for file in [
+        "index.html",
+        "package.json",
+        "src/main.js",
+        "src/lazy.js",
+        "src/version.js",
+        "src/style.css",
+    ] {
+        std::fs::copy(fixture.join(file), app.join(file)).expect("copy fixture");
+    }
+    std::os::unix::fs::symlink(fixture.join("node_modules"), app.join("node_modules"))
+        .expect("link");
+    let built = std::process::Command::new("npm")
+        .args(["run", "build", "--silent"])
+        .current_dir(app)
+        .output()
+        .expect("npm runs");
+    assert!(
+        built.status.success(),
+        "{}",
+        String::from_utf8_lossy(&built.stderr)
+    );
+
+    let bucket = crate::util::fresh_bucket("init");
+    server.create_bucket(&bucket);
+    let endpoint = server.endpoint();
+    let ran = Hoist::new(app)
+        .args(["init", "--target", &format!("s3://{bucket}/")])
+        .success();
+    assert!(
+        ran.stdout.contains("for Vite (source `dist`"),
+        "{}",
+        ran.stdout
+    );
+    assert!(
+        ran.stdout.contains("hoist deploy --dryrun"),
+        "{}",
+        ran.stdout
+    );
+    let written = std::fs::read_to_string(app.join("deploy.yaml")).expect("deploy.yaml");
+    let again = Hoist::new(app)
+        .args(["init", "--target", "s3://other/"])
+        .run()
+        .exit(2);
+    assert!(again.stderr.contains("already exists"), "{}", again.stderr);
+    assert_eq!(
+        std::fs::read_to_string(app.join("deploy.yaml")).unwrap(),
+        written
+    );
+
+    Hoist::on(app, &endpoint)
+        .args(["deploy", "--endpoint-url", &endpoint.url])
+        .success();
+    let client = endpoint.client();
+    let mut assets = 0;
+    for entry in walkdir::WalkDir::new(app.join("dist")) {
+        let entry = entry.expect("walk");
+        if !entry.file_type().is_file() {
+            continue;
+        }
+        let key = entry
+            .path()
+            .strip_prefix(app.join("dist"))
+            .unwrap()
+            .to_string_lossy()
+            .to_string();
+        let object = crate::util::head(&client, &bucket, &key);
+        let want = if key.starts_with("assets/") {
+            assets += 1;
+            "public, max-age=31536000, immutable"
+        } else if key.ends_with(".html") {
+            "public, max-age=0, must-revalidate"
+        } else {
+            "public, max-age=3600"
+        };
+        assert_eq!(object.cache_control(), Some(want), "{key}");
+    }
+    assert!(assets >= 3, "{assets} hashed assets");
+}

@@ -28,7 +28,7 @@ rules:
 
 /// The Vite fixture (`tests/fixtures/vite-app`), its dependencies installed once with `npm ci`
 /// from the committed lock file.
-fn vite_fixture() -> &'static Path {
+pub fn vite_fixture() -> &'static Path {
     static INSTALLED: OnceLock<PathBuf> = OnceLock::new();
     INSTALLED.get_or_init(|| {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/vite-app");
