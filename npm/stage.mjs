@@ -53,6 +53,11 @@ const staged = [];
 const main = join(out, "hoist-deploy");
 cpSync(join(here, "hoist-deploy"), main, { recursive: true });
 copyFileSync(join(root, "README.md"), join(main, "README.md"));
+// For editors: `# yaml-language-server: $schema=node_modules/hoist-deploy/deploy.schema.json`.
+const schema = execFileSync(binaries["linux-x64"] ?? Object.values(binaries)[0], ["schema"], {
+  encoding: "utf8",
+});
+writeFileSync(join(main, "deploy.schema.json"), schema);
 writeFileSync(join(main, "package.json"), JSON.stringify(launcher, null, 2) + "\n");
 chmodSync(join(main, "bin/hoist.js"), 0o755);
 staged.push(main);

@@ -53,6 +53,11 @@ pub enum Command {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
+    /// Print the JSON Schema of deploy.yaml, for editors (yaml-language-server) and checks.
+    #[command(
+        after_help = "Example:\n  hoist schema > deploy.schema.json\n  # then, first line of deploy.yaml:\n  # yaml-language-server: $schema=deploy.schema.json"
+    )]
+    Schema,
     /// Print hoist's man page (roff), for `man -l -` or a man directory.
     #[command(after_help = "Example:\n  hoist man > /usr/local/share/man/man1/hoist.1")]
     Man,

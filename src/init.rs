@@ -118,6 +118,11 @@ const BY_FILE: &[(&str, Framework)] = &[
     ),
 ];
 
+/// The schema file `hoist init` writes beside deploy.yaml.
+const SCHEMA_FILE: &str = "deploy.schema.json";
+/// The copy the npm package ships.
+const NPM_SCHEMA: &str = "node_modules/hoist-deploy/deploy.schema.json";
+
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum InitError {
     #[error("`{}` already exists; hoist init never overwrites it", .0.display())]
@@ -234,14 +239,38 @@ pub(crate) fn run(args: &InitArgs) -> Result<Vec<String>, InitError> {
         target: target.clone(),
         reason: e.reason,
     })?;
-    let text = config_text(&found, &target);
+    let mut lines = Vec::new();
+    // Editors validate and complete deploy.yaml from the schema: the npm package's copy, else
+    // one written beside it.
+    let schema = if dir.join(NPM_SCHEMA).is_file() {
+        NPM_SCHEMA.to_string()
+    } else {
+        let local = dir.join(SCHEMA_FILE);
+        if !local.exists() {
+            let json = serde_json::to_string_pretty(&crate::deploy::config::schema())
+                .expect("the schema serializes");
+            write_new(&local, &format!("{json}\n"))?;
+            lines.push(format!(
+                "wrote {} (editor support; `hoist schema` regenerates it)",
+                local.display()
+            ));
+        }
+        SCHEMA_FILE.to_string()
+    };
+    let text = format!(
+        "# yaml-language-server: $schema={schema}\n{}",
+        config_text(&found, &target)
+    );
     write_new(&path, &text)?;
-    let mut lines = vec![format!(
-        "wrote {} for {} (source `{}`, target `{target}`)",
-        path.display(),
-        found.name,
-        found.output
-    )];
+    lines.insert(
+        0,
+        format!(
+            "wrote {} for {} (source `{}`, target `{target}`)",
+            path.display(),
+            found.name,
+            found.output
+        ),
+    );
     if target.contains("YOUR-BUCKET") {
         lines.push(format!(
             "set `target` in {} to your bucket, then:",

@@ -65,6 +65,11 @@ pub async fn run(command: Command) -> Result<ExitCode, Error> {
             }
             Ok(ExitCode::Success)
         }
+        Command::Schema => {
+            let schema = deploy::config::schema();
+            report::out_line(&serde_json::to_string_pretty(&schema).expect("schema serializes"));
+            Ok(ExitCode::Success)
+        }
         Command::Man => {
             report::shell_text(|out| {
                 // Writing to stdout fails only when it is closed: nothing left to tell.

@@ -74,21 +74,26 @@ fn unknown_field(message: &str) -> Option<&str> {
     rest.split('`').next()
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct DeployConfig {
     /// Directory to publish, relative to the config file.
     pub(crate) source: Option<PathBuf>,
+    /// Where to publish: `s3://bucket/`, `s3://bucket/prefix/` or `file://PATH`.
     pub(crate) target: Option<String>,
+    /// The bucket's region (else AWS_REGION or the profile's).
     pub(crate) region: Option<String>,
+    /// The S3 endpoint of an S3-compatible store.
     pub(crate) endpoint_url: Option<String>,
     /// Force path-style addressing (automatic for localhost and IP endpoints).
     pub(crate) path_style: Option<bool>,
+    /// A profile of the AWS shared config and credentials files; replaces environment keys.
     pub(crate) profile: Option<String>,
     /// Remove stale keys under the prefix.
     pub(crate) delete: Option<bool>,
     /// A plan deleting more keys than this fails before changing anything, unless `--force`.
     pub(crate) max_deletes: Option<usize>,
+    /// Requests in flight at once (16 by default).
     pub(crate) concurrency: Option<NonZeroUsize>,
     /// Publish what symlinks that lead outside `source` point to (refused by default).
     pub(crate) follow_symlinks: Option<bool>,
@@ -97,42 +102,56 @@ pub(crate) struct DeployConfig {
     pub(crate) abort_uploads_after: Option<Span>,
     /// Files at least this large are uploaded in parts (bytes, or `8MB`, `16MiB`).
     pub(crate) multipart_threshold: Option<ByteSize>,
+    /// The size of each part of a multipart upload (`8MB` by default).
     pub(crate) multipart_chunksize: Option<ByteSize>,
     /// How long a stale key of an `immutable` rule outlives the site that used it (`7d` by
     /// default; `0s` deletes it at once unless a retained release publishes it).
     pub(crate) keep_stale_for: Option<Span>,
+    /// How many releases are retained for `hoist rollback`.
     pub(crate) releases: Option<ReleasesConfig>,
     /// Take `.hoist/lock.json` so two deploys of the target never interleave (default true).
     pub(crate) lock: Option<bool>,
     /// How long to wait for another run's lock (`5m` by default).
     pub(crate) lock_timeout: Option<Span>,
+    /// Files never uploaded, and keys never deleted: one glob or a list.
     #[serde(default)]
     pub(crate) exclude: Patterns,
+    /// Headers by path; the first rule whose `match` fits a file wins.
     #[serde(default)]
     pub(crate) rules: Vec<RuleConfig>,
+    /// The CloudFront distribution to invalidate after a deploy.
     pub(crate) cloudfront: Option<CloudFrontConfig>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RuleConfig {
+    /// The files this rule applies to: one glob or a list (.gitignore habits).
     #[serde(rename = "match")]
     pub(crate) patterns: Patterns,
+    /// The Cache-Control header.
     pub(crate) cache_control: Option<HeaderText>,
+    /// The Content-Type header (guessed from the extension when not set).
     pub(crate) content_type: Option<HeaderText>,
+    /// The Content-Encoding header, for files stored compressed.
     pub(crate) content_encoding: Option<HeaderText>,
+    /// The Content-Language header.
     pub(crate) content_language: Option<HeaderText>,
+    /// The Content-Disposition header.
     pub(crate) content_disposition: Option<HeaderText>,
+    /// User metadata (`x-amz-meta-NAME`).
     #[serde(default)]
     pub(crate) metadata: BTreeMap<MetadataName, HeaderText>,
+    /// A canned ACL.
     pub(crate) acl: Option<Acl>,
+    /// The storage class (`STANDARD` by default).
     pub(crate) storage_class: Option<StorageClass>,
     /// Content-hashed names: uploaded first, never invalidated.
     #[serde(default)]
     pub(crate) immutable: bool,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ReleasesConfig {
     /// Releases retained for rollback, the live one included (10 by default; 0 turns
@@ -140,15 +159,17 @@ pub(crate) struct ReleasesConfig {
     pub(crate) keep: Option<usize>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct CloudFrontConfig {
+    /// The distribution's id (`E2EXAMPLE123`).
     pub(crate) distribution_id: Option<String>,
     /// Wait until the invalidation completes.
     #[serde(default)]
     pub(crate) wait: bool,
     /// Past this many paths, collapse them into wildcards.
     pub(crate) max_paths: Option<NonZeroUsize>,
+    /// The CloudFront endpoint (for tests against a local server).
     pub(crate) endpoint_url: Option<String>,
     /// Whether to invalidate at all when a distribution is configured (default true).
     pub(crate) invalidate: Option<bool>,
@@ -563,4 +584,87 @@ mod tests {
         let config = DeployConfig::parse("# nothing\n").unwrap();
         assert!(config.rules.is_empty());
     }
+}
+
+/// JSON Schemas of the value types whose deserializers check more than their shape.
+mod schemas {
+    use std::borrow::Cow;
+
+    use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
+
+    use super::{
+        Acl, ByteSize, CANNED_ACLS, HeaderText, MetadataName, Patterns, STORAGE_CLASSES, Span,
+        StorageClass,
+    };
+
+    macro_rules! schema {
+        ($type:ty, $name:literal, $schema:expr) => {
+            impl JsonSchema for $type {
+                fn schema_name() -> Cow<'static, str> {
+                    $name.into()
+                }
+                fn json_schema(_: &mut SchemaGenerator) -> Schema {
+                    $schema
+                }
+            }
+        };
+    }
+
+    schema!(
+        Patterns,
+        "Patterns",
+        json_schema!({
+            "description": "One glob or a list: without a `/` a pattern matches the file name at any depth, with one it is anchored at the source root; `**` crosses directories.",
+            "anyOf": [
+                { "type": "string", "minLength": 1 },
+                { "type": "array", "items": { "type": "string", "minLength": 1 } }
+            ]
+        })
+    );
+    schema!(
+        HeaderText,
+        "HeaderText",
+        json_schema!({ "type": "string", "pattern": "^[\\t -~]*$" })
+    );
+    schema!(
+        MetadataName,
+        "MetadataName",
+        json_schema!({ "type": "string", "pattern": "^[!#$%&'*+.^_`|~0-9A-Za-z-]+$" })
+    );
+    schema!(
+        Acl,
+        "Acl",
+        json_schema!({ "type": "string", "enum": CANNED_ACLS })
+    );
+    schema!(
+        StorageClass,
+        "StorageClass",
+        json_schema!({ "type": "string", "enum": STORAGE_CLASSES })
+    );
+    schema!(
+        ByteSize,
+        "ByteSize",
+        json_schema!({
+            "description": "Bytes, or a number with a unit: `8MB`, `16MiB`.",
+            "anyOf": [
+                { "type": "integer", "minimum": 0 },
+                { "type": "string", "pattern": "^\\s*[0-9]+\\s*([kKmMgGtT][iI]?[bB]|[bB])?\\s*$" }
+            ]
+        })
+    );
+    schema!(
+        Span,
+        "Span",
+        json_schema!({
+            "description": "A duration: a number and a unit, `30s`, `15m`, `24h`, `7d`.",
+            "type": "string",
+            "pattern": "^\\s*[0-9]+\\s*[smhd]\\s*$"
+        })
+    );
+}
+
+/// The JSON Schema of deploy.yaml, from the types serde reads it with.
+pub(crate) fn schema() -> serde_json::Value {
+    let schema = schemars::schema_for!(DeployConfig);
+    serde_json::to_value(&schema).expect("the schema serializes")
 }

@@ -568,3 +568,82 @@ fn init_then_deploy_a_fresh_vite_build() {
     }
     assert!(assets >= 3, "{assets} hashed assets");
 }
+
+/// `hoist schema` is a JSON Schema that accepts deploy.example.yaml, the fixture's config and
+/// what `hoist init` writes, and rejects a typo'd key and a bad value (checked with Python's
+/// jsonschema, from the test virtualenv).
+#[test]
+fn the_schema_validates_real_configs_and_rejects_typos() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let work = tempfile::tempdir().expect("temp dir");
+    let schema = work.path().join("schema.json");
+    let ran = Hoist::new(work.path()).arg("schema").success();
+    std::fs::write(&schema, &ran.stdout).expect("schema");
+
+    // What `hoist init` writes, for two layouts.
+    let vite = work.path().join("vite");
+    write_tree(
+        &vite,
+        &[("package.json", r#"{"devDependencies":{"vite":"7"}}"#)],
+    );
+    Hoist::new(&vite)
+        .args(["init", "--target", "s3://my-site/"])
+        .success();
+    let hugo = work.path().join("hugo");
+    write_tree(&hugo, &[("hugo.toml", "baseURL = '/'")]);
+    Hoist::new(&hugo)
+        .args(["init", "--target", "s3://my-site/site/"])
+        .success();
+    assert!(
+        std::fs::read_to_string(vite.join("deploy.yaml"))
+            .unwrap()
+            .starts_with("# yaml-language-server: $schema=deploy.schema.json\n")
+    );
+    assert_eq!(
+        std::fs::read_to_string(vite.join("deploy.schema.json"))
+            .unwrap()
+            .trim(),
+        ran.stdout.trim()
+    );
+
+    let typo = work.path().join("typo.yaml");
+    std::fs::write(&typo, "source: dist\ntarget: s3://b/\nrules:\n  - match: '*.html'\n    cache_controll: no-cache\n").unwrap();
+    let bad_value = work.path().join("bad-value.yaml");
+    std::fs::write(&bad_value, "source: dist\nkeep_stale_for: 7 weeks\n").unwrap();
+
+    let python = crate::servers::venv_bin("python").expect("python in the test virtualenv");
+    let check = r#"
+import json, sys, yaml, jsonschema
+schema = json.load(open(sys.argv[1]))
+validator = jsonschema.validators.validator_for(schema)(schema)
+for path in sys.argv[2:]:
+    errors = list(validator.iter_errors(yaml.safe_load(open(path)) or {}))
+    print(path, "ok" if not errors else "invalid: " + errors[0].message)
+"#;
+    let files = [
+        root.join("deploy.example.yaml"),
+        root.join("fixtures/deploy.yaml"),
+        vite.join("deploy.yaml"),
+        hugo.join("deploy.yaml"),
+        typo.clone(),
+        bad_value.clone(),
+    ];
+    let out = std::process::Command::new(python)
+        .arg("-c")
+        .arg(check)
+        .arg(&schema)
+        .args(&files)
+        .output()
+        .expect("python runs");
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for (file, line) in files.iter().zip(report.lines()) {
+        let valid = !(file == &typo || file == &bad_value);
+        assert_eq!(line.ends_with(" ok"), valid, "{line}");
+    }
+    assert!(report.contains("cache_controll"), "{report}");
+}
