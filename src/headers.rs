@@ -61,6 +61,85 @@ impl Headers {
             .filter(|(name, _)| !name.starts_with(META_PREFIX))
     }
 
+    /// The headers that are set, for a log line: `content-type: text/html, cache-control: ...`.
+    pub fn describe(&self) -> String {
+        let mut parts = Vec::new();
+        for (name, value) in [
+            ("content-type", &self.content_type),
+            ("cache-control", &self.cache_control),
+            ("content-encoding", &self.content_encoding),
+            ("content-language", &self.content_language),
+            ("content-disposition", &self.content_disposition),
+            ("website-redirect-location", &self.website_redirect),
+            ("acl", &self.acl),
+            ("storage-class", &self.storage_class),
+            ("sse", &self.sse),
+        ] {
+            if let Some(value) = value {
+                parts.push(format!("{name}: {value}"));
+            }
+        }
+        for (name, value) in self.user_metadata() {
+            parts.push(format!("x-amz-meta-{name}: {value}"));
+        }
+        parts.join(", ")
+    }
+
+    /// What differs between `remote` (read back with HEAD) and these headers, as
+    /// `(header, remote value, new value)`, over what HEAD returns.
+    pub fn changes_from(&self, remote: &Headers) -> Vec<(String, Option<String>, Option<String>)> {
+        let mut changes = Vec::new();
+        let mut field = |name: &str, old: &Option<String>, new: &Option<String>| {
+            if old != new {
+                changes.push((name.to_string(), old.clone(), new.clone()));
+            }
+        };
+        field("content-type", &remote.content_type, &self.content_type);
+        field("cache-control", &remote.cache_control, &self.cache_control);
+        field(
+            "content-encoding",
+            &remote.content_encoding,
+            &self.content_encoding,
+        );
+        field(
+            "content-language",
+            &remote.content_language,
+            &self.content_language,
+        );
+        field(
+            "content-disposition",
+            &remote.content_disposition,
+            &self.content_disposition,
+        );
+        field(
+            "website-redirect-location",
+            &remote.website_redirect,
+            &self.website_redirect,
+        );
+        let class = |c: &Option<String>| Some(c.clone().unwrap_or_else(|| "STANDARD".into()));
+        field(
+            "storage-class",
+            &class(&remote.storage_class),
+            &class(&self.storage_class),
+        );
+        let old: BTreeMap<&String, &String> = remote.user_metadata().collect();
+        let new: BTreeMap<&String, &String> = self.user_metadata().collect();
+        for name in old
+            .keys()
+            .chain(new.keys())
+            .collect::<std::collections::BTreeSet<_>>()
+        {
+            let (a, b) = (
+                old.get(name).map(|v| (*v).clone()),
+                new.get(name).map(|v| (*v).clone()),
+            );
+            if a != b {
+                changes.push((format!("x-amz-meta-{name}"), a, b));
+            }
+        }
+        changes
+    }
+
     /// Whether `remote` (read back with HEAD) lacks something these headers would set. Fields
     /// HEAD cannot return (ACL, SSE details) are not compared.
     pub fn differs_from_remote(&self, remote: &Headers) -> bool {

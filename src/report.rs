@@ -157,7 +157,8 @@ impl Printer {
         let bar = ProgressBar::with_draw_target(Some(total_bytes), ProgressDrawTarget::stderr());
         bar.set_style(
             ProgressStyle::with_template(
-                "{spinner} [{elapsed_precise}] {wide_bar} {binary_bytes}/{binary_total_bytes} {msg}",
+                "{spinner} [{elapsed_precise}] {wide_bar} {binary_bytes}/{binary_total_bytes} \
+                 {binary_bytes_per_sec} eta {eta} {msg}",
             )
             .expect("valid template"),
         );
@@ -170,6 +171,14 @@ impl Printer {
         if let Some(bar) = self.bar.lock().expect("printer lock").as_ref() {
             bar.inc(bytes);
             bar.set_message(format!("{done}/{total} actions"));
+        }
+    }
+
+    /// [`Printer::advance`], naming what the run is doing now (a deploy's phase).
+    pub(crate) fn advance_in(&self, bytes: u64, done: u64, total: u64, doing: &str) {
+        if let Some(bar) = self.bar.lock().expect("printer lock").as_ref() {
+            bar.inc(bytes);
+            bar.set_message(format!("{done}/{total} actions, {doing}"));
         }
     }
 

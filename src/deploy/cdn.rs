@@ -610,6 +610,8 @@ mod tests {
             file: None,
             copy_from: None,
             copy_etag: None,
+            rule: None,
+            header_changes: Vec::new(),
         };
         let plan = Plan {
             actions: vec![

@@ -285,6 +285,15 @@ async fn scan_source(settings: &DeploySettings) -> Result<Scanned, DeployError> 
     let ScanReport { files, reserved } = scanned?;
     let unreachable = plan::unreachable_keys(&files);
     let mut warnings = unreachable.warnings();
+    for rule in settings
+        .rules
+        .unused(files.iter().filter_map(|f| f.resolved.rule))
+    {
+        warnings.push(format!(
+            "{rule} matches no file in `{}` (a typo, or an earlier rule takes its files)",
+            escape(&settings.source.display().to_string())
+        ));
+    }
     for path in reserved {
         warnings.push(format!(
             "skipping `{}`: `{}/` is reserved for hoist's manifest",
@@ -697,7 +706,12 @@ impl Deploy<'_> {
         let on_done = |action: &Action| {
             let mut completed = completed.lock().expect("completed lock");
             completed.push(action.clone());
-            printer.advance(action.bytes, completed.len() as u64, total);
+            printer.advance_in(
+                action.bytes,
+                completed.len() as u64,
+                total,
+                action.phase.doing(),
+            );
             printer.line(&action_line(action, false));
         };
         let after: &[&str] = if self.settings.cloudfront.is_some() {

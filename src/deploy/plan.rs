@@ -115,6 +115,20 @@ pub(crate) struct Action {
     pub(crate) copy_from: Option<Key>,
     #[serde(skip)]
     pub(crate) copy_etag: Option<String>,
+    /// The rule that gave the file its headers (`rules[2] "assets/**"`), if one matched.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) rule: Option<String>,
+    /// For a header update: each header that changes, from what to what.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub(crate) header_changes: Vec<HeaderChange>,
+}
+
+/// One header a header update changes.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub(crate) struct HeaderChange {
+    pub(crate) header: String,
+    pub(crate) from: Option<String>,
+    pub(crate) to: Option<String>,
 }
 
 /// What becomes of a listed key no local file claims.
@@ -364,6 +378,8 @@ pub(crate) fn build(
                 None
             },
             copy_etag: None,
+            rule: None,
+            header_changes: Vec::new(),
         });
     }
     add_stale(&mut plan, remote_only, options);
@@ -404,6 +420,8 @@ fn add_stale(plan: &mut Plan, remote_only: &[ObjectMeta], options: &PlanOptions<
             file: None,
             copy_from: None,
             copy_etag: None,
+            rule: None,
+            header_changes: Vec::new(),
         });
     }
 }

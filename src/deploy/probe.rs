@@ -68,10 +68,66 @@ pub(crate) async fn plan(
         },
     );
     plan.creates_release = creates_release;
+    explain(settings, store, files, &mut plan).await?;
     let listing: BTreeMap<_, _> = objects.iter().map(|m| (&m.key, m)).collect();
     let (keeps, warnings) = ledger.keep_actions(&plan, &listing);
     plan.actions.splice(0..0, keeps);
     Ok((plan, warnings))
+}
+
+/// Makes the plan readable: each action names the rule that gave its headers, a header
+/// update says which headers change from what (one HEAD per updated key), and `-v` logs every
+/// file's resolved headers.
+async fn explain(
+    settings: &DeploySettings,
+    store: &dyn Store,
+    files: &[LocalFile],
+    plan: &mut Plan,
+) -> Result<(), store::Error> {
+    for action in &mut plan.actions {
+        let Some(index) = action.file else { continue };
+        let file = &files[index];
+        action.rule = file
+            .resolved
+            .rule
+            .map(|r| settings.rules.label(r).to_string());
+        tracing::debug!(
+            "{}: {} -> {}",
+            action.key,
+            action.rule.as_deref().unwrap_or("no rule"),
+            file.resolved.headers.describe()
+        );
+    }
+    let updates: Vec<usize> = plan
+        .actions
+        .iter()
+        .enumerate()
+        .filter(|(_, a)| a.op == plan::Op::UpdateHeaders)
+        .map(|(i, _)| i)
+        .collect();
+    let heads: Vec<(usize, Vec<plan::HeaderChange>)> = futures::stream::iter(updates)
+        .map(|i| {
+            let action = &plan.actions[i];
+            let wanted = &files[action.file.expect("an update names its file")]
+                .resolved
+                .headers;
+            async move {
+                let info = store.head(&action.key).await?;
+                let changes = wanted
+                    .changes_from(&info.headers)
+                    .into_iter()
+                    .map(|(header, from, to)| plan::HeaderChange { header, from, to })
+                    .collect();
+                Ok::<_, store::Error>((i, changes))
+            }
+        })
+        .buffer_unordered(settings.concurrency.get())
+        .try_collect()
+        .await?;
+    for (i, changes) in heads {
+        plan.actions[i].header_changes = changes;
+    }
+    Ok(())
 }
 
 /// Whether the plan will change what the site serves (so it is a new release): a file to

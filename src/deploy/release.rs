@@ -245,6 +245,8 @@ impl<'a> Ledger<'a> {
                 file: None,
                 copy_from: Some(action.key.clone()),
                 copy_etag: entry.etag.clone(),
+                rule: None,
+                header_changes: Vec::new(),
             });
         }
         (actions, warnings)

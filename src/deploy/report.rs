@@ -249,10 +249,27 @@ pub(crate) fn action_line(action: &Action, dryrun: bool) -> String {
             escape(from.as_str())
         );
     }
-    format!(
+    let mut line = format!(
         "{}{op}  {}  ({})",
         if dryrun { "(dryrun) " } else { "" },
         escape(action.key.as_str()),
         action.reason.as_str()
-    )
+    );
+    if let Some(rule) = &action.rule {
+        line.push_str(&format!("  {}", escape(rule)));
+    }
+    let shown = |value: &Option<String>| match value {
+        Some(value) => format!("\"{}\"", escape(value)),
+        None => "none".to_string(),
+    };
+    for (i, change) in action.header_changes.iter().enumerate() {
+        line.push_str(if i == 0 { ": " } else { ", " });
+        line.push_str(&format!(
+            "{} {} -> {}",
+            change.header,
+            shown(&change.from),
+            shown(&change.to)
+        ));
+    }
+    line
 }

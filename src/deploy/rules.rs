@@ -52,6 +52,8 @@ pub(crate) struct Resolved {
 pub(crate) struct Rules {
     /// In the file's order: the first that matches wins.
     ordered: Vec<Rule>,
+    /// How each rule is named in plans: `rules[2] "assets/**"`.
+    labels: Vec<String>,
     exclude: GlobSet,
     /// Each distinct set of resolved headers, once.
     interned: Mutex<HashMap<Headers, Arc<Headers>>>,
@@ -74,11 +76,45 @@ impl Rules {
                 })
             })
             .collect::<Result<_, _>>()?;
+        let labels = config
+            .rules
+            .iter()
+            .enumerate()
+            .map(|(index, rule)| {
+                let patterns: Vec<String> = rule
+                    .patterns
+                    .text
+                    .iter()
+                    .map(|p| format!("\"{p}\""))
+                    .collect();
+                format!("rules[{index}] {}", patterns.join(", "))
+            })
+            .collect();
         Ok(Rules {
+            labels,
             ordered: rules,
             exclude,
             interned: Mutex::default(),
         })
+    }
+
+    /// How rule `index` is named in plans and warnings: `rules[2] "assets/**"`.
+    pub(crate) fn label(&self, index: usize) -> &str {
+        &self.labels[index]
+    }
+
+    /// The rules no file resolved to, for a warning: a typo, or a rule an earlier one shadows.
+    pub(crate) fn unused(&self, used: impl Iterator<Item = usize>) -> Vec<&str> {
+        let mut seen = vec![false; self.labels.len()];
+        for index in used {
+            seen[index] = true;
+        }
+        self.labels
+            .iter()
+            .zip(seen)
+            .filter(|(_, seen)| !seen)
+            .map(|(label, _)| label.as_str())
+            .collect()
     }
 
     /// Whether a key is excluded: never uploaded, and never deleted when found remotely.

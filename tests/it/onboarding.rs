@@ -647,3 +647,65 @@ for path in sys.argv[2:]:
     }
     assert!(report.contains("cache_controll"), "{report}");
 }
+
+/// A plan a reviewer can read: each action names its rule, a header update says which
+/// header changes from what to what, `-v` logs the resolved headers, and a rule that
+/// matches no file is warned about.
+#[test]
+fn plans_name_rules_and_header_changes() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    write_tree(
+        &dir.path().join("site"),
+        &[("index.html", "x"), ("robots.txt", "r")],
+    );
+    let config = |html: &str| {
+        format!(
+            "source: site\ntarget: file://out\nrules:\n  - match: \"*.html\"\n    cache_control: \"{html}\"\n  - match: \"*.woff2\"\n    cache_control: \"max-age=1\"\n"
+        )
+    };
+    std::fs::write(dir.path().join("deploy.yaml"), config("no-cache")).expect("config");
+    let first = Hoist::new(dir.path()).args(["deploy"]).success();
+    assert!(
+        first
+            .stdout
+            .contains("upload  index.html  (new)  rules[0] \"*.html\""),
+        "{}",
+        first.stdout
+    );
+    assert!(
+        first
+            .stderr
+            .contains("rules[1] \"*.woff2\" matches no file"),
+        "{}",
+        first.stderr
+    );
+    std::fs::write(dir.path().join("deploy.yaml"), config("max-age=60")).expect("config");
+    let ran = Hoist::new(dir.path())
+        .args(["deploy", "--dryrun"])
+        .success();
+    assert!(
+        ran.stdout.contains(
+            "(dryrun) update  index.html  (headers changed)  rules[0] \"*.html\": cache-control \"no-cache\" -> \"max-age=60\""
+        ),
+        "{}",
+        ran.stdout
+    );
+    let json = Hoist::new(dir.path())
+        .args(["deploy", "--dryrun", "--output", "json"])
+        .success()
+        .json();
+    let action = &json["actions"][0];
+    assert_eq!(action["rule"], "rules[0] \"*.html\"");
+    assert_eq!(
+        action["header_changes"],
+        serde_json::json!([{"header": "cache-control", "from": "no-cache", "to": "max-age=60"}])
+    );
+    let verbose = Hoist::new(dir.path())
+        .args(["-v", "deploy", "--dryrun"])
+        .success();
+    assert!(
+        verbose.stderr.contains("index.html: rules[0] \"*.html\" -> content-type: text/html; charset=utf-8, cache-control: max-age=60"),
+        "{}",
+        verbose.stderr
+    );
+}
