@@ -28,6 +28,12 @@ pub(crate) enum ConfigError {
         #[source]
         source: ParseError,
     },
+    #[error("`{}` line {line}: {problem}", path.display())]
+    Env {
+        path: PathBuf,
+        line: usize,
+        problem: String,
+    },
 }
 
 /// serde_yaml's error, with the line added where serde_yaml gives none (an unknown key at the
@@ -181,6 +187,14 @@ impl DeployConfig {
             path: path.to_owned(),
             source,
         })?;
+        let text =
+            expand_env(&text, |name| std::env::var(name).ok()).map_err(|(line, problem)| {
+                ConfigError::Env {
+                    path: path.to_owned(),
+                    line,
+                    problem,
+                }
+            })?;
         DeployConfig::parse(&text).map_err(|source| ConfigError::Parse {
             path: path.to_owned(),
             source,
@@ -197,6 +211,74 @@ impl DeployConfig {
         };
         parse().map_err(|error| ParseError::new(error, text))
     }
+}
+
+/// Expands `${NAME}` and `${NAME:-default}` from the environment (`lookup`), line by line;
+/// `$${` is a literal `${`, and comment lines are left as they are. The value is inserted as
+/// text: quote it in YAML if it may hold `#` or `: `. An unset variable without a default, a
+/// value with a line break, or an unclosed `${` is an error naming the line and its key.
+pub(crate) fn expand_env(
+    text: &str,
+    lookup: impl Fn(&str) -> Option<String>,
+) -> Result<String, (usize, String)> {
+    let mut out = String::with_capacity(text.len());
+    for (index, line) in text.split_inclusive('\n').enumerate() {
+        let number = index + 1;
+        if line.trim_start().starts_with('#') || !line.contains("${") {
+            out.push_str(line);
+            continue;
+        }
+        let key = line
+            .trim_start()
+            .trim_start_matches("- ")
+            .split(':')
+            .next()
+            .unwrap_or("")
+            .trim();
+        let fail = |what: String| (number, format!("{what} (in `{key}`)"));
+        let mut rest = line;
+        while let Some(at) = rest.find("${") {
+            if rest[..at].ends_with('$') {
+                out.push_str(&rest[..at - 1]);
+                out.push_str("${");
+                rest = &rest[at + 2..];
+                continue;
+            }
+            out.push_str(&rest[..at]);
+            let Some(end) = rest[at..].find('}') else {
+                return Err(fail("`${` is not closed by `}`".into()));
+            };
+            let inner = &rest[at + 2..at + end];
+            let (name, default) = match inner.split_once(":-") {
+                Some((name, default)) => (name, Some(default)),
+                None => (inner, None),
+            };
+            let valid = name
+                .chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+                && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+            if !valid {
+                return Err(fail(format!("`${{{inner}}}` is not a variable name")));
+            }
+            let value = match (lookup(name).filter(|v| !v.is_empty()), default) {
+                (Some(value), _) => value,
+                (None, Some(default)) => default.to_string(),
+                (None, None) => {
+                    return Err(fail(format!(
+                        "${{{name}}} is not set (write ${{{name}:-default}} for a default)"
+                    )));
+                }
+            };
+            if value.contains(['\n', '\r']) {
+                return Err(fail(format!("${{{name}}} holds a line break")));
+            }
+            out.push_str(&value);
+            rest = &rest[at + end + 1..];
+        }
+        out.push_str(rest);
+    }
+    Ok(out)
 }
 
 /// One glob or a list of them, each compiled once, when the file is read.
@@ -496,6 +578,46 @@ impl<'de> Deserialize<'de> for Span {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn environment_variables_expand_with_defaults_and_errors_name_the_line() {
+        let env = |name: &str| match name {
+            "BUCKET" => Some("my-site".to_string()),
+            "EMPTY" => Some(String::new()),
+            "BROKEN" => Some("a\nb".to_string()),
+            _ => None,
+        };
+        let text = "# ${NOT_EXPANDED}\ntarget: s3://${BUCKET}/${PREFIX:-live}/\nregion: ${EMPTY:-eu-west-1}\nliteral: $${HOME}\n";
+        assert_eq!(
+            expand_env(text, env).unwrap(),
+            "# ${NOT_EXPANDED}\ntarget: s3://my-site/live/\nregion: eu-west-1\nliteral: ${HOME}\n"
+        );
+        let (line, problem) =
+            expand_env("source: dist\ntarget: s3://${MISSING}/\n", env).unwrap_err();
+        assert_eq!(line, 2);
+        assert!(
+            problem.contains("${MISSING} is not set") && problem.contains("`target`"),
+            "{problem}"
+        );
+        assert!(
+            expand_env("a: ${BROKEN}\n", env)
+                .unwrap_err()
+                .1
+                .contains("line break")
+        );
+        assert!(
+            expand_env("a: ${OPEN\n", env)
+                .unwrap_err()
+                .1
+                .contains("not closed")
+        );
+        assert!(
+            expand_env("a: ${9X}\n", env)
+                .unwrap_err()
+                .1
+                .contains("not a variable")
+        );
+    }
 
     #[test]
     fn example_file_parses() {

@@ -709,3 +709,27 @@ fn plans_name_rules_and_header_changes() {
         verbose.stderr
     );
 }
+
+/// `${VAR}` and `${VAR:-default}` in deploy.yaml expand from the environment; an unset
+/// variable without a default is an error naming the line and the key.
+#[test]
+fn deploy_yaml_expands_environment_variables() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    write_tree(&dir.path().join("site"), &[("index.html", "x")]);
+    std::fs::write(
+        dir.path().join("deploy.yaml"),
+        "source: site\ntarget: file://${OUT_DIR:-out}/${SITE_NAME}\n",
+    )
+    .expect("config");
+    let ran = Hoist::new(dir.path()).arg("deploy").run().exit(2);
+    assert!(
+        ran.stderr.contains("line 2: ${SITE_NAME} is not set") && ran.stderr.contains("`target`"),
+        "{}",
+        ran.stderr
+    );
+    Hoist::new(dir.path())
+        .arg("deploy")
+        .env("SITE_NAME", "blog")
+        .success();
+    assert!(dir.path().join("out/blog/index.html").exists());
+}
