@@ -264,7 +264,8 @@ pub(crate) fn passes_through_symlink(root: &Path, relative: &str) -> bool {
     false
 }
 
-#[cfg(test)]
+// The walk's cases build symlinks and non-UTF-8 names: Unix only.
+#[cfg(all(test, unix))]
 mod tests {
     use super::*;
     use std::os::unix::fs::symlink;

@@ -342,6 +342,7 @@ fn an_unreadable_file_exits_2_naming_it_before_any_change() {
 /// Issue #11: a symlink in the build output that leads outside the source (a stray link to
 /// `.env` or `~/.aws`) is refused by default, naming the link and its target; links inside the
 /// tree keep working, and `follow_symlinks: true` (or `--follow-symlinks`) allows the rest.
+#[cfg(unix)]
 #[test]
 fn symlinks_out_of_the_source_are_refused_unless_allowed() {
     let config = "source: site\ntarget: file://out\n";

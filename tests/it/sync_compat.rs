@@ -356,6 +356,7 @@ compat! {
     upload_headers: Upload, ["--cache-control", "max-age=60", "--content-type", "text/plain", "--metadata", "team=web"];
 }
 
+#[cfg(unix)]
 #[test]
 fn warnings_for_unpublishable_files_match_with_exit_2() {
     let Some((aws, hoist)) = pair(Kind::Moto) else {

@@ -366,6 +366,7 @@ pub fn fresh_bucket(tag: &str) -> String {
     )
 }
 
+#[cfg(unix)]
 /// Seconds since the epoch as RFC 3339 UTC (`2026-12-01T22:15:00Z`), as hoist writes times.
 pub fn rfc3339(secs: u64) -> String {
     let (days, rest) = (secs / 86_400, secs % 86_400);
