@@ -53,6 +53,9 @@ pub enum Command {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
+    /// Check, read-only, what a deploy needs: config, credentials, bucket, store, CloudFront,
+    /// and that `.hoist/` is private. Exit 0 when a deploy would work, 1 otherwise.
+    Doctor(DoctorArgs),
     /// Print the JSON Schema of deploy.yaml, for editors (yaml-language-server) and checks.
     #[command(
         after_help = "Example:\n  hoist schema > deploy.schema.json\n  # then, first line of deploy.yaml:\n  # yaml-language-server: $schema=deploy.schema.json"
@@ -221,6 +224,13 @@ pub struct InitArgs {
     /// The project directory [default: the working directory]
     #[arg(long, value_name = "DIR")]
     pub dir: Option<PathBuf>,
+}
+
+/// `hoist doctor`: what a first deploy needs, checked read-only.
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    #[command(flatten)]
+    pub target: TargetArgs,
 }
 
 /// `hoist releases`: the retained releases, newest first.

@@ -17,6 +17,7 @@ pub(crate) mod aws;
 pub mod cli;
 mod clock;
 pub(crate) mod deploy;
+mod doctor;
 pub mod error;
 pub mod headers;
 mod init;
@@ -65,6 +66,11 @@ pub async fn run(command: Command) -> Result<ExitCode, Error> {
             }
             Ok(ExitCode::Success)
         }
+        Command::Doctor(args) => Ok(if doctor::run(&args).await {
+            ExitCode::Success
+        } else {
+            ExitCode::Failure
+        }),
         Command::Schema => {
             let schema = deploy::config::schema();
             report::out_line(&serde_json::to_string_pretty(&schema).expect("schema serializes"));

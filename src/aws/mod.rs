@@ -12,6 +12,7 @@
 //! (`docs/s3-facts.md`).
 
 pub(crate) mod cloudfront;
+pub(crate) mod probe;
 pub(crate) mod profile;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -29,7 +30,7 @@ use aws_config::default_provider::region::DefaultRegionChain;
 use aws_config::meta::region::RegionProviderChain;
 use aws_config::profile::ProfileFileCredentialsProvider;
 use aws_config::retry::RetryConfig;
-use aws_types::sdk_config::RequestChecksumCalculation;
+use aws_types::sdk_config::{RequestChecksumCalculation, ResponseChecksumValidation};
 
 use crate::interrupt::Interrupt;
 use crate::key::Prefix;
@@ -156,6 +157,26 @@ async fn load(options: &AwsOptions) -> SdkConfig {
         );
     if let Some(retry) = default_retry_config(&files, options.profile.as_deref()) {
         loader = loader.retry_config(retry);
+    }
+    // Stores that reject the SDK's default checksum headers get checksums only when required
+    // (hoist then sends Content-MD5), unless the user chose a mode.
+    let profile = profile_name(options.profile.as_deref());
+    let chosen = |variable: &str, key: &str| {
+        std::env::var(variable).is_ok_and(|v| !v.is_empty()) || files.value(&profile, key).is_some()
+    };
+    if probe::store_kind(probe::endpoint_in_effect(options).as_deref()).checksums_when_required {
+        if !chosen(
+            "AWS_REQUEST_CHECKSUM_CALCULATION",
+            "request_checksum_calculation",
+        ) {
+            loader = loader.request_checksum_calculation(RequestChecksumCalculation::WhenRequired);
+        }
+        if !chosen(
+            "AWS_RESPONSE_CHECKSUM_VALIDATION",
+            "response_checksum_validation",
+        ) {
+            loader = loader.response_checksum_validation(ResponseChecksumValidation::WhenRequired);
+        }
     }
     if let Some(profile) = &options.profile {
         // An explicit profile replaces the environment's keys, as in aws-cli (botocore drops

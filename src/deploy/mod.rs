@@ -37,6 +37,7 @@ pub(crate) use error::{DeployError, Failure, GuardError};
 use execute::{Executed, Executor};
 use manifest::{Manifest, ObjectRecord, ReleaseSummary};
 use plan::{Action, Plan};
+pub(crate) use report::SCHEMA as REPORT_SCHEMA;
 use report::{DeployReport, Ending, action_line};
 use scan::{LocalFile, ScanReport};
 use settings::DeploySettings;

@@ -408,3 +408,16 @@ fn rollback_invalidates_exactly_what_it_changes() {
     assert!(after.contains(&vec!["/".to_string(), "/index.html".to_string()]));
     assert_eq!(site.contents()["index.html"], b"home");
 }
+
+/// A site whose deploy.yaml names a distribution whose origin is `other_bucket`, not the
+/// site's (for `hoist doctor`).
+pub fn site_with_distribution_to(server: &Server, other_bucket: &str) -> (Site, String) {
+    let client = cloudfront(server);
+    let site = Site::with_config(server, PAGES, CDN_CONFIG, "");
+    let id = create_distribution(&client, other_bucket, "");
+    site.write_config(&format!(
+        "{CDN_CONFIG}\ncloudfront:\n  distribution_id: {id}\n  endpoint_url: {}\n",
+        server.endpoint().url
+    ));
+    (site, id)
+}

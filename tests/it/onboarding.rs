@@ -187,7 +187,7 @@ mod json {
     use crate::backends::Server;
     use crate::deploy::{FILES, Site};
     use crate::proxy::{Fault, FaultProxy, Plan};
-    use crate::util::{Hoist, Ran, write_tree};
+    use crate::util::{Hoist, Ran};
 
     #[track_caller]
     fn document(ran: &Ran, status: &str) -> serde_json::Value {
@@ -367,7 +367,6 @@ mod json {
         let ran = site.deploy_json().success();
         let doc = document(&ran, "ok");
         assert!(doc["errors"].as_array().expect("errors").is_empty());
-        let _ = write_tree;
     }
 }
 
@@ -732,4 +731,111 @@ fn deploy_yaml_expands_environment_variables() {
         .env("SITE_NAME", "blog")
         .success();
     assert!(dir.path().join("out/blog/index.html").exists());
+}
+
+/// `hoist doctor` against moto: exit 0 for a good setup; exit 1 naming the problem for a
+/// missing bucket, missing credentials and a distribution whose origin is another bucket.
+mod doctor {
+    use crate::backends::Server;
+    use crate::deploy::{FILES, Site};
+    use crate::util::Ran;
+
+    fn checks(ran: &Ran) -> serde_json::Value {
+        let doc: serde_json::Value = serde_json::from_str(&ran.stdout)
+            .unwrap_or_else(|e| panic!("{e}: {}\n{}", ran.stdout, ran.stderr));
+        let mut by_name = serde_json::Map::new();
+        for check in doc["checks"].as_array().expect("checks") {
+            by_name.insert(
+                check["name"].as_str().expect("name").to_string(),
+                check.clone(),
+            );
+        }
+        serde_json::Value::Object(by_name)
+    }
+
+    #[test]
+    fn a_good_setup_passes_and_each_problem_is_named() {
+        let Some(server) = Server::moto() else { return };
+        let site = Site::new(&server, FILES);
+        let run = |extra: &[&str], env: Option<(&str, &str)>, remove: bool| {
+            let mut hoist = crate::util::Hoist::on(site.root(), &server.endpoint())
+                .args(["doctor", "--output", "json"])
+                .args(extra);
+            if let Some((k, v)) = env {
+                hoist = hoist.env(k, v);
+            }
+            if remove {
+                hoist = hoist
+                    .remove_env("AWS_ACCESS_KEY_ID")
+                    .remove_env("AWS_SECRET_ACCESS_KEY");
+            }
+            hoist.run()
+        };
+        let good = run(&[], None, false);
+        assert_eq!(good.code(), Some(0), "{}\n{}", good.stdout, good.stderr);
+        let c = checks(&good);
+        for name in ["config", "credentials", "store", "bucket"] {
+            assert_eq!(c[name]["status"], "ok", "{name}: {}", good.stdout);
+        }
+        assert!(
+            c["credentials"]["detail"]
+                .as_str()
+                .unwrap()
+                .contains("arn:aws"),
+            "{}",
+            good.stdout
+        );
+        assert!(
+            c["store"]["detail"]
+                .as_str()
+                .unwrap()
+                .contains("on this machine")
+        );
+
+        let missing = run(&["--target", "s3://no-such-bucket-doctor/"], None, false);
+        assert_eq!(missing.code(), Some(1));
+        let c = checks(&missing);
+        assert_eq!(c["bucket"]["status"], "fail");
+        assert!(
+            c["bucket"]["detail"]
+                .as_str()
+                .unwrap()
+                .contains("no-such-bucket-doctor")
+        );
+
+        let anonymous = run(&[], None, true);
+        assert_eq!(anonymous.code(), Some(1), "{}", anonymous.stdout);
+        assert_eq!(
+            checks(&anonymous)["credentials"]["status"],
+            "fail",
+            "{}",
+            anonymous.stdout
+        );
+
+        // Human output names the failing check and its fix.
+        let human = crate::util::Hoist::on(site.root(), &server.endpoint())
+            .args(["doctor", "--target", "s3://no-such-bucket-doctor/"])
+            .run();
+        assert_eq!(human.code(), Some(1));
+        assert!(human.stdout.contains("FAIL  bucket"), "{}", human.stdout);
+        assert!(human.stdout.contains("fix: create it"), "{}", human.stdout);
+    }
+
+    #[test]
+    fn a_distribution_serving_another_bucket_fails() {
+        let Some(server) = Server::moto() else { return };
+        let (site, id) = crate::cdn::site_with_distribution_to(&server, "some-other-bucket");
+        let ran = crate::util::Hoist::on(site.root(), &server.endpoint())
+            .args(["doctor", "--output", "json"])
+            .run();
+        assert_eq!(ran.code(), Some(1), "{}", ran.stdout);
+        let c = checks(&ran);
+        assert_eq!(c["cloudfront"]["status"], "fail", "{}", ran.stdout);
+        let detail = c["cloudfront"]["detail"].as_str().unwrap();
+        assert!(
+            detail.contains(&id) && detail.contains("some-other-bucket"),
+            "{detail}"
+        );
+        assert!(detail.contains(&site.bucket), "{detail}");
+    }
 }

@@ -133,6 +133,20 @@ impl S3Store {
         self
     }
 
+    /// HeadBucket: the bucket's region when the store names it; a missing bucket is
+    /// [`Error::NoSuchBucket`].
+    pub async fn head_bucket(&self) -> Result<Option<String>, Error> {
+        match self.client.head_bucket().bucket(&self.bucket).send().await {
+            Ok(out) => Ok(out.bucket_region().map(str::to_string)),
+            Err(error) => match self.error("HeadBucket", None, error) {
+                Error::NotFound { .. } => Err(Error::NoSuchBucket {
+                    bucket: self.bucket.clone(),
+                }),
+                other => Err(other),
+            },
+        }
+    }
+
     pub fn bucket(&self) -> &str {
         &self.bucket
     }
