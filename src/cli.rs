@@ -94,6 +94,10 @@ pub struct TargetArgs {
     #[arg(long, value_name = "URL", help_heading = "Target")]
     pub target: Option<String>,
 
+    /// Use deploy.yaml's environment NAME (`environments: {NAME: {...}}`) over its top level
+    #[arg(long, value_name = "NAME", help_heading = "Target")]
+    pub env: Option<String>,
+
     /// S3 endpoint for S3-compatible stores (also AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL)
     #[arg(long, value_name = "URL", help_heading = "AWS")]
     pub endpoint_url: Option<String>,

@@ -28,6 +28,19 @@ pub(crate) enum ConfigError {
         #[source]
         source: ParseError,
     },
+    #[error("`{}` has no environment `{name}`; it defines: {}", path.display(), if defined.is_empty() { "none".to_string() } else { defined.join(", ") })]
+    NoEnvironment {
+        path: PathBuf,
+        name: String,
+        defined: Vec<String>,
+    },
+    #[error("invalid config file `{}`, environment `{name}`", path.display())]
+    Environment {
+        path: PathBuf,
+        name: String,
+        #[source]
+        source: serde_yaml::Error,
+    },
     #[error("`{}` line {line}: {problem}", path.display())]
     Env {
         path: PathBuf,
@@ -127,6 +140,11 @@ pub(crate) struct DeployConfig {
     pub(crate) rules: Vec<RuleConfig>,
     /// The CloudFront distribution to invalidate after a deploy.
     pub(crate) cloudfront: Option<CloudFrontConfig>,
+    /// Named environments (`staging`, `production`): each a map of top-level keys that
+    /// `--env NAME` puts in place of the file's own.
+    #[serde(default)]
+    #[schemars(with = "BTreeMap<String, BTreeMap<String, serde_json::Value>>")]
+    pub(crate) environments: BTreeMap<String, serde_yaml::Mapping>,
 }
 
 #[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
@@ -182,6 +200,60 @@ pub(crate) struct CloudFrontConfig {
 }
 
 impl DeployConfig {
+    /// Loads the file with environment `env` (`--env`) in effect. Every environment is
+    /// checked, so a typo in `staging` is found by a production deploy.
+    pub(crate) fn load_env(path: &Path, env: Option<&str>) -> Result<DeployConfig, ConfigError> {
+        let config = DeployConfig::load(path)?;
+        let mut chosen = None;
+        for (name, overrides) in &config.environments {
+            let merged = config.with_environment(path, name, overrides)?;
+            if Some(name.as_str()) == env {
+                chosen = Some(merged);
+            }
+        }
+        match (env, chosen) {
+            (None, _) => Ok(config),
+            (Some(_), Some(merged)) => Ok(merged),
+            (Some(name), None) => Err(ConfigError::NoEnvironment {
+                path: path.to_owned(),
+                name: name.to_string(),
+                defined: config.environments.keys().cloned().collect(),
+            }),
+        }
+    }
+
+    /// The file's keys with an environment's in their place.
+    fn with_environment(
+        &self,
+        path: &Path,
+        name: &str,
+        overrides: &serde_yaml::Mapping,
+    ) -> Result<DeployConfig, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let text =
+            expand_env(&text, |name| std::env::var(name).ok()).map_err(|(line, problem)| {
+                ConfigError::Env {
+                    path: path.to_owned(),
+                    line,
+                    problem,
+                }
+            })?;
+        let failed = |source| ConfigError::Environment {
+            path: path.to_owned(),
+            name: name.to_string(),
+            source,
+        };
+        let mut base: serde_yaml::Mapping = serde_yaml::from_str(&text).map_err(failed)?;
+        base.remove("environments");
+        for (key, value) in overrides {
+            base.insert(key.clone(), value.clone());
+        }
+        serde_yaml::from_value(serde_yaml::Value::Mapping(base)).map_err(failed)
+    }
+
     pub(crate) fn load(path: &Path) -> Result<DeployConfig, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.to_owned(),

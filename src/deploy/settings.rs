@@ -131,7 +131,11 @@ impl DeploySettings {
     ) -> Result<DeploySettings, SettingsError> {
         let found = find_config(args.target.config.as_deref());
         let (config, base, config_path) = match &found {
-            Found::File(path) => (DeployConfig::load(path)?, base_of(path), Some(path.clone())),
+            Found::File(path) => (
+                DeployConfig::load_env(path, args.target.env.as_deref())?,
+                base_of(path),
+                Some(path.clone()),
+            ),
             Found::None { .. } => (DeployConfig::default(), PathBuf::from("."), None),
         };
         let (source, target) = resolve_paths(args, &config, &base, &found, needs_source)?;

@@ -821,6 +821,27 @@ mod doctor {
         assert!(human.stdout.contains("fix: create it"), "{}", human.stdout);
     }
 
+    /// rclone checks signatures: a wrong secret fails the bucket check (rclone serves no STS,
+    /// so the credentials check itself can only warn there).
+    #[test]
+    fn wrong_credentials_fail() {
+        let Some(server) = Server::rclone() else {
+            return;
+        };
+        let site = Site::new(&server, FILES);
+        let ran = crate::util::Hoist::on(site.root(), &server.endpoint())
+            .args(["doctor", "--output", "json"])
+            .env("AWS_SECRET_ACCESS_KEY", "wrong-secret-wrong-secret")
+            .run();
+        assert_eq!(ran.code(), Some(1), "{}", ran.stdout);
+        let c = checks(&ran);
+        assert_eq!(c["bucket"]["status"], "fail", "{}", ran.stdout);
+        assert!(
+            !ran.stdout.contains("wrong-secret"),
+            "the secret was printed"
+        );
+    }
+
     #[test]
     fn a_distribution_serving_another_bucket_fails() {
         let Some(server) = Server::moto() else { return };
@@ -838,4 +859,58 @@ mod doctor {
         );
         assert!(detail.contains(&site.bucket), "{detail}");
     }
+}
+
+/// Named environments: `--env NAME` puts that environment's keys over the file's; an unknown
+/// name lists the defined ones; a typo in any environment is found by every run.
+#[test]
+fn environments_override_top_level_keys() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    write_tree(&dir.path().join("site"), &[("index.html", "x")]);
+    let config = |production: &str| {
+        format!(
+            "source: site\ntarget: file://default-out\nenvironments:\n  staging:\n    target: file://staging-out\n  production:\n    {production}\n"
+        )
+    };
+    std::fs::write(
+        dir.path().join("deploy.yaml"),
+        config("target: file://prod-out"),
+    )
+    .unwrap();
+    Hoist::new(dir.path())
+        .args(["deploy", "--env", "staging"])
+        .success();
+    assert!(dir.path().join("staging-out/index.html").exists());
+    assert!(!dir.path().join("default-out").exists());
+    Hoist::new(dir.path())
+        .args(["deploy", "--env", "production"])
+        .success();
+    assert!(dir.path().join("prod-out/index.html").exists());
+    Hoist::new(dir.path()).arg("deploy").success();
+    assert!(dir.path().join("default-out/index.html").exists());
+
+    let unknown = Hoist::new(dir.path())
+        .args(["deploy", "--env", "qa"])
+        .run()
+        .exit(2);
+    assert!(
+        unknown.stderr.contains("no environment `qa`")
+            && unknown.stderr.contains("production, staging"),
+        "{}",
+        unknown.stderr
+    );
+    std::fs::write(
+        dir.path().join("deploy.yaml"),
+        config("targt: file://prod-out"),
+    )
+    .unwrap();
+    let typo = Hoist::new(dir.path())
+        .args(["deploy", "--env", "staging"])
+        .run()
+        .exit(2);
+    assert!(
+        typo.stderr.contains("environment `production`") && typo.stderr.contains("targt"),
+        "{}",
+        typo.stderr
+    );
 }
