@@ -206,7 +206,7 @@ impl DeployConfig {
         let config = DeployConfig::load(path)?;
         let mut chosen = None;
         for (name, overrides) in &config.environments {
-            let merged = config.with_environment(path, name, overrides)?;
+            let merged = DeployConfig::with_environment(path, name, overrides)?;
             if Some(name.as_str()) == env {
                 chosen = Some(merged);
             }
@@ -224,7 +224,6 @@ impl DeployConfig {
 
     /// The file's keys with an environment's in their place.
     fn with_environment(
-        &self,
         path: &Path,
         name: &str,
         overrides: &serde_yaml::Mapping,
