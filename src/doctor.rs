@@ -114,22 +114,8 @@ async fn checks(args: &DoctorArgs) -> Vec<Check> {
     };
     let session = Session::load(&settings.aws).await;
     checks.push(credentials_check(&session).await);
-    let kind = probe::store_kind(probe::endpoint_in_effect(&settings.aws).as_deref());
-    checks.push(check(
-        "store",
-        Status::Ok,
-        if kind.checksums_when_required {
-            format!(
-                "{}: checksums only when required (Content-MD5), applied automatically \
-                 (AWS_REQUEST_CHECKSUM_CALCULATION overrides)",
-                kind.name
-            )
-        } else {
-            format!("{}: CRC32 checksums on every upload", kind.name)
-        },
-        None,
-    ));
-    let bucket_ok = bucket_check(&session, &settings, bucket).await;
+    let (bucket_ok, headers) = bucket_check(&session, &settings, bucket).await;
+    checks.push(store_check(&settings, &headers));
     let reachable = bucket_ok.status != Status::Fail;
     checks.push(bucket_ok);
     if let Some(cloudfront) = &settings.cloudfront {
@@ -219,7 +205,45 @@ async fn credentials_check(session: &Session) -> Check {
     }
 }
 
-async fn bucket_check(session: &Session, settings: &DeploySettings, bucket: &str) -> Check {
+/// The kind of store (endpoint and response headers), and the checksum mode it gets.
+fn store_check(settings: &DeploySettings, headers: &[(String, String)]) -> Check {
+    let endpoint = probe::endpoint_in_effect(&settings.aws);
+    let by_endpoint = probe::store_kind(endpoint.as_deref());
+    let kind = probe::store_kind_from(endpoint.as_deref(), headers);
+    if kind.checksums_when_required && !by_endpoint.checksums_when_required {
+        return check(
+            "store",
+            Status::Warn,
+            format!(
+                "{} (from its response headers), which rejects the SDK's default checksums",
+                kind.name
+            ),
+            Some("set AWS_REQUEST_CHECKSUM_CALCULATION=when_required for its deploys"),
+        );
+    }
+    let detail = if kind.checksums_when_required {
+        format!(
+            "{}: checksums only when required (Content-MD5), applied automatically \
+             (AWS_REQUEST_CHECKSUM_CALCULATION overrides)",
+            kind.name
+        )
+    } else if matches!(kind.name, "MinIO" | "Ceph RGW") {
+        format!(
+            "{}: CRC32 checksums on every upload (older releases reject them: then set \
+             AWS_REQUEST_CHECKSUM_CALCULATION=when_required)",
+            kind.name
+        )
+    } else {
+        format!("{}: CRC32 checksums on every upload", kind.name)
+    };
+    check("store", Status::Ok, detail, None)
+}
+
+async fn bucket_check(
+    session: &Session,
+    settings: &DeploySettings,
+    bucket: &str,
+) -> (Check, Vec<(String, String)>) {
     let store = session.s3_store(
         bucket,
         crate::key::Prefix::new("").expect("the empty prefix"),
@@ -231,9 +255,9 @@ async fn bucket_check(session: &Session, settings: &DeploySettings, bucket: &str
         &crate::interrupt::Interrupt::new(),
     );
     match store.head_bucket().await {
-        Ok(region) => {
+        Ok((region, headers)) => {
             let configured = settings.aws.region.as_deref();
-            match (region.as_deref(), configured) {
+            let result = match (region.as_deref(), configured) {
                 (Some(actual), Some(configured)) if actual != configured => check(
                     "bucket",
                     Status::Fail,
@@ -252,19 +276,26 @@ async fn bucket_check(session: &Session, settings: &DeploySettings, bucket: &str
                     format!("`{bucket}` is reachable"),
                     None,
                 ),
-            }
+            };
+            (result, headers)
         }
-        Err(store::Error::NoSuchBucket { .. }) => check(
-            "bucket",
-            Status::Fail,
-            format!("bucket `{bucket}` does not exist"),
-            Some("create it, or fix `target` in deploy.yaml"),
+        Err(store::Error::NoSuchBucket { .. }) => (
+            check(
+                "bucket",
+                Status::Fail,
+                format!("bucket `{bucket}` does not exist"),
+                Some("create it, or fix `target` in deploy.yaml"),
+            ),
+            Vec::new(),
         ),
-        Err(error) => check(
-            "bucket",
-            Status::Fail,
-            ErrorChain(&error).to_string(),
-            error.hint().as_deref(),
+        Err(error) => (
+            check(
+                "bucket",
+                Status::Fail,
+                ErrorChain(&error).to_string(),
+                error.hint().as_deref(),
+            ),
+            Vec::new(),
         ),
     }
 }

@@ -64,6 +64,37 @@ pub(crate) fn store_kind(endpoint: Option<&str>) -> StoreKind {
     }
 }
 
+/// The kind of store the endpoint and a response's headers name: the headers tell apart what
+/// an endpoint cannot (MinIO and Ceph behind any host name).
+pub(crate) fn store_kind_from(endpoint: Option<&str>, headers: &[(String, String)]) -> StoreKind {
+    let by_endpoint = store_kind(endpoint);
+    let header = |name: &str| {
+        headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    };
+    let has_prefix = |prefix: &str| headers.iter().any(|(n, _)| n.starts_with(prefix));
+    let server = header("server").unwrap_or("").to_ascii_lowercase();
+    let kind = |name, checksums_when_required| StoreKind {
+        name,
+        checksums_when_required,
+    };
+    if server.contains("minio") {
+        kind("MinIO", false)
+    } else if server.contains("ceph") || has_prefix("x-rgw-") {
+        kind("Ceph RGW", false)
+    } else if server.contains("cloudflare") || header("cf-ray").is_some() {
+        kind("Cloudflare R2", true)
+    } else if header("x-guploader-uploadid").is_some() || server.contains("uploadserver") {
+        kind("Google Cloud Storage", true)
+    } else if server == "amazons3" {
+        kind("Amazon S3", false)
+    } else {
+        by_endpoint
+    }
+}
+
 /// The S3 endpoint in effect: the option, else `AWS_ENDPOINT_URL_S3` / `AWS_ENDPOINT_URL`.
 pub(crate) fn endpoint_in_effect(options: &AwsOptions) -> Option<String> {
     options.endpoint_url.clone().or_else(|| {
@@ -131,6 +162,31 @@ fn describe<E: ProvideErrorMetadata + std::error::Error + 'static>(error: &SdkEr
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stores_are_told_apart_by_response_headers() {
+        let headers = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
+            pairs
+                .iter()
+                .map(|(n, v)| (n.to_string(), v.to_string()))
+                .collect()
+        };
+        let on = Some("https://storage.example.com");
+        assert_eq!(
+            store_kind_from(on, &headers(&[("server", "MinIO")])).name,
+            "MinIO"
+        );
+        assert_eq!(
+            store_kind_from(on, &headers(&[("x-rgw-object-type", "Normal")])).name,
+            "Ceph RGW"
+        );
+        assert!(store_kind_from(on, &headers(&[("cf-ray", "8f1")])).checksums_when_required);
+        assert_eq!(
+            store_kind_from(None, &headers(&[("server", "AmazonS3")])).name,
+            "Amazon S3"
+        );
+        assert_eq!(store_kind_from(on, &[]).name, "an S3-compatible store");
+    }
 
     #[test]
     fn stores_are_told_apart_by_endpoint() {

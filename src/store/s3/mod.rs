@@ -133,11 +133,21 @@ impl S3Store {
         self
     }
 
-    /// HeadBucket: the bucket's region when the store names it; a missing bucket is
-    /// [`Error::NoSuchBucket`].
-    pub async fn head_bucket(&self) -> Result<Option<String>, Error> {
-        match self.client.head_bucket().bucket(&self.bucket).send().await {
-            Ok(out) => Ok(out.bucket_region().map(str::to_string)),
+    /// HeadBucket: the bucket's region when the store names it, and the response headers
+    /// that tell stores apart (`server`, and names like `x-rgw-*`, `cf-ray`,
+    /// `x-guploader-uploadid`), lower-case; a missing bucket is [`Error::NoSuchBucket`].
+    pub async fn head_bucket(&self) -> Result<(Option<String>, Vec<(String, String)>), Error> {
+        let seen = ResponseHeaders::default();
+        match self
+            .client
+            .head_bucket()
+            .bucket(&self.bucket)
+            .customize()
+            .interceptor(seen.clone())
+            .send()
+            .await
+        {
+            Ok(out) => Ok((out.bucket_region().map(str::to_string), seen.take())),
             Err(error) => match self.error("HeadBucket", None, error) {
                 Error::NotFound { .. } => Err(Error::NoSuchBucket {
                     bucket: self.bucket.clone(),
@@ -168,6 +178,35 @@ impl S3Store {
 }
 
 /// `"abc"`, `abc` and `W/"abc"` all become `abc`.
+/// Records the response headers of one request (for [`S3Store::head_bucket`]).
+#[derive(Debug, Clone, Default)]
+struct ResponseHeaders(Arc<std::sync::Mutex<Vec<(String, String)>>>);
+
+impl ResponseHeaders {
+    fn take(&self) -> Vec<(String, String)> {
+        std::mem::take(&mut *self.0.lock().expect("headers lock"))
+    }
+}
+
+impl aws_smithy_runtime_api::client::interceptors::Intercept for ResponseHeaders {
+    fn name(&self) -> &'static str {
+        "ResponseHeaders"
+    }
+
+    fn read_before_deserialization(
+        &self,
+        context: &aws_smithy_runtime_api::client::interceptors::context::BeforeDeserializationInterceptorContextRef<'_>,
+        _runtime_components: &aws_smithy_runtime_api::client::runtime_components::RuntimeComponents,
+        _cfg: &mut aws_smithy_types::config_bag::ConfigBag,
+    ) -> Result<(), aws_smithy_runtime_api::box_error::BoxError> {
+        let mut seen = self.0.lock().expect("headers lock");
+        for (name, value) in context.response().headers() {
+            seen.push((name.to_ascii_lowercase(), value.to_string()));
+        }
+        Ok(())
+    }
+}
+
 pub fn normalize_etag(etag: &str) -> String {
     etag.trim()
         .trim_start_matches("W/")
