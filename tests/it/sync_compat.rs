@@ -501,3 +501,26 @@ fn a_multipart_upload_sends_what_aws_cli_sends_and_no_head() {
     let stored = bucket_contents(&hoist.endpoint.client(), "bkt");
     assert!(stored["m/big.bin"] == big, "the object's bytes differ");
 }
+
+/// Issue #14: a colon in a key (`a:colon.txt`, `12:30/log.txt`) is an ordinary file name on a
+/// Unix destination: downloaded like aws-cli does, same lines, same tree.
+#[cfg(unix)]
+#[test]
+fn keys_with_a_colon_download_like_aws_cli() {
+    let Some((aws, hoist)) = pair(Kind::Moto) else {
+        return;
+    };
+    for side in [&aws, &hoist] {
+        side.put("bkt", "p/a:colon.txt", "colon");
+        side.put("bkt", "p/12:30/log.txt", "log");
+    }
+    let args = ["s3://bkt/p/", "local", "--no-progress"];
+    let (a, h) = (aws.aws(&args), hoist.hoist(&args));
+    same("colon keys", &a, &h);
+    assert_eq!(h.code(), Some(0), "{}", h.stderr);
+    assert_eq!(
+        local_tree(&hoist.local()).keys().collect::<Vec<_>>(),
+        ["12:30/log.txt", "a:colon.txt"]
+    );
+    assert_eq!(local_tree(&hoist.local()), local_tree(&aws.local()));
+}
