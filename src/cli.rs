@@ -4,7 +4,66 @@
 use std::num::NonZeroUsize;
 use std::path::PathBuf;
 
+use std::ffi::OsString;
+
+use clap::error::{ContextKind, ContextValue, ErrorKind};
 use clap::{Args, Parser, Subcommand};
+
+/// Why the command line was not parsed.
+#[derive(Debug)]
+pub enum Rejected {
+    /// `hoist sync` with options (or extra arguments) aws-cli does not know: aws-cli prints
+    /// `Unknown options: --a, --b` and exits 255, and so does hoist.
+    UnknownSyncOptions(Vec<String>),
+    /// Any other usage error: clap's message, exit 2 (help and version: exit 0).
+    Clap(clap::Error),
+}
+
+/// Parses `args` (the program name first).
+pub fn parse(args: Vec<OsString>) -> Result<Cli, Rejected> {
+    match Cli::try_parse_from(&args) {
+        Ok(cli) => Ok(cli),
+        Err(error) if error.kind() == ErrorKind::UnknownArgument && is_sync(&args) => {
+            unknown_sync_options(args).map_or(Err(Rejected::Clap(error)), |unknown| {
+                Err(Rejected::UnknownSyncOptions(unknown))
+            })
+        }
+        Err(error) => Err(Rejected::Clap(error)),
+    }
+}
+
+/// Whether the subcommand is `sync` (the first argument that is not a global flag).
+fn is_sync(args: &[OsString]) -> bool {
+    args.iter()
+        .skip(1)
+        .find(|a| !a.to_string_lossy().starts_with('-'))
+        .is_some_and(|a| a == "sync")
+}
+
+/// Every argument clap rejects as unknown, in order, as aws-cli lists them: each is taken out
+/// and the rest parsed again, until the rest parses (or fails for another reason, which clap
+/// then reports as usual).
+fn unknown_sync_options(mut args: Vec<OsString>) -> Option<Vec<String>> {
+    let mut unknown = Vec::new();
+    for _ in 0..64 {
+        match Cli::try_parse_from(&args) {
+            Ok(_) => return (!unknown.is_empty()).then_some(unknown),
+            Err(error) if error.kind() == ErrorKind::UnknownArgument => {
+                let Some(ContextValue::String(arg)) = error.get(ContextKind::InvalidArg) else {
+                    return None;
+                };
+                let arg = arg.clone();
+                let at = args.iter().position(|a| {
+                    let a = a.to_string_lossy();
+                    a == arg.as_str() || a.starts_with(&format!("{arg}="))
+                })?;
+                unknown.push(args.remove(at).to_string_lossy().into_owned());
+            }
+            Err(_) => return None,
+        }
+    }
+    None
+}
 
 #[derive(Debug, Parser)]
 #[command(

@@ -28,7 +28,7 @@ pub mod store;
 pub(crate) mod sync;
 
 pub use error::ExitCode;
-pub use report::print_error;
+pub use report::{print_error, print_unknown_options};
 
 use clap::CommandFactory;
 use cli::Command;

@@ -1,12 +1,18 @@
 //! The `hoist` binary: parse, set up logging and the runtime, run, map the result to an exit
 //! code (see `hoist::error`).
 
-use clap::Parser;
 use hoist::ExitCode;
-use hoist::cli::Cli;
+use hoist::cli::Rejected;
 
 fn main() -> std::process::ExitCode {
-    let cli = Cli::parse();
+    let cli = match hoist::cli::parse(std::env::args_os().collect()) {
+        Ok(cli) => cli,
+        Err(Rejected::UnknownSyncOptions(unknown)) => {
+            hoist::print_unknown_options(&unknown);
+            return ExitCode::AwsCliUsage.into();
+        }
+        Err(Rejected::Clap(error)) => error.exit(),
+    };
     init_logging(cli.verbose);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -39,6 +39,11 @@ pub(crate) fn escape(text: &str) -> std::borrow::Cow<'_, str> {
 
 /// Prints a failure the way every command ends with one: `error: …`, one `caused by: …` per
 /// source, then a blank line and `hint: …` when there is one (uv's `STYLE.md`).
+/// aws-cli's report of options it does not know: a blank line, then `Unknown options: ...`.
+pub fn print_unknown_options(unknown: &[String]) {
+    eprintln!("\nUnknown options: {}", unknown.join(","));
+}
+
 pub fn print_error(error: &(dyn std::error::Error + 'static), hint: Option<&str>) {
     let red = style("error:").red().bold();
     eprintln!("{red} {error}");

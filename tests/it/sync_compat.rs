@@ -524,3 +524,28 @@ fn keys_with_a_colon_download_like_aws_cli() {
     );
     assert_eq!(local_tree(&hoist.local()), local_tree(&aws.local()));
 }
+
+/// Issue #14: options aws-cli does not know (`--recursive`, `--bogus`, an extra argument) make
+/// both tools print the same `Unknown options:` report and exit 255.
+#[test]
+fn unknown_options_are_reported_like_aws_cli() {
+    let Some((aws, hoist)) = pair(Kind::Moto) else {
+        return;
+    };
+    for side in [&aws, &hoist] {
+        std::fs::create_dir_all(side.local()).expect("mkdir");
+    }
+    for extra in [
+        &["--recursive"][..],
+        &["--bogus", "--recursive"][..],
+        &["extra", "--bogus=3"][..],
+    ] {
+        let mut args = vec!["local", "s3://bkt/p"];
+        args.extend_from_slice(extra);
+        let (a, h) = (aws.aws(&args), hoist.hoist(&args));
+        assert_eq!(a.code(), Some(255), "{}", a.stderr);
+        assert_eq!(h.code(), a.code(), "{extra:?}: {}", h.stderr);
+        assert_eq!(h.stderr, a.stderr, "{extra:?}");
+        assert!(h.stdout.is_empty());
+    }
+}
