@@ -230,6 +230,17 @@ fn locations(
             "The user-provided path {typed} does not exist."
         )));
     }
+    // S3 Express directory buckets (`name--usw2-az1--x-s3`) list in no defined order, so
+    // aws-cli refuses to sync them, before any request.
+    for location in [&source, &destination] {
+        if let Location::S3 { bucket, .. } = location
+            && bucket.ends_with("--x-s3")
+        {
+            return Err(SyncError::Invalid(
+                "Cannot use sync command with a directory bucket.".into(),
+            ));
+        }
+    }
     Ok((source, destination, direction))
 }
 

@@ -549,3 +549,37 @@ fn unknown_options_are_reported_like_aws_cli() {
         assert!(h.stdout.is_empty());
     }
 }
+
+/// Issue #14: an S3 Express directory bucket on either side is refused before any request
+/// (the endpoint here accepts no connection), with aws-cli's message and exit code.
+#[test]
+fn directory_buckets_are_refused_like_aws_cli() {
+    let Some((aws, hoist)) = pair(Kind::Moto) else {
+        return;
+    };
+    for side in [&aws, &hoist] {
+        std::fs::create_dir_all(side.local()).expect("mkdir");
+    }
+    let bucket = "s3://site--usw2-az1--x-s3/p";
+    for args in [
+        ["local", bucket, "--endpoint-url", "http://127.0.0.1:9"],
+        [bucket, "local", "--endpoint-url", "http://127.0.0.1:9"],
+    ] {
+        let a = Hoist::aws(aws.cwd.path(), &aws.endpoint)
+            .args(["s3", "sync"])
+            .args(args)
+            .run();
+        let h = Hoist::on(hoist.cwd.path(), &hoist.endpoint)
+            .arg("sync")
+            .args(args)
+            .run();
+        assert_eq!(a.code(), Some(255), "{}", a.stderr);
+        assert_eq!(h.code(), a.code(), "{}", h.stderr);
+        let sentence = "Cannot use sync command with a directory bucket.";
+        assert!(
+            a.stderr.contains(sentence) && h.stderr.contains(sentence),
+            "{}",
+            h.stderr
+        );
+    }
+}
