@@ -353,6 +353,9 @@ compat! {
     copy_delete: Copy, ["--delete"];
     copy_filters_delete: Copy, ["--exclude", "*", "--include", "*.html", "--include", "sub/*", "--delete"];
     copy_size_only: Copy, ["--size-only", "--delete"];
+    // Issue #14: a REPLACE copy without --content-type gets the type guessed from the key.
+    copy_replace_guesses_type: Copy, ["--metadata-directive", "REPLACE"];
+    copy_metadata_alone_guesses_type: Copy, ["--metadata", "team=web"];
     upload_headers: Upload, ["--cache-control", "max-age=60", "--content-type", "text/plain", "--metadata", "team=web"];
 }
 
