@@ -251,6 +251,7 @@ async fn bucket_check(
             multipart: store::s3::Multipart::default(),
             concurrency: 1,
             listed_etags: false,
+            page_size: None,
         },
         &crate::interrupt::Interrupt::new(),
     );

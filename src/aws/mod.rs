@@ -82,6 +82,8 @@ pub(crate) struct StoreOptions {
     pub(crate) multipart: Multipart,
     pub(crate) concurrency: usize,
     pub(crate) listed_etags: bool,
+    /// MaxKeys of each listing page (`None`: the server's default, 1000 on S3).
+    pub(crate) page_size: Option<i32>,
 }
 
 impl Session {
@@ -113,6 +115,7 @@ impl Session {
             endpoint_label(&self.sdk, &self.options),
         )
         .with_integrity(integrity)
+        .with_page_size(options.page_size)
         .with_multipart(options.multipart, options.concurrency)
         .with_interrupt(interrupt.clone());
         if options.listed_etags {

@@ -216,6 +216,7 @@ pub(crate) async fn open_store(
                 concurrency: settings.concurrency.get(),
                 // The manifest records the ETag a listing shows.
                 listed_etags: true,
+                page_size: None,
             };
             let store = session.s3_store(bucket, prefix.clone(), options, interrupt);
             (Arc::new(store), Some(session))

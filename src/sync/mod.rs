@@ -102,6 +102,8 @@ pub(crate) struct SyncSettings {
     pub(crate) guess_mime_type: bool,
     pub(crate) metadata_directive: Option<String>,
     pub(crate) concurrency: NonZeroUsize,
+    /// `--page-size`: MaxKeys of each ListObjectsV2.
+    pub(crate) page_size: Option<i32>,
     pub(crate) transfer: profile::TransferConfig,
     pub(crate) aws: AwsOptions,
     pub(crate) source_aws: AwsOptions,
@@ -182,6 +184,7 @@ impl SyncSettings {
             guess_mime_type: !args.no_guess_mime_type,
             metadata_directive: args.metadata_directive.clone(),
             concurrency,
+            page_size: args.page_size,
             transfer,
             aws,
             source_aws,
@@ -400,6 +403,7 @@ async fn open_store(
         concurrency: settings.concurrency.get(),
         // sync keeps no record of what it uploaded
         listed_etags: false,
+        page_size: settings.page_size,
     };
     let session = Session::load(aws).await;
     Some(Arc::new(

@@ -78,6 +78,8 @@ pub struct S3Store {
     /// Whether [`PutResult::etag`] of a multipart upload must be the ETag listings show (one
     /// HEAD after the upload; deploy's manifest needs it), or may be Complete's answer (sync).
     listed_etags: bool,
+    /// MaxKeys of each ListObjectsV2 page (`--page-size`).
+    page_size: Option<i32>,
 }
 
 impl S3Store {
@@ -97,6 +99,7 @@ impl S3Store {
             parts: Arc::new(Semaphore::new(8)),
             interrupt: None,
             listed_etags: true,
+            page_size: None,
         }
     }
 
@@ -121,6 +124,12 @@ impl S3Store {
     }
 
     #[must_use]
+    /// MaxKeys of each ListObjectsV2 page (`None`: the server's default).
+    pub fn with_page_size(mut self, page_size: Option<i32>) -> Self {
+        self.page_size = page_size;
+        self
+    }
+
     pub fn with_integrity(mut self, integrity: Integrity) -> Self {
         self.integrity = integrity;
         self

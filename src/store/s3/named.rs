@@ -29,6 +29,7 @@ impl S3Store {
             .bucket(&self.bucket)
             .prefix(self.prefix.as_str())
             .encoding_type(EncodingType::Url)
+            .set_max_keys(self.page_size)
             .into_paginator()
             .send();
         stream::unfold(pages, |mut pages| async move {
