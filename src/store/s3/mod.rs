@@ -123,13 +123,14 @@ impl S3Store {
             .is_some_and(super::super::interrupt::Interrupt::is_set)
     }
 
-    #[must_use]
     /// MaxKeys of each ListObjectsV2 page (`None`: the server's default).
+    #[must_use]
     pub fn with_page_size(mut self, page_size: Option<i32>) -> Self {
         self.page_size = page_size;
         self
     }
 
+    #[must_use]
     pub fn with_integrity(mut self, integrity: Integrity) -> Self {
         self.integrity = integrity;
         self
