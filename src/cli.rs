@@ -412,6 +412,10 @@ pub struct SyncArgs {
     #[arg(long, value_name = "REGION")]
     pub source_region: Option<String>,
 
+    /// `requester`: the requester pays for the requests and transfer (x-amz-request-payer)
+    #[arg(long, value_name = "PAYER", value_parser = ["requester"])]
+    pub request_payer: Option<String>,
+
     /// Keys per ListObjectsV2 response (MaxKeys; S3 returns at most 1000)
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(i32).range(1..))]
     pub page_size: Option<i32>,

@@ -49,6 +49,8 @@ pub(crate) struct AwsOptions {
     /// `Some(true)` forces path-style addressing; `None` picks it for IP and localhost endpoints.
     pub(crate) path_style: Option<bool>,
     pub(crate) timeouts: Timeouts,
+    /// `--request-payer requester`: `x-amz-request-payer` on every S3 request.
+    pub(crate) request_payer: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -347,6 +349,30 @@ pub(crate) static REQUEST_STATS: RequestStats = RequestStats {
     attempts: AtomicU64::new(0),
 };
 
+/// Adds `x-amz-request-payer: requester` to every request, listings included, before it is
+/// signed (as aws-cli's `--request-payer requester` does).
+#[derive(Debug)]
+struct RequesterPays;
+
+impl Intercept for RequesterPays {
+    fn name(&self) -> &'static str {
+        "RequesterPays"
+    }
+
+    fn modify_before_signing(
+        &self,
+        context: &mut aws_smithy_runtime_api::client::interceptors::context::BeforeTransmitInterceptorContextMut<'_>,
+        _runtime_components: &RuntimeComponents,
+        _cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        context
+            .request_mut()
+            .headers_mut()
+            .insert("x-amz-request-payer", "requester");
+        Ok(())
+    }
+}
+
 #[derive(Debug)]
 struct CountAttempts;
 
@@ -377,6 +403,9 @@ impl Intercept for CountAttempts {
 
 fn s3_client(sdk: &SdkConfig, options: &AwsOptions) -> aws_sdk_s3::Client {
     let mut builder = aws_sdk_s3::config::Builder::from(sdk).interceptor(CountAttempts);
+    if options.request_payer {
+        builder = builder.interceptor(RequesterPays);
+    }
     let endpoint = options
         .endpoint_url
         .clone()

@@ -168,6 +168,7 @@ impl DeploySettings {
                     config.path_style
                 },
                 timeouts: Timeouts::from_env()?,
+                request_payer: false,
             },
             dryrun: args.change.dryrun,
             delete: !args.change.no_delete && config.delete.unwrap_or(true),

@@ -157,6 +157,7 @@ impl SyncSettings {
             endpoint_url: args.endpoint_url.clone(),
             path_style: None,
             timeouts: Timeouts::from_env()?,
+            request_payer: args.request_payer.is_some(),
         };
         let source_aws = AwsOptions {
             region: args.source_region.clone().or(args.region.clone()),

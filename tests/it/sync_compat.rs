@@ -636,3 +636,48 @@ fn page_size_lists_in_pages_like_aws_cli() {
         assert!(pages.iter().all(|q| q.contains("max-keys=2")), "{pages:?}");
     }
 }
+
+/// Issue #14: `--request-payer requester` puts `x-amz-request-payer: requester` on every
+/// request, listings included, in both tools, which print the same lines.
+#[test]
+fn request_payer_is_sent_on_every_request_like_aws_cli() {
+    let Some((aws, hoist)) = pair(Kind::Moto) else {
+        return;
+    };
+    for side in [&aws, &hoist] {
+        setup(side);
+    }
+    for args in [
+        &["local", "s3://bkt/site", "--delete"][..],
+        &["s3://bkt/site", "local", "--delete"][..],
+        &["s3://bkt/site", "s3://dst/site"][..],
+    ] {
+        let mut args = args.to_vec();
+        args.extend(["--request-payer", "requester", "--no-progress"]);
+        let mut runs = Vec::new();
+        for (side, is_aws) in [(&aws, true), (&hoist, false)] {
+            let moto = side.server.moto_server().expect("moto");
+            moto.start_recording();
+            runs.push(if is_aws {
+                side.aws(&args)
+            } else {
+                side.hoist(&args)
+            });
+            moto.stop_recording();
+            let recording = moto.recording();
+            assert!(!recording.is_empty());
+            let without: Vec<String> = recording
+                .iter()
+                .filter(|r| r.header("x-amz-request-payer") != Some("requester"))
+                .map(|r| format!("{} {}", r.method, r.url))
+                .collect();
+            assert!(
+                without.is_empty(),
+                "{} sent requests without the header: {without:?}",
+                if is_aws { "aws" } else { "hoist" }
+            );
+        }
+        same("request payer", &runs[0], &runs[1]);
+        assert_eq!(hoist.state(), aws.state(), "{args:?}");
+    }
+}
