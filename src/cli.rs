@@ -412,6 +412,14 @@ pub struct SyncArgs {
     #[arg(long, value_name = "REGION")]
     pub source_region: Option<String>,
 
+    /// Transfer GLACIER and DEEP_ARCHIVE objects instead of skipping them (restored ones work)
+    #[arg(long)]
+    pub force_glacier_transfer: bool,
+
+    /// Skip GLACIER and DEEP_ARCHIVE objects without a warning (and without exit 2)
+    #[arg(long)]
+    pub ignore_glacier_warnings: bool,
+
     /// `requester`: the requester pays for the requests and transfer (x-amz-request-payer)
     #[arg(long, value_name = "PAYER", value_parser = ["requester"])]
     pub request_payer: Option<String>,

@@ -52,9 +52,7 @@
 //!   ListMultipartUploads request aws-cli does not send).
 //! - The first interrupt cancels transfers still running 10 s later.
 //! - Not implemented: multipart copies (objects over 5 GiB fail with S3's error), `--grants`,
-//!   `--sse-c*`, `--request-payer`, `--page-size`, `--force-glacier-transfer`,
-//!   `--ignore-glacier-warnings`, `--case-conflict`, `--checksum-*`. Glacier objects are always
-//!   skipped with aws-cli's warning.
+//!   `--sse-c*`, `--case-conflict`, `--checksum-*`.
 
 pub(crate) mod compare;
 pub(crate) mod filters;
@@ -104,6 +102,10 @@ pub(crate) struct SyncSettings {
     pub(crate) concurrency: NonZeroUsize,
     /// `--page-size`: MaxKeys of each ListObjectsV2.
     pub(crate) page_size: Option<i32>,
+    /// `--force-glacier-transfer`: transfer archived objects anyway (restored ones succeed).
+    pub(crate) force_glacier_transfer: bool,
+    /// `--ignore-glacier-warnings`: skip archived objects silently (no warning, no exit 2).
+    pub(crate) ignore_glacier_warnings: bool,
     pub(crate) transfer: profile::TransferConfig,
     pub(crate) aws: AwsOptions,
     pub(crate) source_aws: AwsOptions,
@@ -186,6 +188,8 @@ impl SyncSettings {
             metadata_directive: args.metadata_directive.clone(),
             concurrency,
             page_size: args.page_size,
+            force_glacier_transfer: args.force_glacier_transfer,
+            ignore_glacier_warnings: args.ignore_glacier_warnings,
             transfer,
             aws,
             source_aws,

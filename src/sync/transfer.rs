@@ -350,15 +350,20 @@ impl Job<'_> {
         let source_display = self.display(&settings.source, &entry.name);
         if settings.direction != Direction::Upload {
             let class = self.source.storage_classes[index].as_deref();
-            if matches!(class, Some("GLACIER" | "DEEP_ARCHIVE")) {
-                self.output.warn(&format!(
-                    "Skipping file {source_display}. Object is of storage class {}. Unable to \
-                     perform {verb} operations on {} objects. You must restore the object to be \
-                     able to perform the operation. See aws s3 {verb} help for additional \
-                     parameter options to ignore or force these transfers.",
-                    class.unwrap_or_default(),
-                    class.unwrap_or_default(),
-                ));
+            // A listing never says an archived object was restored, so aws-cli skips every
+            // one unless forced; its warning names GLACIER for DEEP_ARCHIVE too, and hoist
+            // prints the same text (scripts match it).
+            if matches!(class, Some("GLACIER" | "DEEP_ARCHIVE")) && !settings.force_glacier_transfer
+            {
+                if !settings.ignore_glacier_warnings {
+                    self.output.warn(&format!(
+                        "Skipping file {source_display}. Object is of storage class GLACIER. \
+                         Unable to perform {verb} operations on GLACIER objects. You must \
+                         restore the object to be able to perform the operation. See aws s3 \
+                         {verb} help for additional parameter options to ignore or force these \
+                         transfers."
+                    ));
+                }
                 return None;
             }
         }

@@ -681,3 +681,81 @@ fn request_payer_is_sent_on_every_request_like_aws_cli() {
         assert_eq!(hoist.state(), aws.state(), "{args:?}");
     }
 }
+
+/// Issue #14: archived objects (GLACIER, DEEP_ARCHIVE) on download and S3→S3 copy: skipped
+/// with aws-cli's warning (which says GLACIER for both) and exit 2; skipped silently with
+/// `--ignore-glacier-warnings`; attempted with `--force-glacier-transfer` (moto, like S3,
+/// refuses a GET of an unrestored object). Each case side by side: lines, stderr, exit code,
+/// final state.
+#[test]
+fn archived_objects_like_aws_cli() {
+    use aws_sdk_s3::types::StorageClass;
+    for flags in [
+        &[][..],
+        &["--ignore-glacier-warnings"][..],
+        &["--force-glacier-transfer"][..],
+    ] {
+        for direction in [["s3://bkt/arc", "local"], ["s3://bkt/arc", "s3://dst/arc"]] {
+            let Some((aws, hoist)) = pair(Kind::Moto) else {
+                return;
+            };
+            for side in [&aws, &hoist] {
+                let client = side.endpoint.client();
+                for (key, class) in [
+                    ("arc/cold.txt", Some(StorageClass::Glacier)),
+                    ("arc/colder.txt", Some(StorageClass::DeepArchive)),
+                    ("arc/warm.txt", None),
+                ] {
+                    block_on(
+                        client
+                            .put_object()
+                            .bucket("bkt")
+                            .key(key)
+                            .set_storage_class(class)
+                            .body(key.as_bytes().to_vec().into())
+                            .send(),
+                    )
+                    .expect("put");
+                }
+            }
+            let mut args = direction.to_vec();
+            args.extend_from_slice(flags);
+            args.push("--no-progress");
+            let (a, h) = (aws.aws(&args), hoist.hoist(&args));
+            same(&format!("{args:?}"), &a, &h);
+            assert_eq!(
+                error_lines(&h, &hoist),
+                error_lines(&a, &aws),
+                "{args:?}: stderr"
+            );
+            // The state, without GETs (archived objects refuse them): the local tree and the
+            // destination bucket's keys.
+            let state = |side: &Side| {
+                let listed = block_on(
+                    side.endpoint
+                        .client()
+                        .list_objects_v2()
+                        .bucket("dst")
+                        .send(),
+                )
+                .expect("list");
+                let keys: Vec<String> = listed
+                    .contents()
+                    .iter()
+                    .filter_map(|o| o.key().map(str::to_string))
+                    .collect();
+                (local_tree(&side.local()), keys)
+            };
+            assert_eq!(state(&hoist), state(&aws), "{args:?}: final state");
+            if flags.is_empty() {
+                assert_eq!(h.code(), Some(2), "{}", h.stderr);
+                assert_eq!(
+                    h.stderr.matches("storage class GLACIER").count(),
+                    2,
+                    "{}",
+                    h.stderr
+                );
+            }
+        }
+    }
+}
