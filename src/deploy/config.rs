@@ -203,10 +203,14 @@ impl DeployConfig {
     /// Loads the file with environment `env` (`--env`) in effect. Every environment is
     /// checked, so a typo in `staging` is found by a production deploy.
     pub(crate) fn load_env(path: &Path, env: Option<&str>) -> Result<DeployConfig, ConfigError> {
-        let config = DeployConfig::load(path)?;
+        let text = DeployConfig::read_expanded(path)?;
+        let config = DeployConfig::parse(&text).map_err(|source| ConfigError::Parse {
+            path: path.to_owned(),
+            source,
+        })?;
         let mut chosen = None;
         for (name, overrides) in &config.environments {
-            let merged = DeployConfig::with_environment(path, name, overrides)?;
+            let merged = DeployConfig::with_environment(path, &text, name, overrides)?;
             if Some(name.as_str()) == env {
                 chosen = Some(merged);
             }
@@ -222,30 +226,19 @@ impl DeployConfig {
         }
     }
 
-    /// The file's keys with an environment's in their place.
+    /// The file's keys (`text`, already expanded) with an environment's in their place.
     fn with_environment(
         path: &Path,
+        text: &str,
         name: &str,
         overrides: &serde_yaml::Mapping,
     ) -> Result<DeployConfig, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
-        let text =
-            expand_env(&text, |name| std::env::var(name).ok()).map_err(|(line, problem)| {
-                ConfigError::Env {
-                    path: path.to_owned(),
-                    line,
-                    problem,
-                }
-            })?;
         let failed = |source| ConfigError::Environment {
             path: path.to_owned(),
             name: name.to_string(),
             source,
         };
-        let mut base: serde_yaml::Mapping = serde_yaml::from_str(&text).map_err(failed)?;
+        let mut base: serde_yaml::Mapping = serde_yaml::from_str(text).map_err(failed)?;
         base.remove("environments");
         for (key, value) in overrides {
             base.insert(key.clone(), value.clone());
@@ -253,22 +246,18 @@ impl DeployConfig {
         serde_yaml::from_value(serde_yaml::Value::Mapping(base)).map_err(failed)
     }
 
-    pub(crate) fn load(path: &Path) -> Result<DeployConfig, ConfigError> {
+    /// The file's text with `${VAR}` expanded.
+    fn read_expanded(path: &Path) -> Result<String, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.to_owned(),
             source,
         })?;
-        let text =
-            expand_env(&text, |name| std::env::var(name).ok()).map_err(|(line, problem)| {
-                ConfigError::Env {
-                    path: path.to_owned(),
-                    line,
-                    problem,
-                }
-            })?;
-        DeployConfig::parse(&text).map_err(|source| ConfigError::Parse {
-            path: path.to_owned(),
-            source,
+        expand_env(&text, |name| std::env::var(name).ok()).map_err(|(line, problem)| {
+            ConfigError::Env {
+                path: path.to_owned(),
+                line,
+                problem,
+            }
         })
     }
 

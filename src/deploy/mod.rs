@@ -313,11 +313,25 @@ async fn scan_source(settings: &DeploySettings) -> Result<Scanned, DeployError> 
 /// Lists the target while the manifest is fetched: two independent reads, so a deploy waits
 /// for the slower, not their sum.
 async fn gather(store: &dyn Store, scanned: Scanned) -> Result<Gathered, DeployError> {
+    let (objects, manifest, listed_warnings) = list_target(store).await?;
+    let mut warnings = scanned.warnings;
+    warnings.extend(listed_warnings);
+    Ok(Gathered {
+        files: scanned.files,
+        objects,
+        manifest,
+        warnings,
+    })
+}
+
+/// The listing and the manifest, read at once; objects hoist cannot name are warned about.
+pub(crate) async fn list_target(
+    store: &dyn Store,
+) -> Result<(Vec<ObjectMeta>, Option<Manifest>, Vec<String>), DeployError> {
     let listing = store.list().try_collect::<Vec<Listing>>();
     let (listing, manifest) = tokio::join!(listing, fetch_manifest(store));
-    let (manifest, manifest_warning) = manifest?;
-    let mut warnings = scanned.warnings;
-    warnings.extend(manifest_warning);
+    let (manifest, warning) = manifest?;
+    let mut warnings: Vec<String> = warning.into_iter().collect();
     let mut objects = Vec::new();
     for entry in listing? {
         match entry {
@@ -327,12 +341,7 @@ async fn gather(store: &dyn Store, scanned: Scanned) -> Result<Gathered, DeployE
             }
         }
     }
-    Ok(Gathered {
-        files: scanned.files,
-        objects,
-        manifest,
-        warnings,
-    })
+    Ok((objects, manifest, warnings))
 }
 
 /// The guards on the source, before the target is touched: an empty source (a failed build)

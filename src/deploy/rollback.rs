@@ -12,8 +12,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use futures::TryStreamExt;
-
 use super::Failure;
 use super::error::RollbackError;
 use super::manifest::Manifest;
@@ -22,12 +20,14 @@ use super::report::DeployReport;
 use super::rules::Resolved;
 use super::scan::LocalFile;
 use super::settings::DeploySettings;
-use super::{Deploy, DeployError, Gathered, Origin, fetch_manifest, locked, open_store};
+use super::{
+    Deploy, DeployError, Gathered, Origin, fetch_manifest, list_target, locked, open_store,
+};
 use crate::cli::{BuildArgs, ChangeArgs, DeployArgs, ReleasesArgs, RollbackArgs};
 use crate::interrupt::Interrupt;
 use crate::key::Key;
 use crate::report::{Printer, escape, human_bytes};
-use crate::store::{Listing, ObjectMeta, Store};
+use crate::store::{ObjectMeta, Store};
 
 /// Runs `hoist rollback`.
 pub(crate) async fn rollback(
@@ -87,26 +87,6 @@ async fn restore(args: &RollbackArgs, interrupt: &Interrupt) -> Result<DeployRep
         },
     )
     .await
-}
-
-/// The listing and the manifest, read at once.
-async fn list_target(
-    store: &dyn Store,
-) -> Result<(Vec<ObjectMeta>, Option<Manifest>, Vec<String>), DeployError> {
-    let listing = store.list().try_collect::<Vec<Listing>>();
-    let (listing, manifest) = tokio::join!(listing, fetch_manifest(store));
-    let (manifest, warning) = manifest?;
-    let mut warnings: Vec<String> = warning.into_iter().collect();
-    let mut objects = Vec::new();
-    for entry in listing? {
-        match entry {
-            Listing::Object(meta) => objects.push(meta),
-            Listing::Unnamed { name, reason } => {
-                warnings.push(format!("leaving `{}` alone: {reason}", escape(&name)));
-            }
-        }
-    }
-    Ok((objects, manifest, warnings))
 }
 
 /// The release to restore: the one named, or the newest before the live one.
