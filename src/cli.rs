@@ -424,6 +424,48 @@ pub struct SyncArgs {
     #[arg(long, value_name = "PAYER", value_parser = ["requester"])]
     pub request_payer: Option<String>,
 
+    /// Encrypt uploads and copies with a customer-provided key, and decrypt downloads with it
+    /// (SSE-C) [default when given without a value: AES256]
+    #[arg(long, value_name = "ALGORITHM", num_args = 0..=1, default_missing_value = "AES256",
+        value_parser = ["AES256"])]
+    pub sse_c: Option<String>,
+
+    /// The customer-provided key for --sse-c: the raw key (not base64), or fileb://PATH
+    #[arg(long, value_name = "KEY")]
+    pub sse_c_key: Option<String>,
+
+    /// S3 to S3: the source objects are encrypted with a customer-provided key
+    /// [default when given without a value: AES256]
+    #[arg(long, value_name = "ALGORITHM", num_args = 0..=1, default_missing_value = "AES256",
+        value_parser = ["AES256"])]
+    pub sse_c_copy_source: Option<String>,
+
+    /// The source objects' customer-provided key for --sse-c-copy-source (raw, or fileb://PATH)
+    #[arg(long, value_name = "KEY")]
+    pub sse_c_copy_source_key: Option<String>,
+
+    /// ACL grants of uploads and copies: PERMISSION=GRANTEE_TYPE=GRANTEE_ID ... (read,
+    /// readacl, writeacl, full; uri=, id=, emailaddress=)
+    #[arg(long, value_name = "GRANT", num_args = 1..)]
+    pub grants: Vec<String>,
+
+    /// The checksum S3 stores with uploads and copies
+    #[arg(long, value_name = "ALGORITHM", value_parser = [
+        "CRC64NVME", "CRC32", "SHA256", "SHA1", "CRC32C", "SHA512", "XXHASH64", "XXHASH3",
+        "XXHASH128",
+    ])]
+    pub checksum_algorithm: Option<String>,
+
+    /// `ENABLED`: downloads check their bytes against the checksum stored with the object
+    #[arg(long, value_name = "MODE", value_parser = ["ENABLED"])]
+    pub checksum_mode: Option<String>,
+
+    /// Downloads: what to do with keys that differ only by case (they collide on a
+    /// case-insensitive filesystem)
+    #[arg(long, value_name = "ACTION", default_value = "ignore",
+        value_parser = ["ignore", "skip", "warn", "error"])]
+    pub case_conflict: String,
+
     /// Keys per ListObjectsV2 response (MaxKeys; S3 returns at most 1000)
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(i32).range(1..))]
     pub page_size: Option<i32>,

@@ -252,6 +252,7 @@ async fn bucket_check(
             concurrency: 1,
             listed_etags: false,
             page_size: None,
+            requests: store::s3::RequestOptions::default(),
         },
         &crate::interrupt::Interrupt::new(),
     );

@@ -34,7 +34,7 @@ use aws_types::sdk_config::{RequestChecksumCalculation, ResponseChecksumValidati
 
 use crate::interrupt::Interrupt;
 use crate::key::Prefix;
-use crate::store::s3::{Integrity, Multipart, S3Store};
+use crate::store::s3::{ChecksumKind, Integrity, Multipart, RequestOptions, S3Store};
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use profile::{SharedFiles, profile_name};
@@ -79,13 +79,15 @@ pub(crate) struct Session {
 /// How an [`S3Store`] transfers: the multipart sizes, the parts in flight, and whether a
 /// multipart upload must learn the ETag listings show (deploy's manifest keeps it; sync does
 /// not).
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(crate) struct StoreOptions {
     pub(crate) multipart: Multipart,
     pub(crate) concurrency: usize,
     pub(crate) listed_etags: bool,
     /// MaxKeys of each listing page (`None`: the server's default, 1000 on S3).
     pub(crate) page_size: Option<i32>,
+    /// `sync`'s customer keys, grants and checksum choices.
+    pub(crate) requests: RequestOptions,
 }
 
 impl Session {
@@ -108,7 +110,7 @@ impl Session {
     ) -> S3Store {
         let integrity = match self.sdk.request_checksum_calculation() {
             Some(RequestChecksumCalculation::WhenRequired) => Integrity::Md5,
-            _ => Integrity::Crc32,
+            _ => Integrity::Checksum(ChecksumKind::Crc32),
         };
         let store = S3Store::new(
             s3_client(&self.sdk, &self.options),
@@ -117,6 +119,7 @@ impl Session {
             endpoint_label(&self.sdk, &self.options),
         )
         .with_integrity(integrity)
+        .with_requests(options.requests)
         .with_page_size(options.page_size)
         .with_multipart(options.multipart, options.concurrency)
         .with_interrupt(interrupt.clone());

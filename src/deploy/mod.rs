@@ -52,7 +52,7 @@ use crate::key::Key;
 use crate::report::{Printer, escape};
 use crate::store::local::LocalStore;
 use crate::store::retry::Retrier;
-use crate::store::s3::Multipart;
+use crate::store::s3::{Multipart, RequestOptions};
 use crate::store::{self, Body, Listing, ObjectMeta, Store};
 
 pub(crate) use rollback::{releases, rollback};
@@ -212,11 +212,13 @@ pub(crate) async fn open_store(
                 multipart: Multipart {
                     threshold: settings.multipart_threshold,
                     chunk_size: settings.multipart_chunksize,
+                    ..Multipart::default()
                 },
                 concurrency: settings.concurrency.get(),
                 // The manifest records the ETag a listing shows.
                 listed_etags: true,
                 page_size: None,
+                requests: RequestOptions::default(),
             };
             let store = session.s3_store(bucket, prefix.clone(), options, interrupt);
             (Arc::new(store), Some(session))

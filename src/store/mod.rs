@@ -154,6 +154,16 @@ pub enum Error {
     /// another ETag.
     #[error("`{url}` was changed by someone else (precondition failed)")]
     PreconditionFailed { url: String },
+    /// `--checksum-mode ENABLED`: the downloaded bytes do not have the checksum stored with
+    /// the object (base64, as S3 shows it).
+    #[error(
+        "the bytes of `{url}` do not match its stored checksum: expected {expected}, calculated {calculated}"
+    )]
+    ChecksumMismatch {
+        url: String,
+        expected: String,
+        calculated: String,
+    },
 }
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -203,6 +213,7 @@ impl Error {
             Error::Interrupted { .. } => "Interrupted",
             Error::Reserved { .. } => "Reserved",
             Error::PreconditionFailed { .. } => "PreconditionFailed",
+            Error::ChecksumMismatch { .. } => "ChecksumMismatch",
         }
     }
 
@@ -375,9 +386,10 @@ pub enum MetadataDirective {
 ///   (length; hoist's blake3 metadata, a single-part MD5 ETag or a multipart ETag). On failure
 ///   nothing is left behind. It returns the
 ///   error of setting the file's times when that alone failed (the file is kept).
-/// - `copy_from` copies a full key of any bucket on the same endpoint to a name here,
-///   server-side, keeping or replacing headers as the directive says (S3's default, COPY, when
-///   `None`).
+/// - `copy_from` copies a full key (of `size` bytes) of any bucket on the same endpoint to a
+///   name here, server-side, keeping or replacing headers as the directive says (S3's default,
+///   COPY, when `None`), in one request or in parts: the result is the same object either way,
+///   headers included.
 /// - `delete_names` deletes what it can and returns each name that failed with its error; a
 ///   missing object is not a failure.
 #[async_trait]
@@ -406,6 +418,7 @@ pub trait NamedStore: Store {
         &self,
         source_bucket: &str,
         source_key: &str,
+        size: u64,
         name: &str,
         headers: &Headers,
         directive: Option<MetadataDirective>,

@@ -140,7 +140,8 @@ impl Error {
             | Error::Changed { .. }
             | Error::Interrupted { .. }
             | Error::Reserved { .. }
-            | Error::PreconditionFailed { .. } => false,
+            | Error::PreconditionFailed { .. }
+            | Error::ChecksumMismatch { .. } => false,
         }
     }
 }

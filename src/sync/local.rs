@@ -187,6 +187,11 @@ fn resolve(path: &Path, follow_symlinks: bool, walk: &mut Walk) -> Option<(Metad
     }
 }
 
+/// 0001-01-01T00:00:00Z and 9999-12-31T23:59:59.999999Z, the range of Python's `datetime`, in
+/// microseconds since the epoch.
+const PYTHON_MIN_MICROS: i64 = -62_135_596_800_000_000;
+const PYTHON_MAX_MICROS: i64 = 253_402_300_799_999_999;
+
 /// Adds a regular, readable file to the walk, or skips it with aws-cli's warning.
 fn add_file(path: PathBuf, name: String, meta: &Metadata, through_symlink: bool, walk: &mut Walk) {
     if is_special(meta) {
@@ -194,12 +199,15 @@ fn add_file(path: PathBuf, name: String, meta: &Metadata, through_symlink: bool,
     } else if std::fs::File::open(&path).is_err() {
         walk.warnings.push(skip(&path, UNREADABLE));
     } else {
-        let modified = if let Ok(time) = meta.modified() {
-            micros(time)
-        } else {
-            walk.warnings
-                .push("File has an invalid timestamp. Passing epoch time as timestamp.".into());
-            0
+        // Python's datetime holds years 1 to 9999; aws-cli passes any other time (and one the
+        // OS cannot give) as the epoch, with this warning, and so compares it as 1970.
+        let modified = match meta.modified().map(micros) {
+            Ok(time) if (PYTHON_MIN_MICROS..=PYTHON_MAX_MICROS).contains(&time) => time,
+            _ => {
+                walk.warnings
+                    .push("File has an invalid timestamp. Passing epoch time as timestamp.".into());
+                0
+            }
         };
         walk.files.push(WalkedFile {
             entry: Listed {

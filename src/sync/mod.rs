@@ -51,8 +51,14 @@
 //!   than a day for the names it wrote are aborted, with a note on stderr (one
 //!   ListMultipartUploads request aws-cli does not send).
 //! - The first interrupt cancels transfers still running 10 s later.
-//! - Not implemented: multipart copies (objects over 5 GiB fail with S3's error), `--grants`,
-//!   `--sse-c*`, `--case-conflict`, `--checksum-*`.
+//! - **S3→S3 copies** are one CopyObject up to 5 GiB (aws-cli: in parts from its 8 MiB
+//!   threshold), in parts above it or above the profile's `multipart_threshold` when it sets one;
+//!   a copy in parts keeps the source's headers and metadata (aws-cli v1 drops them).
+//! - `--case-conflict` counts every name of the run and `error` stops before any download
+//!   (aws-cli's detection depends on which downloads already finished).
+//! - `--checksum-algorithm XXHASH*` is refused before any request (aws-cli fails each upload
+//!   unless its optional CRT package is installed).
+//! - `--grants` errors are printed as hoist's `error:` (aws-cli: `fatal error:`), exit 1 both.
 
 pub(crate) mod compare;
 pub(crate) mod filters;
@@ -76,7 +82,8 @@ use crate::headers::Headers;
 use crate::interrupt::Interrupt;
 use crate::key::Prefix;
 use crate::store::NamedStore;
-use crate::store::s3::Multipart;
+use crate::store::s3::requests::{ChecksumKind, CustomerKey, Grants, RequestOptions};
+use crate::store::s3::{MAX_SINGLE_COPY, Multipart};
 
 use compare::{Direction, Listed, Strategy, micros};
 use filters::{FilterKind, Filters};
@@ -107,6 +114,14 @@ pub(crate) struct SyncSettings {
     /// `--ignore-glacier-warnings`: skip archived objects silently (no warning, no exit 2).
     pub(crate) ignore_glacier_warnings: bool,
     pub(crate) transfer: profile::TransferConfig,
+    /// Customer keys, grants and checksums of the source store's requests (downloads: `--sse-c`
+    /// and `--checksum-mode`; copies: `--sse-c-copy-source`).
+    pub(crate) source_requests: RequestOptions,
+    /// The same for the destination store (uploads and copies: `--sse-c`, `--grants`,
+    /// `--checksum-algorithm`; copies also `--sse-c-copy-source`).
+    pub(crate) destination_requests: RequestOptions,
+    /// `--case-conflict`, for downloads.
+    pub(crate) case_conflict: CaseConflict,
     pub(crate) aws: AwsOptions,
     pub(crate) source_aws: AwsOptions,
     pub(crate) verbosity: transfer::Verbosity,
@@ -130,6 +145,9 @@ pub(crate) enum SyncError {
     /// A flag value hoist validates before the first request (`--expires`, `--metadata`).
     #[error("{0}")]
     Value(String),
+    /// A flag value aws-cli rejects with a `fatal error` and exit 1 (`--grants`).
+    #[error("{0}")]
+    Fatal(String),
     #[error(transparent)]
     Env(#[from] EnvError),
 }
@@ -138,6 +156,7 @@ impl SyncError {
     pub(crate) fn exit_code(&self) -> ExitCode {
         match self {
             SyncError::Invalid(_) => ExitCode::AwsCliUsage,
+            SyncError::Fatal(_) => ExitCode::Failure,
             _ => ExitCode::Usage,
         }
     }
@@ -146,7 +165,16 @@ impl SyncError {
 impl SyncSettings {
     pub(crate) fn resolve(args: &SyncArgs) -> Result<SyncSettings, SyncError> {
         let cwd = std::env::current_dir().map_err(SyncError::WorkingDirectory)?;
+        // aws-cli loads `fileb://` keys while it parses, before it looks at the paths.
+        let sse_c_key = customer_key("--sse-c-key", args.sse_c.as_deref(), &args.sse_c_key)?;
+        let copy_source_key = customer_key(
+            "--sse-c-copy-source-key",
+            args.sse_c_copy_source.as_deref(),
+            &args.sse_c_copy_source_key,
+        )?;
         let (source, destination, direction) = locations(args, &cwd)?;
+        let (source_requests, destination_requests) =
+            requests(args, direction, sse_c_key, copy_source_key)?;
         let filters = filters(args, &source, &destination)?;
         crate::aws::check_profile(args.profile.as_deref())
             .map_err(|e| SyncError::Invalid(e.to_string()))?;
@@ -191,6 +219,9 @@ impl SyncSettings {
             force_glacier_transfer: args.force_glacier_transfer,
             ignore_glacier_warnings: args.ignore_glacier_warnings,
             transfer,
+            source_requests,
+            destination_requests,
+            case_conflict: CaseConflict::parse(&args.case_conflict),
             aws,
             source_aws,
             progress: !args.no_progress && verbosity == transfer::Verbosity::Normal,
@@ -250,6 +281,143 @@ fn locations(
         }
     }
     Ok((source, destination, direction))
+}
+
+/// `--case-conflict`: what a download does with a key that differs only by case from one
+/// already downloaded in this run or from a file at the destination.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CaseConflict {
+    /// aws-cli's default: download it anyway.
+    Ignore,
+    /// Skip it with a warning.
+    Skip,
+    /// Download it with a warning.
+    Warn,
+    /// Stop the sync before any download.
+    Error,
+}
+
+impl CaseConflict {
+    fn parse(value: &str) -> CaseConflict {
+        match value {
+            "skip" => CaseConflict::Skip,
+            "warn" => CaseConflict::Warn,
+            "error" => CaseConflict::Error,
+            _ => CaseConflict::Ignore,
+        }
+    }
+}
+
+/// A customer key flag's bytes: the value as typed (UTF-8), or a file's bytes for
+/// `fileb://PATH` (`file://PATH` too, as aws-cli's paramfile rules allow), with aws-cli's error
+/// for a file it cannot read.
+fn customer_key(
+    flag: &str,
+    algorithm: Option<&str>,
+    value: &Option<String>,
+) -> Result<Option<(String, Vec<u8>)>, SyncError> {
+    let Some(value) = value.as_deref().filter(|v| !v.is_empty()) else {
+        return Ok(None);
+    };
+    let raw = match value
+        .strip_prefix("fileb://")
+        .or_else(|| value.strip_prefix("file://"))
+    {
+        Some(path) => std::fs::read(path).map_err(|e| {
+            SyncError::Invalid(format!(
+                "Error parsing parameter '{flag}': Unable to load paramfile {value}: {}",
+                transfer::os_error_text(&e, std::path::Path::new(path))
+            ))
+        })?,
+        None => value.as_bytes().to_vec(),
+    };
+    Ok(Some((algorithm.unwrap_or_default().to_string(), raw)))
+}
+
+/// Which store's requests carry which of the customer keys, grants and checksum flags, after
+/// aws-cli's checks of their combinations (its messages, exit 255; `--grants`: exit 1).
+fn requests(
+    args: &SyncArgs,
+    direction: Direction,
+    sse_c_key: Option<(String, Vec<u8>)>,
+    copy_source_key: Option<(String, Vec<u8>)>,
+) -> Result<(RequestOptions, RequestOptions), SyncError> {
+    let paths = |direction: Direction| match direction {
+        Direction::Upload => "<LocalPath> <S3Uri>",
+        Direction::Download => "<S3Uri> <LocalPath>",
+        Direction::Copy => "<S3Uri> <S3Uri>",
+    };
+    if args.checksum_algorithm.is_some() && direction == Direction::Download {
+        return Err(SyncError::Invalid(format!(
+            "Expected checksum-algorithm parameter to be used with one of following path \
+             formats: <LocalPath> <S3Uri>, <S3Uri> <S3Uri>. Instead, received {}.",
+            paths(direction)
+        )));
+    }
+    if args.checksum_mode.is_some() && direction != Direction::Download {
+        return Err(SyncError::Invalid(format!(
+            "Expected checksum-mode parameter to be used with one of following path formats: \
+             <S3Uri> <LocalPath>. Instead, received {}.",
+            paths(direction)
+        )));
+    }
+    for (algorithm, key, algorithm_flag, key_flag) in [
+        (&args.sse_c, &sse_c_key, "--sse-c", "--sse-c-key"),
+        (
+            &args.sse_c_copy_source,
+            &copy_source_key,
+            "--sse-c-copy-source",
+            "--sse-c-copy-source-key",
+        ),
+    ] {
+        if algorithm.is_some() && key.is_none() {
+            return Err(SyncError::Invalid(format!(
+                "It {algorithm_flag} is specified, {key_flag} must be specified as well."
+            )));
+        }
+        if key.is_some() && algorithm.is_none() {
+            return Err(SyncError::Invalid(format!(
+                "It {key_flag} is specified, {algorithm_flag} must be specified as well."
+            )));
+        }
+    }
+    if args.sse_c_copy_source.is_some() && direction != Direction::Copy {
+        return Err(SyncError::Invalid(
+            "--sse-c-copy-source is only supported for copy operations.".into(),
+        ));
+    }
+    let checksum = match args.checksum_algorithm.as_deref() {
+        None => None,
+        Some(name) => Some(ChecksumKind::parse(name).ok_or_else(|| {
+            SyncError::Invalid(format!(
+                "hoist does not compute {name} checksums (aws-cli needs its optional CRT \
+                 package for them): use CRC64NVME, CRC32, CRC32C, SHA1, SHA256 or SHA512"
+            ))
+        })?),
+    };
+    let grants = Grants::parse(args.grants.iter().map(String::as_str)).map_err(SyncError::Fatal)?;
+    let key = |pair: Option<(String, Vec<u8>)>| pair.map(|(alg, raw)| CustomerKey::new(&alg, &raw));
+    let sse_c_key = key(sse_c_key);
+    let copy_source_key = key(copy_source_key);
+    let mut source = RequestOptions::default();
+    let mut destination = RequestOptions {
+        grants,
+        checksum,
+        ..RequestOptions::default()
+    };
+    match direction {
+        Direction::Download => {
+            source.customer_key = sse_c_key;
+            source.checksum_mode = args.checksum_mode.is_some();
+        }
+        Direction::Upload => destination.customer_key = sse_c_key,
+        Direction::Copy => {
+            destination.customer_key = sse_c_key;
+            destination.copy_source_key.clone_from(&copy_source_key);
+            source.customer_key = copy_source_key;
+        }
+    }
+    Ok((source, destination))
 }
 
 /// `--exclude`, `--include` and `--exclude-from`, in the order given.
@@ -335,10 +503,22 @@ pub(crate) async fn run(args: &SyncArgs, interrupt: &Interrupt) -> Result<Outcom
         settings.verbosity == transfer::Verbosity::Quiet,
     );
     let output = transfer::Output::new(&printer, settings.verbosity);
-    let source_store =
-        open_store(&settings.source, &settings, &settings.source_aws, interrupt).await;
-    let destination_store =
-        open_store(&settings.destination, &settings, &settings.aws, interrupt).await;
+    let source_store = open_store(
+        &settings.source,
+        &settings,
+        &settings.source_aws,
+        &settings.source_requests,
+        interrupt,
+    )
+    .await;
+    let destination_store = open_store(
+        &settings.destination,
+        &settings,
+        &settings.aws,
+        &settings.destination_requests,
+        interrupt,
+    )
+    .await;
 
     if let (Location::Local { absolute, .. }, Direction::Download, false) =
         (&settings.destination, settings.direction, settings.dryrun)
@@ -394,6 +574,7 @@ async fn open_store(
     location: &Location,
     settings: &SyncSettings,
     aws: &AwsOptions,
+    requests: &RequestOptions,
     interrupt: &Interrupt,
 ) -> Option<Arc<dyn NamedStore>> {
     let Location::S3 { bucket, prefix, .. } = location else {
@@ -404,11 +585,18 @@ async fn open_store(
         multipart: Multipart {
             threshold: settings.transfer.multipart_threshold,
             chunk_size: settings.transfer.multipart_chunksize,
+            // One CopyObject up to S3's limit, unless the profile asked for parts sooner.
+            copy_threshold: if settings.transfer.threshold_set {
+                settings.transfer.multipart_threshold.min(MAX_SINGLE_COPY)
+            } else {
+                MAX_SINGLE_COPY + 1
+            },
         },
         concurrency: settings.concurrency.get(),
         // sync keeps no record of what it uploaded
         listed_etags: false,
         page_size: settings.page_size,
+        requests: requests.clone(),
     };
     let session = Session::load(aws).await;
     Some(Arc::new(

@@ -18,6 +18,9 @@ pub(crate) struct TransferConfig {
     pub(crate) max_concurrent_requests: usize,
     pub(crate) multipart_threshold: u64,
     pub(crate) multipart_chunksize: u64,
+    /// Whether the profile set `multipart_threshold`: only then do S3→S3 copies go in parts
+    /// below 5 GiB (by default one CopyObject copies up to S3's 5 GiB limit).
+    pub(crate) threshold_set: bool,
     /// Bytes per second; `None` is unlimited.
     pub(crate) max_bandwidth: Option<u64>,
 }
@@ -28,6 +31,7 @@ impl Default for TransferConfig {
             max_concurrent_requests: 10,
             multipart_threshold: 8 << 20,
             multipart_chunksize: 8 << 20,
+            threshold_set: false,
             max_bandwidth: None,
         }
     }
@@ -47,6 +51,7 @@ fn resolve(values: &[(String, String)]) -> Result<TransferConfig, String> {
             }
             "multipart_threshold" => {
                 config.multipart_threshold = positive(key, value, Ok(size(value)?))?;
+                config.threshold_set = true;
             }
             "multipart_chunksize" => {
                 config.multipart_chunksize = positive(key, value, Ok(size(value)?))?;

@@ -16,7 +16,7 @@ use futures::stream;
 
 use super::compare::{Direction, Step};
 use super::paths::{self, Location, display_local, display_s3};
-use super::{Side, SyncSettings, local};
+use super::{CaseConflict, Side, SyncSettings, local};
 use crate::error::{ErrorChain, ExitCode};
 use crate::interrupt::Interrupt;
 use crate::key::Key;
@@ -98,6 +98,14 @@ impl<'a> Output<'a> {
     /// `warning: <text>` on stderr; the run exits 2 unless something failed.
     pub(crate) fn warn(&self, text: &str) {
         self.warned.fetch_add(1, Ordering::SeqCst);
+        if self.verbosity != Verbosity::Quiet {
+            self.printer.warn(&escape(text));
+        }
+    }
+
+    /// `warning: <text>` on stderr that does not change the exit code (aws-cli prints its
+    /// `--case-conflict` warnings straight to stderr, outside its result counts).
+    pub(crate) fn advise(&self, text: &str) {
         if self.verbosity != Verbosity::Quiet {
             self.printer.warn(&escape(text));
         }
@@ -200,6 +208,14 @@ pub(crate) fn exception_text(error: &store::Error, op: &str) -> String {
         }
         E::TimedOut { endpoint, .. } => format!("Read timeout on endpoint URL: \"{endpoint}\""),
         E::Io { path, source } => os_error_text(source, path),
+        // botocore's FlexibleChecksumError.
+        E::ChecksumMismatch {
+            expected,
+            calculated,
+            ..
+        } => {
+            format!("Expected checksum {expected} did not match calculated checksum: {calculated}")
+        }
         other => ErrorChain(other).to_string(),
     }
 }
@@ -393,16 +409,82 @@ impl Job<'_> {
         })
     }
 
+    /// `--case-conflict` for a download of a name not at the destination: whether to download
+    /// it, after aws-cli's warning, or `Err` with its fatal message (`error`). A conflict is a
+    /// name whose lower case was already admitted in this run, or whose destination path
+    /// exists (on a case-insensitive filesystem, a file of another case). aws-cli forgets a
+    /// name once its download finished, so its detection depends on timing; hoist remembers
+    /// every name of the run.
+    fn case_conflict(
+        &self,
+        index: usize,
+        admitted: &mut std::collections::HashSet<String>,
+    ) -> Result<bool, String> {
+        let settings = self.settings;
+        let (
+            Direction::Download,
+            Location::Local { absolute, .. },
+            Location::S3 { bucket, prefix, .. },
+        ) = (settings.direction, &settings.destination, &settings.source)
+        else {
+            return Ok(true);
+        };
+        if settings.case_conflict == CaseConflict::Ignore {
+            return Ok(true);
+        }
+        let name = &self.source.entries[index].name;
+        let lower = name.to_lowercase();
+        let destination = local_path(absolute, name);
+        if admitted.contains(&lower) || destination.exists() {
+            let source = format!("{bucket}/{prefix}{name}");
+            let destination = destination.display();
+            match settings.case_conflict {
+                CaseConflict::Ignore => {}
+                CaseConflict::Skip => {
+                    self.output.advise(&format!(
+                        "Skipping {source} -> {destination} because a file whose name differs \
+                         only by case either exists or is being downloaded."
+                    ));
+                    return Ok(false);
+                }
+                CaseConflict::Warn => self.output.advise(&format!(
+                    "Downloading {source} -> {destination} despite a file whose name differs \
+                     only by case either existing or being downloaded. This behavior is not \
+                     defined on case-insensitive filesystems and may result in overwriting \
+                     existing files or race conditions between concurrent downloads. For more \
+                     information, see \
+                     https://docs.aws.amazon.com/cli/v1/topic/s3-case-insensitivity.html."
+                )),
+                CaseConflict::Error => {
+                    return Err(format!(
+                        "Failed to download {source} -> {destination} because a file whose name \
+                         differs only by case either exists or is being downloaded."
+                    ));
+                }
+            }
+        }
+        admitted.insert(lower);
+        Ok(true)
+    }
+
     /// The transfers and deletes that pass the pre-checks and guards, printing each with
-    /// `--dryrun` in merged name order.
-    fn admit_all(&self, steps: &[Step]) -> (Vec<Transfer>, Vec<usize>) {
+    /// `--dryrun` in merged name order; `Err` with a fatal message when `--case-conflict error`
+    /// found a conflict (nothing runs then).
+    fn admit_all(&self, steps: &[Step]) -> Result<(Vec<Transfer>, Vec<usize>), String> {
         let settings = self.settings;
         let verb = settings.direction.verb();
         let mut transfers = Vec::new();
         let mut deletes = Vec::new();
+        let mut admitted = std::collections::HashSet::new();
         for step in steps {
             match *step {
-                Step::Transfer { source, .. } => {
+                Step::Transfer {
+                    source,
+                    destination,
+                } => {
+                    if destination.is_none() && !self.case_conflict(source, &mut admitted)? {
+                        continue;
+                    }
                     if let Some(transfer) = self.admit(source) {
                         if settings.dryrun {
                             self.output.dryrun(&transfer_line(
@@ -427,13 +509,19 @@ impl Job<'_> {
                 }
             }
         }
-        (transfers, deletes)
+        Ok((transfers, deletes))
     }
 
     /// Runs (or, with `--dryrun`, prints) the steps and returns how the run ended.
     pub(crate) async fn run(&self, steps: &[Step]) -> Outcome {
         let settings = self.settings;
-        let (transfers, deletes) = self.admit_all(steps);
+        let (transfers, deletes) = match self.admit_all(steps) {
+            Ok(admitted) => admitted,
+            Err(fatal) => {
+                self.output.fatal(&fatal);
+                return self.output.outcome(false);
+            }
+        };
         if settings.dryrun {
             return self.output.outcome(false);
         }
@@ -710,11 +798,13 @@ impl Job<'_> {
             None => None,
         };
         let name = self.source_name(index);
+        let size = self.source.entries[index].size;
         self.retrier
             .run(name, || {
                 store.copy_from(
                     source_bucket,
                     source_key,
+                    size,
                     name,
                     &settings.headers,
                     directive,

@@ -611,6 +611,83 @@ async fn download_of_a_missing_object_leaves_nothing(case: &S3Case) {
     assert_eq!(left, 0, "a temporary file was left behind");
 }
 
+/// A copy at or above the copy threshold goes in parts (UploadPartCopy): the bytes and every
+/// header of the source arrive, as with one CopyObject, and REPLACE still replaces them.
+async fn a_copy_in_parts_is_the_same_object(case: &S3Case) {
+    let store = &case.store;
+    let data: Vec<u8> = (0..(11u32 << 20)).map(|i| (i % 251) as u8).collect();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("big.bin");
+    std::fs::write(&path, &data).expect("write");
+    store
+        .put(
+            &key("big.bin"),
+            Body::File {
+                path,
+                size: data.len() as u64,
+                blake3: None,
+            },
+            &full_headers(),
+        )
+        .await
+        .expect("put");
+    let source = format!("{}big.bin", store.prefix());
+    let size = data.len() as u64;
+    store
+        .copy_from(
+            store.bucket(),
+            &source,
+            size,
+            "big-copy.bin",
+            &Headers::default(),
+            None,
+        )
+        .await
+        .expect("copy in parts");
+    let copied = store.head(&key("big-copy.bin")).await.expect("head");
+    let original = store.head(&key("big.bin")).await.expect("head");
+    assert_eq!(copied.meta.size, size);
+    assert_eq!(copied.headers.cache_control, full_headers().cache_control);
+    assert_eq!(copied.headers.content_type, original.headers.content_type);
+    assert_eq!(
+        copied.headers.metadata.get("team").map(String::as_str),
+        Some("web")
+    );
+    if !case.filesystem {
+        // 11 MiB in 5 MiB parts.
+        let etag = copied.meta.etag.clone().unwrap_or_default();
+        assert!(etag.ends_with("-3"), "not copied in parts: {etag}");
+    }
+    assert_eq!(
+        store.get(&key("big-copy.bin")).await.expect("get").as_ref(),
+        &data[..]
+    );
+    let replacement = Headers {
+        content_type: Some("application/x-big".into()),
+        ..Headers::default()
+    };
+    store
+        .copy_from(
+            store.bucket(),
+            &source,
+            size,
+            "big-replaced.bin",
+            &replacement,
+            Some(MetadataDirective::Replace),
+        )
+        .await
+        .expect("copy in parts");
+    let replaced = store.head(&key("big-replaced.bin")).await.expect("head");
+    assert_eq!(
+        replaced.headers.content_type.as_deref(),
+        Some("application/x-big")
+    );
+    if !case.filesystem {
+        // rclone serve s3 keeps the old Cache-Control on a REPLACE copy (see the small copy).
+        assert_eq!(replaced.headers.cache_control, None);
+    }
+}
+
 async fn copy_keeps_or_replaces_headers(case: &S3Case) {
     let store = &case.store;
     store
@@ -626,6 +703,7 @@ async fn copy_keeps_or_replaces_headers(case: &S3Case) {
         .copy_from(
             store.bucket(),
             &source,
+            7,
             "kept.txt",
             &Headers::default(),
             None,
@@ -647,6 +725,7 @@ async fn copy_keeps_or_replaces_headers(case: &S3Case) {
         .copy_from(
             store.bucket(),
             &source,
+            7,
             "replaced.txt",
             &replacement,
             Some(MetadataDirective::Replace),
@@ -761,6 +840,7 @@ named_conformance!(
     download_writes_bytes_and_time_then_renames,
     download_of_a_missing_object_leaves_nothing,
     copy_keeps_or_replaces_headers,
+    a_copy_in_parts_is_the_same_object,
     delete_names_takes_raw_names_and_tolerates_missing,
     stale_uploads_are_listed_and_aborted,
 );
@@ -780,6 +860,7 @@ pub fn s3_store(server: &Server, prefix: &str) -> S3Store {
         Multipart {
             threshold: 5 << 20,
             chunk_size: 5 << 20,
+            copy_threshold: 5 << 20,
         },
         4,
     );

@@ -268,6 +268,39 @@ fn secrets_never_appear_in_output() {
             "part of a secret printed with {args:?}"
         );
     }
+    // Issue #14: a customer key (`--sse-c-key`) is a secret too, raw or as the base64 it is
+    // sent as, on upload and download, in hoist's own and the SDK's debug output.
+    let key = "SENTINELcustomerKEY0123456789abc";
+    let encoded = "U0VOVElORUxjdXN0b21lcktFWTAxMjM0NTY3ODlhYmM=";
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::create_dir_all(dir.path().join("up")).expect("mkdir");
+    std::fs::write(dir.path().join("up/a.txt"), "a").expect("write");
+    let endpoint = server.endpoint();
+    for (source, destination) in [
+        ("up", "s3://sse-c-secret/p"),
+        ("s3://sse-c-secret/p", "down"),
+    ] {
+        server.create_bucket("sse-c-secret");
+        let ran = Hoist::on(dir.path(), &endpoint)
+            .args([
+                "-vv",
+                "sync",
+                source,
+                destination,
+                "--sse-c",
+                "--sse-c-key",
+                key,
+            ])
+            .args(["--endpoint-url", &endpoint.url])
+            .run();
+        assert_eq!(ran.code(), Some(0), "{}", ran.stderr);
+        let all = format!("{}{}", ran.stdout, ran.stderr);
+        assert!(all.len() > 1000, "-vv printed little: {all}");
+        assert!(
+            !all.contains("SENTINEL") && !all.contains(encoded),
+            "the customer key was printed: {source} -> {destination}"
+        );
+    }
 }
 
 #[test]

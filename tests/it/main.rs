@@ -39,5 +39,8 @@ mod server_smoke;
 mod servers;
 /// `hoist sync` beside `aws s3 sync`: the same lines, exit codes and final state.
 mod sync_compat;
+/// The aws-cli flags of issue #14 side by side: customer keys, grants, checksums, case
+/// conflicts, multipart copies, and aws-cli's checks of their combinations.
+mod sync_flags;
 /// Running the binary in a clean environment, building trees, reading buckets back.
 mod util;

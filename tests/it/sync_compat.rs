@@ -38,7 +38,7 @@ impl Direction {
 
 /// One tool's world: a server, a working directory, and how to reach the server.
 pub struct Side {
-    server: Server,
+    pub server: Server,
     pub cwd: tempfile::TempDir,
     pub endpoint: Endpoint,
 }
@@ -63,7 +63,7 @@ impl Side {
         })
     }
 
-    fn local(&self) -> PathBuf {
+    pub fn local(&self) -> PathBuf {
         self.cwd.path().join("local")
     }
 
@@ -73,7 +73,7 @@ impl Side {
     /// re-downloaded an object on one side only when its time fell on a whole second: a rare
     /// flake in `download_*_time*::rclone`. rclone takes the time from `x-amz-meta-mtime`:
     /// give every object the current second plus a half.
-    fn put(&self, bucket: &str, key: &str, body: &str) {
+    pub fn put(&self, bucket: &str, key: &str, body: &str) {
         if self.server.name() != "rclone" {
             put_object(&self.endpoint.client(), bucket, key, body);
             return;
@@ -225,7 +225,7 @@ fn setup(side: &Side) {
 }
 
 /// Stdout as a sorted list of lines (transfers run concurrently, so order is free).
-fn lines(ran: &Ran) -> Vec<String> {
+pub fn lines(ran: &Ran) -> Vec<String> {
     let mut lines: Vec<String> = ran
         .stdout
         .split(['\n', '\r'])
@@ -237,7 +237,7 @@ fn lines(ran: &Ran) -> Vec<String> {
 }
 
 /// Stderr lines with each side's working directory replaced, sorted.
-fn error_lines(ran: &Ran, side: &Side) -> Vec<String> {
+pub fn error_lines(ran: &Ran, side: &Side) -> Vec<String> {
     let cwd = side.cwd.path().display().to_string();
     let mut lines: Vec<String> = ran
         .stderr
@@ -250,7 +250,7 @@ fn error_lines(ran: &Ran, side: &Side) -> Vec<String> {
 }
 
 #[track_caller]
-fn same(step: &str, aws: &Ran, hoist: &Ran) {
+pub fn same(step: &str, aws: &Ran, hoist: &Ran) {
     assert_eq!(
         lines(hoist),
         lines(aws),

@@ -9,6 +9,7 @@ use std::time::SystemTime;
 
 use md5::{Digest, Md5};
 
+use super::requests::{ChecksumKind, with_customer_key};
 use super::{S3Store, errors::map_sdk_error, normalize_etag};
 use crate::store::{BoxError, Error, NamedStore, hex};
 
@@ -52,7 +53,12 @@ impl S3Store {
                     .metadata()
                     .and_then(|m| m.get(crate::headers::META_BLAKE3))
                     .cloned();
-                received.check = self.expectation(name, &url, &received, blake3).await?;
+                received.check = self
+                    .expectation(name, &url, &received, blake3, md5_etag(&output))
+                    .await?;
+                if self.requests.checksum_mode {
+                    received.stored = stored_checksum(&output);
+                }
             }
             spool.reserve(length.unwrap_or(0));
             if received.written > 0 && output.content_range().is_none() {
@@ -90,6 +96,17 @@ impl S3Store {
                 source,
             });
         }
+        if let Some((kind, expected)) = received.stored.take() {
+            let calculated = spool.checksum(kind).await.map_err(io)?;
+            if calculated != expected {
+                // The spool drops here, and its temporary file with it: nothing is left.
+                return Err(Error::ChecksumMismatch {
+                    url,
+                    expected,
+                    calculated,
+                });
+            }
+        }
         spool.finish(destination, modified).await.map_err(io)
     }
 
@@ -106,9 +123,14 @@ impl S3Store {
             .bucket(&self.bucket)
             .key(format!("{}{}", self.prefix, name))
             .set_if_match(received.etag.clone());
+        request = with_customer_key!(request, self.requests.customer_key.as_ref());
         if received.written > 0 {
             request = request.range(format!("bytes={}-", received.written));
         }
+        // `--checksum-mode`: ask for the stored checksum with a header of hoist's own, not the
+        // SDK's ChecksumMode, so that the SDK does not validate it (see below); hoist checks it
+        // over the whole file once every range arrived.
+        let checksum_mode = self.requests.checksum_mode;
         // hoist checks the bytes itself, over every resumed range. No ChecksumMode: with it the
         // SDK validates whatever checksum the server sends, and servers get these wrong (rclone
         // sends the whole object's CRC32 on a ranged answer; moto stores a multipart source's
@@ -120,6 +142,13 @@ impl S3Store {
                     aws_sdk_s3::config::ResponseChecksumValidation::WhenRequired,
                 ),
             )
+            .mutate_request(move |request| {
+                if checksum_mode {
+                    request
+                        .headers_mut()
+                        .insert("x-amz-checksum-mode", "ENABLED");
+                }
+            })
             .send()
             .await
             .map_err(|e| map_sdk_error("GetObject", url, &self.bucket, &self.endpoint, e))
@@ -245,6 +274,7 @@ impl S3Store {
         url: &str,
         received: &Received,
         blake3: Option<String>,
+        md5_etag: bool,
     ) -> Result<Check, Error> {
         if let Some(expected) = blake3 {
             return Ok(Check::Blake3 {
@@ -255,6 +285,9 @@ impl S3Store {
         let Some(etag) = received.etag.as_deref().map(normalize_etag) else {
             return Ok(Check::Length);
         };
+        if !md5_etag {
+            return Ok(Check::Length);
+        }
         if is_plain_md5(&etag) {
             return Ok(Check::Md5 {
                 expected: etag,
@@ -279,12 +312,13 @@ impl S3Store {
     /// part's HEAD with the part's own ETag, so the precondition would fail there; an object
     /// replaced meanwhile fails the check and the download starts over.
     async fn part_size(&self, name: &str, url: &str, number: usize) -> Result<u64, Error> {
-        let output = self
+        let request = self
             .client
             .head_object()
             .bucket(&self.bucket)
             .key(format!("{}{}", self.prefix, name))
-            .part_number(i32::try_from(number).unwrap_or(i32::MAX))
+            .part_number(i32::try_from(number).unwrap_or(i32::MAX));
+        let output = with_customer_key!(request, self.requests.customer_key.as_ref())
             .send()
             .await
             .map_err(|e| map_sdk_error("HeadObject", url, &self.bucket, &self.endpoint, e))?;
@@ -352,6 +386,9 @@ struct Received {
     total: Option<u64>,
     written: u64,
     check: Check,
+    /// `--checksum-mode`: the full-object checksum stored with the object, from the first
+    /// answer, which the finished file must have.
+    stored: Option<(ChecksumKind, String)>,
 }
 
 impl Default for Received {
@@ -361,8 +398,42 @@ impl Default for Received {
             total: None,
             written: 0,
             check: Check::Length,
+            stored: None,
         }
     }
+}
+
+/// Whether an answer's ETag is the MD5 of its bytes (or of its parts): not when S3 encrypted
+/// the object with a customer key or with KMS, whose ETags are digests of something else.
+fn md5_etag(output: &aws_sdk_s3::operation::get_object::GetObjectOutput) -> bool {
+    use aws_sdk_s3::types::ServerSideEncryption as Sse;
+    output.sse_customer_algorithm().is_none()
+        && !matches!(
+            output.server_side_encryption(),
+            Some(Sse::AwsKms | Sse::AwsKmsDsse)
+        )
+}
+
+/// The full-object checksum an answer carries (`x-amz-checksum-*`); a composite checksum of
+/// parts (`…-N`, or type COMPOSITE) checks nothing a whole-file digest can, so it is skipped,
+/// as botocore skips it.
+fn stored_checksum(
+    output: &aws_sdk_s3::operation::get_object::GetObjectOutput,
+) -> Option<(ChecksumKind, String)> {
+    if output.checksum_type() == Some(&aws_sdk_s3::types::ChecksumType::Composite) {
+        return None;
+    }
+    [
+        (ChecksumKind::Crc64Nvme, output.checksum_crc64_nvme()),
+        (ChecksumKind::Crc32, output.checksum_crc32()),
+        (ChecksumKind::Crc32c, output.checksum_crc32_c()),
+        (ChecksumKind::Sha1, output.checksum_sha1()),
+        (ChecksumKind::Sha256, output.checksum_sha256()),
+        (ChecksumKind::Sha512, output.checksum_sha512()),
+    ]
+    .into_iter()
+    .find_map(|(kind, value)| Some((kind, value?.to_string())))
+    .filter(|(_, value)| !value.contains('-'))
 }
 
 impl Received {
@@ -603,6 +674,26 @@ impl Spool {
                 parts.push(md5.finalize().into());
             }
             Ok(parts)
+        })
+        .await
+    }
+
+    /// The base64 checksum of `kind` of every byte spooled so far.
+    async fn checksum(&mut self, kind: ChecksumKind) -> std::io::Result<String> {
+        self.flush().await?;
+        self.with_file(move |file| {
+            use std::io::Read;
+            let mut handle = file.reopen()?;
+            let mut buffer = vec![0; 256 * 1024];
+            let mut summer = kind.summer();
+            loop {
+                let n = handle.read(&mut buffer)?;
+                if n == 0 {
+                    break;
+                }
+                summer.update(&buffer[..n]);
+            }
+            Ok(summer.finish())
         })
         .await
     }

@@ -15,9 +15,11 @@
 //! - [`errors`]: SDK errors mapped once into [`Error`]'s semantic kinds, keeping the service's
 //!   code and message.
 
+mod copy;
 mod download;
 mod errors;
 mod named;
+pub(crate) mod requests;
 mod upload;
 
 use std::sync::Arc;
@@ -36,13 +38,15 @@ use super::{Body, BoxError, Error, Listing, NamedStore, ObjectInfo, ObjectMeta, 
 use crate::headers::Headers;
 use crate::key::{Key, Prefix};
 use errors::map_sdk_error;
+pub use requests::{ChecksumKind, RequestOptions};
 use upload::apply_put_headers;
 
 /// How objects are protected in transit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Integrity {
-    /// `x-amz-checksum-crc32`, verified by S3 (the SDK's default algorithm).
-    Crc32,
+    /// A flexible checksum (`x-amz-checksum-crc32` by default, the SDK's default algorithm;
+    /// `--checksum-algorithm` picks another), verified and stored by S3.
+    Checksum(ChecksumKind),
     /// `Content-MD5`, for stores that reject the newer checksum headers.
     Md5,
 }
@@ -51,7 +55,13 @@ pub enum Integrity {
 pub struct Multipart {
     pub threshold: u64,
     pub chunk_size: u64,
+    /// Server-side copies at least this large are copied in parts (UploadPartCopy); below it,
+    /// one CopyObject. S3 copies at most 5 GiB in one request.
+    pub copy_threshold: u64,
 }
+
+/// The largest object one CopyObject copies.
+pub const MAX_SINGLE_COPY: u64 = 5 << 30;
 
 impl Default for Multipart {
     fn default() -> Self {
@@ -59,6 +69,7 @@ impl Default for Multipart {
         Multipart {
             threshold: 8 << 20,
             chunk_size: 8 << 20,
+            copy_threshold: MAX_SINGLE_COPY + 1,
         }
     }
 }
@@ -80,6 +91,8 @@ pub struct S3Store {
     listed_etags: bool,
     /// MaxKeys of each ListObjectsV2 page (`--page-size`).
     page_size: Option<i32>,
+    /// Customer keys, grants and checksum choices of `sync`'s flags.
+    requests: RequestOptions,
 }
 
 impl S3Store {
@@ -94,13 +107,25 @@ impl S3Store {
             bucket: bucket.into(),
             prefix,
             endpoint: endpoint.into(),
-            integrity: Integrity::Crc32,
+            integrity: Integrity::Checksum(ChecksumKind::Crc32),
             multipart: Multipart::default(),
             parts: Arc::new(Semaphore::new(8)),
             interrupt: None,
             listed_etags: true,
             page_size: None,
+            requests: RequestOptions::default(),
         }
+    }
+
+    /// Customer keys, grants and checksum choices for every request that takes them. An
+    /// explicit checksum algorithm replaces the store's default integrity.
+    #[must_use]
+    pub fn with_requests(mut self, requests: RequestOptions) -> Self {
+        if let Some(kind) = requests.checksum {
+            self.integrity = Integrity::Checksum(kind);
+        }
+        self.requests = requests;
+        self
     }
 
     /// Multipart uploads return CompleteMultipartUpload's ETag without a HEAD to learn the
@@ -132,7 +157,9 @@ impl S3Store {
 
     #[must_use]
     pub fn with_integrity(mut self, integrity: Integrity) -> Self {
-        self.integrity = integrity;
+        if self.requests.checksum.is_none() {
+            self.integrity = integrity;
+        }
         self
     }
 
@@ -228,6 +255,35 @@ fn to_system_time(time: Option<&aws_smithy_types::DateTime>) -> Option<SystemTim
     time.and_then(|t| SystemTime::try_from(*t).ok())
 }
 
+/// The headers a HeadObject answer shows (user metadata names lower-cased; no ACL, which HEAD
+/// does not return).
+fn head_headers(output: &aws_sdk_s3::operation::head_object::HeadObjectOutput) -> Headers {
+    let metadata = output
+        .metadata()
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| (k.to_ascii_lowercase(), v.clone()))
+                .collect()
+        })
+        .unwrap_or_default();
+    Headers {
+        content_type: output.content_type().map(str::to_string),
+        cache_control: output.cache_control().map(str::to_string),
+        content_encoding: output.content_encoding().map(str::to_string),
+        content_language: output.content_language().map(str::to_string),
+        content_disposition: output.content_disposition().map(str::to_string),
+        expires: output.expires_string().map(str::to_string),
+        website_redirect: output.website_redirect_location().map(str::to_string),
+        metadata,
+        acl: None,
+        storage_class: output.storage_class().map(|c| c.as_str().to_string()),
+        sse: output
+            .server_side_encryption()
+            .map(|s| s.as_str().to_string()),
+        sse_kms_key_id: output.ssekms_key_id().map(str::to_string),
+    }
+}
+
 /// Percent-encodes a `bucket/key` for `x-amz-copy-source`, keeping `/`.
 pub fn copy_source(bucket: &str, key: &str) -> String {
     const SET: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
@@ -297,18 +353,11 @@ impl Store for S3Store {
             .client
             .head_object()
             .bucket(&self.bucket)
-            .key(self.full(key))
+            .key(self.full(key));
+        let output = requests::with_customer_key!(output, self.requests.customer_key.as_ref())
             .send()
             .await
             .map_err(|e| self.error("HeadObject", Some(key), e))?;
-        let metadata = output
-            .metadata()
-            .map(|m| {
-                m.iter()
-                    .map(|(k, v)| (k.to_ascii_lowercase(), v.clone()))
-                    .collect()
-            })
-            .unwrap_or_default();
         Ok(ObjectInfo {
             meta: ObjectMeta {
                 key: key.clone(),
@@ -316,22 +365,7 @@ impl Store for S3Store {
                 etag: output.e_tag().map(normalize_etag),
                 last_modified: to_system_time(output.last_modified()),
             },
-            headers: Headers {
-                content_type: output.content_type().map(str::to_string),
-                cache_control: output.cache_control().map(str::to_string),
-                content_encoding: output.content_encoding().map(str::to_string),
-                content_language: output.content_language().map(str::to_string),
-                content_disposition: output.content_disposition().map(str::to_string),
-                expires: output.expires_string().map(str::to_string),
-                website_redirect: output.website_redirect_location().map(str::to_string),
-                metadata,
-                acl: None,
-                storage_class: output.storage_class().map(|c| c.as_str().to_string()),
-                sse: output
-                    .server_side_encryption()
-                    .map(|s| s.as_str().to_string()),
-                sse_kms_key_id: output.ssekms_key_id().map(str::to_string),
-            },
+            headers: head_headers(&output),
         })
     }
 
@@ -580,7 +614,7 @@ mod tests {
     #[test]
     fn checksums() {
         // CRC32 of "hello" is 0x3610a686.
-        assert_eq!(upload::crc32_base64(b"hello"), "NhCmhg==");
+        assert_eq!(ChecksumKind::Crc32.of(b"hello"), "NhCmhg==");
         assert_eq!(upload::md5_base64(b""), "1B2M2Y8AsgTpgAmY7PhCfg==");
     }
 }

@@ -12,10 +12,7 @@ use bytes::Bytes;
 use futures::StreamExt;
 use futures::stream::{self, BoxStream};
 
-use super::{
-    S3Store, apply_put_headers, copy_source, decode_key, map_sdk_error, normalize_etag,
-    to_system_time,
-};
+use super::{S3Store, decode_key, normalize_etag, to_system_time};
 use crate::headers::Headers;
 use crate::key::Key;
 use crate::store::{Error, MetadataDirective, NamedObject, NamedStore, PutResult};
@@ -93,35 +90,20 @@ impl NamedStore for S3Store {
             .await
     }
 
-    /// Server-side copy of `source_bucket/source_key` (a full key) to `name` under this prefix,
-    /// with the given headers and metadata directive (S3's default, COPY, when `None`).
-    /// Single-request CopyObject: objects over 5 GiB fail with S3's error.
+    /// Server-side copy of `source_bucket/source_key` (a full key, `size` bytes) to `name`
+    /// under this prefix, with the given headers and metadata directive (S3's default, COPY,
+    /// when `None`); in parts from the copy threshold on (see [`super::copy`]).
     async fn copy_from(
         &self,
         source_bucket: &str,
         source_key: &str,
+        size: u64,
         name: &str,
         headers: &Headers,
         directive: Option<MetadataDirective>,
     ) -> Result<(), Error> {
-        let directive = directive.map(|directive| match directive {
-            MetadataDirective::Copy => aws_sdk_s3::types::MetadataDirective::Copy,
-            MetadataDirective::Replace => aws_sdk_s3::types::MetadataDirective::Replace,
-        });
-        let url = self.named_url(name);
-        let mut request = self
-            .client
-            .copy_object()
-            .bucket(&self.bucket)
-            .key(format!("{}{}", self.prefix, name))
-            .copy_source(copy_source(source_bucket, source_key))
-            .set_metadata_directive(directive);
-        request = apply_put_headers!(request, headers);
-        request
-            .send()
+        self.copy_named(source_bucket, source_key, size, name, headers, directive)
             .await
-            .map_err(|e| map_sdk_error("CopyObject", &url, &self.bucket, &self.endpoint, e))?;
-        Ok(())
     }
 
     /// Deletes objects by raw name (DeleteObjects, 1,000 a call, every per-key error read);

@@ -8,7 +8,7 @@ use std::time::SystemTime;
 
 use aws_sdk_s3::error::SdkError;
 use aws_sdk_s3::primitives::ByteStream;
-use aws_sdk_s3::types::{ChecksumAlgorithm, CompletedMultipartUpload, CompletedPart};
+use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 use aws_smithy_types::byte_stream::Length;
 use base64::Engine;
 use bytes::Bytes;
@@ -16,6 +16,7 @@ use futures::stream;
 use futures::{StreamExt, TryStreamExt};
 use md5::{Digest, Md5};
 
+use super::requests::{Summer, set_checksum, with_customer_key, with_grants};
 use super::{Integrity, S3Store, normalize_etag};
 use crate::headers::Headers;
 use crate::key::Key;
@@ -45,10 +46,20 @@ impl S3Store {
             Some(Condition::Matches(etag)) => request.if_match(format!("\"{etag}\"")),
         };
         request = match self.integrity {
-            Integrity::Crc32 => request.checksum_crc32(crc32_base64(&bytes)),
+            // The algorithm too: S3 infers it from the value's header, but some stores (moto)
+            // keep the checksum only when it is named, as the SDKs name it.
+            Integrity::Checksum(kind) => {
+                set_checksum!(
+                    request.checksum_algorithm(kind.sdk()),
+                    kind,
+                    kind.of(&bytes)
+                )
+            }
             Integrity::Md5 => request.content_md5(md5_base64(&bytes)),
         };
         request = apply_put_headers!(request, headers);
+        request = with_customer_key!(request, self.requests.customer_key.as_ref());
+        request = with_grants!(request, &self.requests.grants);
         // Without a Content-Type, send none (the SDK would send application/octet-stream;
         // aws-cli sends nothing and S3 stores binary/octet-stream).
         let untyped = headers.content_type.is_none();
@@ -121,29 +132,55 @@ impl S3Store {
 
     /// CreateMultipartUpload with the object's headers; returns the UploadId.
     async fn create_multipart(&self, key: &Key, headers: &Headers) -> Result<String, Error> {
+        let checksum = match self.integrity {
+            Integrity::Checksum(kind) => Some(kind),
+            Integrity::Md5 => None,
+        };
+        self.create_upload(&self.full(key), &self.url(Some(key)), headers, checksum)
+            .await
+    }
+
+    /// CreateMultipartUpload of a full key with the object's headers, the run's customer key
+    /// and grants, and the checksum algorithm the parts will carry; returns the UploadId.
+    /// Shared by uploads and multipart copies.
+    pub(super) async fn create_upload(
+        &self,
+        full_key: &str,
+        url: &str,
+        headers: &Headers,
+        checksum: Option<super::ChecksumKind>,
+    ) -> Result<String, Error> {
         let mut create = self
             .client
             .create_multipart_upload()
             .bucket(&self.bucket)
-            .key(self.full(key));
-        if self.integrity == Integrity::Crc32 {
-            create = create.checksum_algorithm(ChecksumAlgorithm::Crc32);
-        }
+            .key(full_key)
+            .set_checksum_algorithm(checksum.map(super::ChecksumKind::sdk));
         create = apply_put_headers!(create, headers);
+        create = with_customer_key!(create, self.requests.customer_key.as_ref());
+        create = with_grants!(create, &self.requests.grants);
         let upload_id = match create.send().await {
             Ok(created) => created.upload_id().map(str::to_string),
             // rclone serve s3 names the root element `InitiateMultipartUpload` (S3:
             // `InitiateMultipartUploadResult`), which the SDK refuses; take the id from the body.
             Err(error) => match upload_id_from_raw(&error) {
                 Some(id) => Some(id),
-                None => return Err(self.error("CreateMultipartUpload", Some(key), error)),
+                None => {
+                    return Err(super::map_sdk_error(
+                        "CreateMultipartUpload",
+                        url,
+                        &self.bucket,
+                        &self.endpoint,
+                        error,
+                    ));
+                }
             },
         };
         upload_id
             .filter(|id| !id.is_empty())
             .ok_or_else(|| Error::Service {
                 op: "CreateMultipartUpload",
-                url: self.url(Some(key)),
+                url: url.to_string(),
                 code: None,
                 message: Some("the answer carried no UploadId".into()),
                 status: Some(200),
@@ -157,7 +194,7 @@ impl S3Store {
         upload_id: &str,
         parts: Vec<CompletedPart>,
     ) -> Result<PutResult, Error> {
-        let output = self
+        let request = self
             .client
             .complete_multipart_upload()
             .bucket(&self.bucket)
@@ -167,7 +204,8 @@ impl S3Store {
                 CompletedMultipartUpload::builder()
                     .set_parts(Some(parts))
                     .build(),
-            )
+            );
+        let output = with_customer_key!(request, self.requests.customer_key.as_ref())
             .send()
             .await
             .map_err(|e| self.error("CompleteMultipartUpload", Some(key), e))?;
@@ -280,9 +318,16 @@ impl S3Store {
             .part_number(number)
             .content_length(length as i64);
         request = match self.integrity {
-            Integrity::Crc32 => request.checksum_crc32(checksum.clone()),
+            Integrity::Checksum(kind) => {
+                set_checksum!(
+                    request.checksum_algorithm(kind.sdk()),
+                    kind,
+                    checksum.clone()
+                )
+            }
             Integrity::Md5 => request.content_md5(checksum.clone()),
         };
+        request = with_customer_key!(request, self.requests.customer_key.as_ref());
         let output = request
             .body(body)
             .customize()
@@ -293,8 +338,8 @@ impl S3Store {
         let mut part = CompletedPart::builder()
             .part_number(number)
             .set_e_tag(output.e_tag().map(str::to_string));
-        if self.integrity == Integrity::Crc32 {
-            part = part.checksum_crc32(checksum.clone());
+        if let Integrity::Checksum(kind) = self.integrity {
+            part = set_checksum!(part, kind, checksum.clone());
         }
         Ok((part.build(), checksum))
     }
@@ -414,16 +459,18 @@ fn range_checksum(
     Ok(checksum)
 }
 
-/// The checksum a part is sent with (base64 CRC32 or MD5) of everything `reader` yields, and
-/// how many bytes that was; the bytes also go into `whole` when given.
+/// The checksum a part is sent with (base64, of the store's [`Integrity`]) of everything
+/// `reader` yields, and how many bytes that was; the bytes also go into `whole` when given.
 fn part_checksum(
     mut reader: impl Read,
     integrity: Integrity,
     buffer: &mut [u8],
     mut whole: Option<&mut blake3::Hasher>,
 ) -> std::io::Result<(String, u64)> {
-    let mut crc = crc32fast::Hasher::new();
-    let mut md5 = Md5::new();
+    let mut summer = match integrity {
+        Integrity::Checksum(kind) => kind.summer(),
+        Integrity::Md5 => Summer::Md5(Md5::new()),
+    };
     let mut read = 0u64;
     loop {
         let n = reader.read(buffer)?;
@@ -433,19 +480,10 @@ fn part_checksum(
         if let Some(whole) = whole.as_deref_mut() {
             whole.update(&buffer[..n]);
         }
-        match integrity {
-            Integrity::Crc32 => crc.update(&buffer[..n]),
-            Integrity::Md5 => md5.update(&buffer[..n]),
-        }
+        summer.update(&buffer[..n]);
         read += n as u64;
     }
-    let checksum = match integrity {
-        Integrity::Crc32 => {
-            base64::engine::general_purpose::STANDARD.encode(crc.finalize().to_be_bytes())
-        }
-        Integrity::Md5 => base64::engine::general_purpose::STANDARD.encode(md5.finalize()),
-    };
-    Ok((checksum, read))
+    Ok((summer.finish(), read))
 }
 
 /// The blake3 of a whole file and the checksum of each `chunk`-sized part, in one read.
@@ -470,10 +508,6 @@ fn file_digests(
         }
     }
     Ok((whole.finalize().to_hex().to_string(), parts))
-}
-
-pub(super) fn crc32_base64(bytes: &[u8]) -> String {
-    base64::engine::general_purpose::STANDARD.encode(crc32fast::hash(bytes).to_be_bytes())
 }
 
 pub(super) fn md5_base64(bytes: &[u8]) -> String {
