@@ -36,6 +36,8 @@ MODES = {
     # files in the site, number of big files, size of each big file
     "full": {"files": 5000, "big_count": 3, "big_size": 64 * 1024 * 1024},
     "small": {"files": 500, "big_count": 3, "big_size": 16 * 1024 * 1024},
+    # bench/latency.py: 2,000 files, the size of the site in issue 15's latency table.
+    "medium": {"files": 2000, "big_count": 1, "big_size": 16 * 1024 * 1024},
 }
 CHANGED_FRACTION = 0.01
 

@@ -197,7 +197,7 @@ pub struct ChangeArgs {
     #[arg(long, help_heading = "Safety")]
     pub no_delete: bool,
 
-    /// Requests in flight at once [default: 16]
+    /// Requests in flight at once [default: 64]
     #[arg(long, value_name = "N", help_heading = "Transfer")]
     pub concurrency: Option<NonZeroUsize>,
 
@@ -494,7 +494,8 @@ pub struct SyncArgs {
     #[arg(long)]
     pub no_progress: bool,
 
-    /// Transfers in flight at once [default: s3.max_concurrent_requests in the AWS profile, or 10]
+    /// Transfers in flight at once [default: s3.max_concurrent_requests in the AWS profile, or
+    /// 64: more than aws-cli's 10, for networks with latency]
     #[arg(long, value_name = "N")]
     pub concurrency: Option<NonZeroUsize>,
 }

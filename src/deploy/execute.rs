@@ -11,12 +11,11 @@
 //! memory (bounded by a byte budget); large ones stream from disk.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
+use crate::store::budget::MemoryBudget;
 use bytes::Bytes;
 use futures::StreamExt;
 use futures::stream;
-use tokio::sync::Semaphore;
 
 use super::plan::{Action, Op, Phase, Plan};
 use super::scan::LocalFile;
@@ -183,7 +182,7 @@ pub(crate) struct Executor<'a> {
 impl Executor<'_> {
     pub(crate) async fn run(&self, plan: &Plan) -> Result<Executed, ExecuteError> {
         let mut executed = Executed::default();
-        let memory = Arc::new(Semaphore::new(budget_permits(self.options.memory_budget)));
+        let memory = MemoryBudget::new(self.options.memory_budget);
         for phase in [
             Phase::Preserve,
             Phase::Immutable,
@@ -241,7 +240,7 @@ impl Executor<'_> {
     async fn write_phase(
         &self,
         actions: &[&Action],
-        memory: &Arc<Semaphore>,
+        memory: &MemoryBudget,
         executed: &mut Executed,
     ) -> Vec<Failure> {
         let interrupt = self.interrupt;
@@ -286,7 +285,7 @@ impl Executor<'_> {
     async fn write_one(
         &self,
         action: &Action,
-        memory: &Arc<Semaphore>,
+        memory: &MemoryBudget,
     ) -> Result<Option<String>, store::Error> {
         let store = self.store;
         if let Some(from) = &action.copy_from {
@@ -307,11 +306,7 @@ impl Executor<'_> {
         let what = action.key.as_str();
         let result = match action.op {
             Op::Upload if file.size < self.options.stream_threshold => {
-                let permits = permits_for(file.size, self.options.memory_budget);
-                let _budget = memory
-                    .acquire_many(permits)
-                    .await
-                    .expect("semaphore is never closed");
+                let _budget = memory.reserve(file.size).await;
                 let bytes = read_verified(file).await?;
                 self.retrier
                     .run(what, || {
@@ -423,17 +418,6 @@ fn kept_headers() -> Headers {
     }
 }
 
-const PERMIT_BYTES: u64 = 1024;
-
-fn budget_permits(budget: u64) -> usize {
-    (budget / PERMIT_BYTES).clamp(1, Semaphore::MAX_PERMITS as u64) as usize
-}
-
-fn permits_for(size: u64, budget: u64) -> u32 {
-    // Never ask for more than the whole budget, or a large file would wait forever.
-    (size.div_ceil(PERMIT_BYTES).max(1)).min(budget_permits(budget) as u64) as u32
-}
-
 fn changed(file: &LocalFile) -> store::Error {
     store::Error::Changed {
         path: file.path.clone(),
@@ -487,16 +471,6 @@ fn verify_unchanged_since_scan(file: &LocalFile) -> Result<(), store::Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn permits_never_exceed_budget() {
-        assert_eq!(permits_for(0, 32 << 20), 1);
-        assert_eq!(permits_for(1025, 32 << 20), 2);
-        assert_eq!(
-            permits_for(100 << 20, 32 << 20) as usize,
-            budget_permits(32 << 20)
-        );
-    }
 
     #[test]
     fn later_stages_are_named() {

@@ -62,7 +62,6 @@ fn config_named(path: &Option<PathBuf>) -> String {
         None => "deploy.yaml".to_string(),
     }
 }
-pub(crate) const DEFAULT_CONCURRENCY: usize = 16;
 pub(crate) const DEFAULT_MAX_DELETES: usize = 256;
 pub(crate) const DEFAULT_MAX_PATHS: usize = 100;
 /// A multipart upload this old is no live run's: S3's own lifecycle examples use a day.
@@ -183,7 +182,7 @@ impl DeploySettings {
                 .change
                 .concurrency
                 .or(config.concurrency)
-                .unwrap_or(NonZeroUsize::new(DEFAULT_CONCURRENCY).expect("non-zero")),
+                .unwrap_or(crate::DEFAULT_CONCURRENCY),
             multipart_threshold: config
                 .multipart_threshold
                 .map_or(DEFAULT_MULTIPART_SIZE, |s| s.0),

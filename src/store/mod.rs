@@ -25,6 +25,7 @@ use futures::stream::BoxStream;
 use crate::headers::Headers;
 use crate::key::{Key, KeyError};
 
+pub(crate) mod budget;
 pub mod local;
 pub(crate) mod retry;
 pub mod s3;

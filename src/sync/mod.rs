@@ -200,9 +200,12 @@ impl SyncSettings {
         } else {
             transfer::Verbosity::Normal
         };
-        let concurrency = args.concurrency.unwrap_or(
-            NonZeroUsize::new(transfer.max_concurrent_requests).expect("validated positive"),
-        );
+        // `--concurrency`, then the profile's `max_concurrent_requests`, then hoist's default,
+        // chosen for a network with latency (aws-cli's is 10; see crate::DEFAULT_CONCURRENCY).
+        let concurrency = args
+            .concurrency
+            .or(transfer.max_concurrent_requests.and_then(NonZeroUsize::new))
+            .unwrap_or(crate::DEFAULT_CONCURRENCY);
         Ok(SyncSettings {
             direction,
             cwd,
@@ -566,6 +569,7 @@ pub(crate) async fn run(args: &SyncArgs, interrupt: &Interrupt) -> Result<Outcom
         interrupt,
         directories: transfer::Directories::default(),
         retrier: crate::store::retry::Retrier::new(steps.len(), interrupt),
+        memory: crate::store::budget::MemoryBudget::new(transfer::MEMORY_BUDGET),
     };
     Ok(job.run(&steps).await)
 }

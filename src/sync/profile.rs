@@ -15,7 +15,8 @@ use crate::aws::profile::SharedFiles;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct TransferConfig {
-    pub(crate) max_concurrent_requests: usize,
+    /// `None` when the profile does not set it: hoist's default applies, not aws-cli's 10.
+    pub(crate) max_concurrent_requests: Option<usize>,
     pub(crate) multipart_threshold: u64,
     pub(crate) multipart_chunksize: u64,
     /// Whether the profile set `multipart_threshold`: only then do S3→S3 copies go in parts
@@ -28,7 +29,7 @@ pub(crate) struct TransferConfig {
 impl Default for TransferConfig {
     fn default() -> Self {
         TransferConfig {
-            max_concurrent_requests: 10,
+            max_concurrent_requests: None,
             multipart_threshold: 8 << 20,
             multipart_chunksize: 8 << 20,
             threshold_set: false,
@@ -47,7 +48,8 @@ fn resolve(values: &[(String, String)]) -> Result<TransferConfig, String> {
     for (key, value) in values {
         match key.as_str() {
             "max_concurrent_requests" => {
-                config.max_concurrent_requests = positive(key, value, python_int(value))? as usize;
+                config.max_concurrent_requests =
+                    Some(positive(key, value, python_int(value))? as usize);
             }
             "multipart_threshold" => {
                 config.multipart_threshold = positive(key, value, Ok(size(value)?))?;

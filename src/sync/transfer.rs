@@ -21,6 +21,7 @@ use crate::error::{ErrorChain, ExitCode};
 use crate::interrupt::Interrupt;
 use crate::key::Key;
 use crate::report::{Printer, escape};
+use crate::store::budget::MemoryBudget;
 use crate::store::retry::Retrier;
 use crate::store::{self, Body, MetadataDirective, NamedStore};
 
@@ -315,7 +316,16 @@ pub(crate) struct Job<'a> {
     pub(crate) directories: Directories,
     /// Whole-transfer retries once a transfer's requests used up their attempts.
     pub(crate) retrier: Retrier,
+    /// File bytes held in memory at once: small uploads are read whole, downloads gather up
+    /// to a spool's flush size; with many transfers in flight, this bounds the memory.
+    pub(crate) memory: MemoryBudget,
 }
+
+/// [`Job::memory`]'s size: 64 MiB, whatever the concurrency.
+pub(crate) const MEMORY_BUDGET: u64 = 64 << 20;
+
+/// What one download holds in memory before it writes to its file (the spool's flush size).
+const DOWNLOAD_BUFFER: u64 = 4 << 20;
 
 /// Directories known to exist under a download's destination, so each is made once per run,
 /// on the same trip to the blocking pool as its first file, not once per file.
@@ -734,6 +744,7 @@ impl Job<'_> {
                 .map_err(|e| exception_text(&e, "CreateMultipartUpload"))?;
             return Ok(());
         }
+        let _budget = self.memory.reserve(size).await;
         let path = file.path.clone();
         let bytes = tokio::task::spawn_blocking(move || std::fs::read(path))
             .await
@@ -761,6 +772,10 @@ impl Job<'_> {
         let parent = path.parent().expect("a file below the root has a parent");
         let make_parent = !self.directories.known(parent);
         let modified = whole_seconds(self.source.entries[index].modified);
+        let _budget = self
+            .memory
+            .reserve(self.source.entries[index].size.min(DOWNLOAD_BUFFER))
+            .await;
         let times = self
             .retrier
             .run(name, || {

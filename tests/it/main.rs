@@ -14,6 +14,8 @@
 mod backends;
 /// `hoist deploy` with CloudFront: the exact paths invalidated, limits, throttling, reruns.
 mod cdn;
+/// Requests in flight at the defaults and at each setting (issue #15), counted at a proxy.
+mod concurrency;
 /// The `Store` and `NamedStore` contracts, one test per backend × case.
 mod conformance;
 /// `hoist deploy` end to end: order, no-ops, dry runs, guards, headers, awkward keys.

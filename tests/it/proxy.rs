@@ -122,6 +122,9 @@ impl Plan {
 pub struct Stats {
     pub requests: AtomicUsize,
     pub faults: AtomicUsize,
+    /// Requests between their head arriving and their answer sent, now and at most.
+    pub in_flight: AtomicUsize,
+    pub max_in_flight: AtomicUsize,
     pub log: Mutex<Vec<String>>,
 }
 
@@ -400,6 +403,23 @@ async fn reset(stream: TcpStream) {
     drop(stream);
 }
 
+/// Counts one request in flight for as long as it lives (one turn of a connection's loop).
+struct InFlight<'a>(&'a Stats);
+
+impl<'a> InFlight<'a> {
+    fn enter(stats: &'a Stats) -> InFlight<'a> {
+        let now = stats.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        stats.max_in_flight.fetch_max(now, Ordering::SeqCst);
+        InFlight(stats)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 async fn serve_connection(client: TcpStream, state: Arc<State>) -> std::io::Result<()> {
     let mut client = Conn {
         stream: client,
@@ -419,6 +439,7 @@ async fn serve_connection(client: TcpStream, state: Arc<State>) -> std::io::Resu
             target,
         };
         state.stats.requests.fetch_add(1, Ordering::SeqCst);
+        let _in_flight = InFlight::enter(&state.stats);
         let fault = state.choose(&request);
         if let Some(fault) = fault {
             state.stats.faults.fetch_add(1, Ordering::SeqCst);

@@ -1,0 +1,120 @@
+//! Issue #15: requests in flight at the defaults and at each setting, observed at a proxy that
+//! holds every PutObject for a while so requests pile up to the client's limit. Not a timed
+//! test: it counts requests in flight, which is what decides the time over a real network
+//! (the speed itself is measured by `bench/run-latency`).
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use crate::backends::Server;
+use crate::deploy::Site;
+use crate::proxy::{Fault, FaultProxy, Plan};
+use crate::util::Hoist;
+
+/// A proxy that delays every object PUT by 300 ms.
+fn slow_puts(server: &Server) -> FaultProxy {
+    FaultProxy::start(
+        &server.endpoint().url,
+        Plan::new().rule(
+            |request| request.method == "PUT" && request.path().matches('/').count() > 1,
+            Fault::Delay(Duration::from_millis(300)),
+            None,
+        ),
+    )
+}
+
+fn small_files(root: &std::path::Path, count: usize) {
+    std::fs::create_dir_all(root).expect("mkdir");
+    for i in 0..count {
+        std::fs::write(
+            root.join(format!("page-{i:03}.html")),
+            format!("<p>{i}</p>"),
+        )
+        .expect("write");
+    }
+}
+
+/// Runs `hoist sync` of `files` small files through a slow proxy; the most PUTs it had in
+/// flight at once.
+fn sync_in_flight(files: usize, extra: &[&str], config: Option<&str>) -> Option<usize> {
+    let server = Server::moto()?;
+    let bucket = crate::util::fresh_bucket("conc");
+    server.create_bucket(&bucket);
+    let dir = tempfile::tempdir().expect("temp dir");
+    small_files(&dir.path().join("local"), files);
+    let proxy = slow_puts(&server);
+    let mut run = Hoist::on(dir.path(), &server.endpoint())
+        .args([
+            "sync",
+            "local",
+            &format!("s3://{bucket}/p"),
+            "--no-progress",
+        ])
+        .args(["--endpoint-url", &proxy.endpoint()])
+        .args(extra);
+    if let Some(config) = config {
+        let path = dir.path().join("aws-config");
+        std::fs::write(&path, config).expect("config");
+        run = run.env("AWS_CONFIG_FILE", path.display().to_string());
+    }
+    let ran = run.run();
+    assert_eq!(ran.code(), Some(0), "{}", ran.stderr);
+    assert_eq!(ran.stdout.lines().count(), files, "{}", ran.stdout);
+    Some(proxy.stats.max_in_flight.load(Ordering::SeqCst))
+}
+
+/// The default user: 64 uploads in flight (aws-cli keeps 10), so a deploy across 20 ms of
+/// round trip is not bound by one request at a time per slot.
+#[test]
+fn sync_keeps_64_requests_in_flight_by_default() {
+    let Some(most) = sync_in_flight(150, &[], None) else {
+        return;
+    };
+    assert!((60..=64).contains(&most), "{most} PUTs in flight at once");
+}
+
+/// `--concurrency` and the profile's `s3.max_concurrent_requests` still win over the default.
+#[test]
+fn concurrency_settings_win_over_the_default() {
+    let Some(most) = sync_in_flight(30, &["--concurrency", "3"], None) else {
+        return;
+    };
+    assert_eq!(most, 3, "--concurrency 3");
+    let profile = "[default]\ns3 =\n  max_concurrent_requests = 7\n";
+    let most = sync_in_flight(30, &[], Some(profile)).expect("moto");
+    assert_eq!(most, 7, "max_concurrent_requests = 7");
+}
+
+/// `hoist deploy` at its defaults keeps 64 uploads in flight too; `concurrency:` wins.
+#[test]
+fn deploy_keeps_64_requests_in_flight_by_default() {
+    let Some(server) = Server::moto() else {
+        return;
+    };
+    let files: Vec<(String, String)> = (0..150)
+        .map(|i| {
+            (
+                format!("static/chunk-{i:03}.js"),
+                format!("console.log({i})"),
+            )
+        })
+        .collect();
+    let refs: Vec<(&str, &str)> = files
+        .iter()
+        .map(|(p, c)| (p.as_str(), c.as_str()))
+        .collect();
+    for (config, want) in [
+        ("source: site\n", 60..=64),
+        ("source: site\nconcurrency: 5\n", 5..=5),
+    ] {
+        let site = Site::with_config(&server, &refs, config, "");
+        let proxy = slow_puts(&server);
+        let ran = site
+            .deploy()
+            .args(["--endpoint-url", &proxy.endpoint()])
+            .run();
+        assert_eq!(ran.code(), Some(0), "{}", ran.stderr);
+        let most = proxy.stats.max_in_flight.load(Ordering::SeqCst);
+        assert!(want.contains(&most), "{config:?}: {most} PUTs in flight");
+    }
+}
