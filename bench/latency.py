@@ -46,21 +46,6 @@ DEFAULTS = {
     "rclone": "--transfers 4 --checkers 8",
     "s3sync": "--worker-size 16",
 }
-S3SYNC_VERSION = "1.62.4"
-
-
-def s3sync_binary(install):
-    """nidor1998/s3sync from bench/.cache (cargo install into it when missing and allowed)."""
-    root = os.path.join(BENCH, ".cache", "s3sync")
-    binary = os.path.join(root, "bin", "s3sync")
-    if os.access(binary, os.X_OK) or not install:
-        return binary if os.access(binary, os.X_OK) else None
-    bench.log(f"installing s3sync {S3SYNC_VERSION} into {root} (cargo install; a few minutes)")
-    r = subprocess.run(["cargo", "install", "--locked", "--root", root, "--version",
-                        S3SYNC_VERSION, "s3sync"])
-    return binary if r.returncode == 0 and os.access(binary, os.X_OK) else None
-
-
 class Clients:
     """argv and environment of each tool, at its defaults (`conc=None`) or at `conc`."""
 
@@ -93,7 +78,7 @@ class Clients:
         return {"hoist": self.hoist, "aws": self.aws, "s5cmd": self.s5cmd,
                 "rclone": self.rclone, "s3sync": self.s3sync}[tool] is not None
 
-    def env(self, tool, conc):
+    def env_for(self, tool, conc):
         env = dict(self.base_env)
         cfg = os.path.join(self.tmp, f"aws-config-{conc or 'default'}")
         with open(cfg, "w") as f:
@@ -187,7 +172,7 @@ def main():
     logdir = tempfile.mkdtemp(prefix="hoist-latency-logs-")
     fxdir = os.path.join(work, "fixture")
     subprocess.run(["cp", "-a", os.path.join(BENCH, "fixtures", mode), fxdir], check=True)
-    s3sync = s3sync_binary(not args.no_install) if "s3sync" in tools else None
+    s3sync = bench.s3sync_binary(not args.no_install) if "s3sync" in tools else None
     clients = Clients(args.hoist if os.access(args.hoist, os.X_OK) else None, s3sync, tmp)
     tools = [t for t in tools if clients.available(t)]
 
@@ -208,7 +193,7 @@ def main():
     seeded = "seeded"
     store.create(seeded)
     r = run(clients.argv("rclone", site, ("s3", seeded), server.endpoint, 16),
-            clients.env("rclone", 16), args.timeout)
+            clients.env_for("rclone", 16), args.timeout)
     if r["rc"] != 0 or bench.compare_listing(store.listing(seeded), site_listing):
         sys.exit(f"seeding failed: {r['stderr']}")
 
@@ -223,7 +208,7 @@ def main():
         return name
 
     def timed(tool, conc, scen, src, dst, check):
-        r = run(clients.argv(tool, src, dst, proxy.endpoint, conc), clients.env(tool, conc),
+        r = run(clients.argv(tool, src, dst, proxy.endpoint, conc), clients.env_for(tool, conc),
                 args.timeout)
         bad = check() if r["rc"] == 0 else f"exit {r['rc']}: {r['stderr'][-300:]}"
         r["ok"] = not bad
@@ -324,7 +309,7 @@ def report(args, fx, tools, settings, wanted, results, clients):
         lines.append("")
     versions = {t: v for t, v in bench.Tools.versions(clients).items() if t in tools}
     if clients.s3sync:
-        versions["s3sync"] = f"s3sync {S3SYNC_VERSION} ({clients.s3sync})"
+        versions["s3sync"] = f"s3sync {bench.S3SYNC_VERSION} ({clients.s3sync})"
     lines += ["Versions: " + "; ".join(f"{t}: {v}" for t, v in versions.items() if v), ""]
     text = "\n".join(lines)
     print(text)

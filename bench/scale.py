@@ -5,7 +5,9 @@ For each N (default 10,000, 50,000 and 100,000 files of 32-200 bytes in nested d
   1. `hoist deploy --dryrun` against an empty bucket (scan, hash, list, plan);
   2. the real deploy (uploads every file) -- skipped with --plan-only;
   3. `hoist deploy --dryrun` against the populated bucket (a paginated listing of N keys,
-     the manifest GET and the plan): the no-op case users run every day.
+     the manifest GET and the plan): the no-op case users run every day;
+  4. the listing alone, through the same client (`hoist sync` of the bucket into an empty
+     directory with every key excluded): the floor step 3 cannot go below.
 It prints a markdown table: wall seconds, client CPU seconds and peak RSS (from
 /usr/bin/time), so linear growth and the 200 MB bound can be read off. A script run by
 hand, not a test; servers run on 127.0.0.1 only.
@@ -99,10 +101,19 @@ def main():
             tree = os.path.join(work, f"tree{n}")
             make_tree(tree, n)
             base = [args.hoist, "deploy", "--source", tree, "--target", f"s3://{bucket}/",
-                    "--endpoint-url", f"http://127.0.0.1:{port}", "--quiet", "--force"]
+                    "--endpoint-url", f"http://127.0.0.1:{port}", "--quiet", "--force",
+                    # rclone serve s3 ignores conditional writes, so hoist cannot lock there.
+                    "--no-lock"]
             steps = [("plan, empty bucket", base + ["--dryrun"])]
             if not args.plan_only:
-                steps += [("deploy (upload all)", base), ("plan, populated (no-op)", base + ["--dryrun"])]
+                # The floor of a no-op plan: the same listing alone, through the same client
+                # (`hoist sync` of the bucket into an empty directory, every key excluded).
+                empty = os.path.join(work, "empty")
+                os.makedirs(empty, exist_ok=True)
+                floor = [args.hoist, "sync", f"s3://{bucket}/", empty, "--endpoint-url",
+                         f"http://127.0.0.1:{port}", "--dryrun", "--exclude", "*", "--quiet"]
+                steps += [("deploy (upload all)", base), ("plan, populated (no-op)", base + ["--dryrun"]),
+                          ("listing alone (the floor)", floor)]
             for name, cmd in steps:
                 wall, cpu, rss, code, err = timed(cmd, env)
                 messages = [l for l in err.strip().splitlines() if not l.startswith("TIME ")]

@@ -98,10 +98,14 @@ pub(crate) fn outcome(
 async fn deploy(args: &DeployArgs, interrupt: &Interrupt) -> Result<DeployReport, Failure> {
     let settings = DeploySettings::resolve(args)?;
     // A source that cannot be published is refused before the target is touched (even by
-    // the lock): a usage error, or a guard.
+    // the lock): a usage error, a guard, or a file that cannot be read. A dry run, which
+    // takes no lock, hashes beside the listing instead (see `gather`).
     scan::check_root(&settings.source)?;
-    let scanned = scan_source(&settings).await?;
+    let mut scanned = scan_source(&settings).await?;
     guard_source(&settings, &scanned)?;
+    if !settings.dryrun {
+        scanned = hash_source(scanned).await?;
+    }
     let (commit, message) = release::source_commit(&settings.source, settings.message.as_deref());
     let origin = Origin {
         kind: "deploy",
@@ -273,17 +277,21 @@ async fn stale_uploads(
 /// The scanned source, and what the scan found to warn about.
 pub(crate) struct Scanned {
     files: Vec<LocalFile>,
+    /// Whether `files` carry their blake3 yet ([`scan::walk_source`] leaves them empty).
+    hashed: bool,
     warnings: Vec<String>,
     /// Pairs of files whose names are equal after NFC normalization.
     twins: Vec<(Key, Key)>,
 }
 
-/// Scans the source on blocking threads (blake3 of every file), before the target is touched.
+/// Walks the source on a blocking thread, before the target is touched: every file's key,
+/// size, mtime and rule, enough for the source guards. The files are hashed (blake3) later,
+/// in [`gather`], while the target is listed.
 async fn scan_source(settings: &DeploySettings) -> Result<Scanned, DeployError> {
     let source = settings.source.clone();
     let rules = Arc::clone(&settings.rules);
     let follow = settings.follow_symlinks;
-    let scanned = tokio::task::spawn_blocking(move || scan::scan(&source, &rules, follow))
+    let scanned = tokio::task::spawn_blocking(move || scan::walk_source(&source, &rules, follow))
         .await
         .expect("scan task does not panic");
     let ScanReport { files, reserved } = scanned?;
@@ -307,6 +315,7 @@ async fn scan_source(settings: &DeploySettings) -> Result<Scanned, DeployError> 
     }
     Ok(Scanned {
         files,
+        hashed: false,
         warnings,
         twins: unreachable.twins,
     })
@@ -314,8 +323,28 @@ async fn scan_source(settings: &DeploySettings) -> Result<Scanned, DeployError> 
 
 /// Lists the target while the manifest is fetched: two independent reads, so a deploy waits
 /// for the slower, not their sum.
+/// Hashes every walked file (blake3, on all cores), unless already done.
+async fn hash_source(mut scanned: Scanned) -> Result<Scanned, DeployError> {
+    if scanned.hashed {
+        return Ok(scanned);
+    }
+    let mut files = std::mem::take(&mut scanned.files);
+    scanned.files =
+        tokio::task::spawn_blocking(move || scan::hash_files(&mut files).map(|()| files))
+            .await
+            .expect("hash task does not panic")?;
+    scanned.hashed = true;
+    Ok(scanned)
+}
+
+/// The listing and the manifest, and, for a dry run, the hashing of the source beside them:
+/// a no-op plan then costs about the longer of the two, not their sum. (A real deploy hashed
+/// before taking the lock, so a file it cannot read touches nothing; a listing must follow
+/// the lock, so there the two cannot overlap.)
 async fn gather(store: &dyn Store, scanned: Scanned) -> Result<Gathered, DeployError> {
-    let (objects, manifest, listed_warnings) = list_target(store).await?;
+    let (hashed, listed) = tokio::join!(hash_source(scanned), list_target(store));
+    let scanned = hashed?;
+    let (objects, manifest, listed_warnings) = listed?;
     let mut warnings = scanned.warnings;
     warnings.extend(listed_warnings);
     Ok(Gathered {

@@ -122,8 +122,23 @@ pub(crate) fn check_root(root: &Path) -> Result<(), ScanError> {
 }
 
 /// Walks and hashes `root`. Excluded paths are pruned during the walk. Symlinks are followed;
-/// one that leads outside `root` is an error unless `follow_outside`.
+/// one that leads outside `root` is an error unless `follow_outside`. (A deploy runs the two
+/// halves apart: [`walk_source`], its guards, then [`hash_files`] beside the listing.)
+#[cfg(test)]
 pub(crate) fn scan(
+    root: &Path,
+    rules: &Rules,
+    follow_outside: bool,
+) -> Result<ScanReport, ScanError> {
+    let mut report = walk_source(root, rules, follow_outside)?;
+    hash_files(&mut report.files)?;
+    Ok(report)
+}
+
+/// The walk half of [`scan`]: every file with its key, size, mtime and rule, sorted, but its
+/// `blake3` still empty until [`hash_files`]. A deploy checks its guards on this, then hashes
+/// while it lists the target (the two largest costs of a no-op deploy, overlapped).
+pub(crate) fn walk_source(
     root: &Path,
     rules: &Rules,
     follow_outside: bool,
@@ -140,7 +155,18 @@ pub(crate) fn scan(
         )
     };
     let (entries, reserved) = walk(root, rules, inside.as_deref())?;
-    let files = hash_all(entries, rules)?;
+    let files = entries
+        .into_iter()
+        .map(|entry| LocalFile {
+            resolved: rules.resolve(&entry.key),
+            key: entry.key,
+            path: entry.path,
+            size: entry.size,
+            mtime: entry.mtime,
+            blake3: String::new(),
+            copy_from: None,
+        })
+        .collect();
     Ok(ScanReport { files, reserved })
 }
 
@@ -264,7 +290,9 @@ pub(crate) fn hash_file(path: &Path) -> std::io::Result<(String, u64)> {
     Ok((hasher.finalize().to_hex().to_string(), size))
 }
 
-fn hash_all(entries: Vec<Found>, rules: &Rules) -> Result<Vec<LocalFile>, ScanError> {
+/// Fills in the blake3 of every walked file, on all cores; the first unreadable file is the
+/// error.
+pub(crate) fn hash_files(entries: &mut [LocalFile]) -> Result<(), ScanError> {
     let threads = std::thread::available_parallelism()
         .map_or(2, std::num::NonZero::get)
         .min(entries.len().max(1));
@@ -294,23 +322,10 @@ fn hash_all(entries: Vec<Found>, rules: &Rules) -> Result<Vec<LocalFile>, ScanEr
     let results = results
         .into_inner()
         .expect("no panics while holding the lock");
-    entries
-        .into_iter()
-        .zip(results)
-        .map(|(entry, result)| {
-            let blake3 = result.expect("every entry was hashed")?;
-            let resolved = rules.resolve(&entry.key);
-            Ok(LocalFile {
-                key: entry.key,
-                path: entry.path,
-                size: entry.size,
-                mtime: entry.mtime,
-                blake3,
-                resolved,
-                copy_from: None,
-            })
-        })
-        .collect()
+    for (entry, result) in entries.iter_mut().zip(results) {
+        entry.blake3 = result.expect("every entry was hashed")?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
