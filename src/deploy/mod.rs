@@ -97,15 +97,7 @@ pub(crate) fn outcome(
 
 async fn deploy(args: &DeployArgs, interrupt: &Interrupt) -> Result<DeployReport, Failure> {
     let settings = DeploySettings::resolve(args)?;
-    // A source that cannot be published is refused before the target is touched (even by
-    // the lock): a usage error, a guard, or a file that cannot be read. A dry run, which
-    // takes no lock, hashes beside the listing instead (see `gather`).
     scan::check_root(&settings.source)?;
-    let mut scanned = scan_source(&settings).await?;
-    guard_source(&settings, &scanned)?;
-    if !settings.dryrun {
-        scanned = hash_source(scanned).await?;
-    }
     let (commit, message) = release::source_commit(&settings.source, settings.message.as_deref());
     let origin = Origin {
         kind: "deploy",
@@ -113,12 +105,38 @@ async fn deploy(args: &DeployArgs, interrupt: &Interrupt) -> Result<DeployReport
         commit,
         message,
     };
+    if settings.dryrun {
+        // A dry run takes no lock and changes nothing, so the whole scan (walk and hashes)
+        // runs beside the listing: a no-op plan costs about the longer of the two.
+        return locked(
+            &settings,
+            interrupt,
+            "deploy",
+            async |deploy: &Deploy<'_>| {
+                let scanning = async {
+                    let scanned = scan_source(&settings).await?;
+                    guard_source(&settings, &scanned)?;
+                    hash_source(scanned).await
+                };
+                let (scanned, listed) = tokio::join!(scanning, list_target(deploy.store));
+                let gathered = gather(scanned?, listed?);
+                deploy.plan_and_apply(gathered, &origin).await
+            },
+        )
+        .await;
+    }
+    // A source that cannot be published is refused before the target is touched (even by
+    // the lock): a usage error, a guard, or a file that cannot be read. Its listing must
+    // follow the lock, so a real deploy cannot overlap the two.
+    let scanned = scan_source(&settings).await?;
+    guard_source(&settings, &scanned)?;
+    let scanned = hash_source(scanned).await?;
     locked(
         &settings,
         interrupt,
         "deploy",
         async |deploy: &Deploy<'_>| {
-            let gathered = gather(deploy.store, scanned).await?;
+            let gathered = gather(scanned, list_target(deploy.store).await?);
             deploy.plan_and_apply(gathered, &origin).await
         },
     )
@@ -276,17 +294,15 @@ async fn stale_uploads(
 
 /// The scanned source, and what the scan found to warn about.
 pub(crate) struct Scanned {
+    /// Without their blake3 until [`hash_source`].
     files: Vec<LocalFile>,
-    /// Whether `files` carry their blake3 yet ([`scan::walk_source`] leaves them empty).
-    hashed: bool,
     warnings: Vec<String>,
     /// Pairs of files whose names are equal after NFC normalization.
     twins: Vec<(Key, Key)>,
 }
 
-/// Walks the source on a blocking thread, before the target is touched: every file's key,
-/// size, mtime and rule, enough for the source guards. The files are hashed (blake3) later,
-/// in [`gather`], while the target is listed.
+/// Walks the source on a blocking thread: every file's key, size, mtime and rule, enough for
+/// the source guards; [`hash_source`] then adds each file's blake3.
 async fn scan_source(settings: &DeploySettings) -> Result<Scanned, DeployError> {
     let source = settings.source.clone();
     let rules = Arc::clone(&settings.rules);
@@ -315,50 +331,39 @@ async fn scan_source(settings: &DeploySettings) -> Result<Scanned, DeployError> 
     }
     Ok(Scanned {
         files,
-        hashed: false,
         warnings,
         twins: unreachable.twins,
     })
 }
 
-/// Lists the target while the manifest is fetched: two independent reads, so a deploy waits
-/// for the slower, not their sum.
-/// Hashes every walked file (blake3, on all cores), unless already done.
+/// Hashes every walked file (blake3, on all cores).
 async fn hash_source(mut scanned: Scanned) -> Result<Scanned, DeployError> {
-    if scanned.hashed {
-        return Ok(scanned);
-    }
     let mut files = std::mem::take(&mut scanned.files);
     scanned.files =
         tokio::task::spawn_blocking(move || scan::hash_files(&mut files).map(|()| files))
             .await
             .expect("hash task does not panic")?;
-    scanned.hashed = true;
     Ok(scanned)
 }
 
-/// The listing and the manifest, and, for a dry run, the hashing of the source beside them:
-/// a no-op plan then costs about the longer of the two, not their sum. (A real deploy hashed
-/// before taking the lock, so a file it cannot read touches nothing; a listing must follow
-/// the lock, so there the two cannot overlap.)
-async fn gather(store: &dyn Store, scanned: Scanned) -> Result<Gathered, DeployError> {
-    let (hashed, listed) = tokio::join!(hash_source(scanned), list_target(store));
-    let scanned = hashed?;
-    let (objects, manifest, listed_warnings) = listed?;
+/// The scanned source and the listed target, as the plan takes them.
+fn gather(scanned: Scanned, listed: Listed) -> Gathered {
+    let (objects, manifest, listed_warnings) = listed;
     let mut warnings = scanned.warnings;
     warnings.extend(listed_warnings);
-    Ok(Gathered {
+    Gathered {
         files: scanned.files,
         objects,
         manifest,
         warnings,
-    })
+    }
 }
 
+/// What [`list_target`] read: the objects, the manifest, and warnings about the listing.
+pub(crate) type Listed = (Vec<ObjectMeta>, Option<Manifest>, Vec<String>);
+
 /// The listing and the manifest, read at once; objects hoist cannot name are warned about.
-pub(crate) async fn list_target(
-    store: &dyn Store,
-) -> Result<(Vec<ObjectMeta>, Option<Manifest>, Vec<String>), DeployError> {
+pub(crate) async fn list_target(store: &dyn Store) -> Result<Listed, DeployError> {
     let listing = store.list().try_collect::<Vec<Listing>>();
     let (listing, manifest) = tokio::join!(listing, fetch_manifest(store));
     let (manifest, warning) = manifest?;

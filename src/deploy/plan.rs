@@ -187,6 +187,10 @@ pub(crate) fn classify(
 ) -> Comparison {
     let mut out = Comparison::default();
     let remote: BTreeMap<&Key, &ObjectMeta> = listing.iter().map(|m| (&m.key, m)).collect();
+    // Each distinct set of headers is fingerprinted once, not once per file (rules intern
+    // them, so files of one rule share one `Arc`).
+    let mut prints: std::collections::HashMap<*const crate::headers::Headers, String> =
+        std::collections::HashMap::new();
     for (index, file) in files.iter().enumerate() {
         let Some(listed) = remote.get(&file.key) else {
             out.decided.push((index, Decision::New, None));
@@ -196,7 +200,11 @@ pub(crate) fn classify(
             Some(entry) => {
                 let decision = if entry.blake3 != file.blake3 || entry.size != file.size {
                     Decision::ContentChanged
-                } else if entry.headers != file.resolved.headers.fingerprint() {
+                } else if entry.headers
+                    != *prints
+                        .entry(std::sync::Arc::as_ptr(&file.resolved.headers))
+                        .or_insert_with(|| file.resolved.headers.fingerprint())
+                {
                     Decision::HeadersChanged
                 } else {
                     Decision::Unchanged
