@@ -135,7 +135,7 @@ pub(crate) fn scan(
     Ok(report)
 }
 
-/// The walk half of [`scan`]: every file with its key, size, mtime and rule, sorted, but its
+/// The walk half of a scan: every file with its key, size, mtime and rule, sorted, but its
 /// `blake3` still empty until [`hash_files`]. A deploy checks its guards on this, then hashes
 /// while it lists the target (the two largest costs of a no-op deploy, overlapped).
 pub(crate) fn walk_source(
