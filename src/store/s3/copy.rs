@@ -16,7 +16,7 @@ use super::{
     MAX_SINGLE_COPY, S3Store, apply_put_headers, copy_source, head_headers, map_sdk_error,
 };
 use crate::headers::Headers;
-use crate::store::{Error, MetadataDirective};
+use crate::store::{Error, MetadataDirective, NamedStore};
 
 /// S3 allows at most 10,000 parts, each at least 5 MiB (but the last) and at most 5 GiB.
 const MAX_PARTS: u64 = 10_000;
@@ -59,7 +59,7 @@ impl S3Store {
                 result => return result,
             }
         }
-        let url = self.named_url_of(name);
+        let url = self.named_url(name);
         let directive = directive.map(|directive| match directive {
             MetadataDirective::Copy => aws_sdk_s3::types::MetadataDirective::Copy,
             MetadataDirective::Replace => aws_sdk_s3::types::MetadataDirective::Replace,
@@ -83,10 +83,6 @@ impl S3Store {
         Ok(())
     }
 
-    fn named_url_of(&self, name: &str) -> String {
-        format!("s3://{}/{}{}", self.bucket, self.prefix, name)
-    }
-
     /// HEAD of the source (its headers, ETag and size), create, UploadPartCopy each range
     /// pinned to the ETag, complete; any failure aborts the upload.
     async fn copy_in_parts(
@@ -98,7 +94,7 @@ impl S3Store {
         headers: &Headers,
         directive: Option<MetadataDirective>,
     ) -> Result<(), Error> {
-        let url = self.named_url_of(name);
+        let url = self.named_url(name);
         let key = format!("{}{}", self.prefix, name);
         let (size, etag, carried) = self
             .source_headers(source_bucket, source_key, size, headers, directive)
@@ -121,7 +117,7 @@ impl S3Store {
         let mut parts = match parts {
             Ok(parts) => parts,
             Err(e) => {
-                self.abort_named(&key, &upload_id).await;
+                self.abort_full(&key, &upload_id).await;
                 return Err(e);
             }
         };
@@ -150,7 +146,7 @@ impl S3Store {
                 )
             });
         if let Err(e) = completed {
-            self.abort_named(&key, &upload_id).await;
+            self.abort_full(&key, &upload_id).await;
             return Err(e);
         }
         Ok(())
@@ -256,30 +252,6 @@ impl S3Store {
             .buffer_unordered(self.parts.available_permits().max(1))
             .try_collect()
             .await
-    }
-
-    async fn abort_named(&self, key: &str, upload_id: &str) {
-        let result = self
-            .client
-            .abort_multipart_upload()
-            .bucket(&self.bucket)
-            .key(key)
-            .upload_id(upload_id)
-            .send()
-            .await;
-        if let Err(e) = result {
-            tracing::warn!(
-                "could not abort the multipart copy to s3://{}/{key}: {}",
-                self.bucket,
-                map_sdk_error(
-                    "AbortMultipartUpload",
-                    &self.named_url_of(key),
-                    &self.bucket,
-                    &self.endpoint,
-                    e
-                )
-            );
-        }
     }
 }
 

@@ -373,19 +373,31 @@ impl S3Store {
     }
 
     async fn abort(&self, key: &Key, upload_id: &str) {
+        self.abort_full(&self.full(key), upload_id).await;
+    }
+
+    /// AbortMultipartUpload of a full key (an upload's or a multipart copy's); a failure is
+    /// only a warning, as the run already failed.
+    pub(super) async fn abort_full(&self, full_key: &str, upload_id: &str) {
+        let url = format!("s3://{}/{full_key}", self.bucket);
         let result = self
             .client
             .abort_multipart_upload()
             .bucket(&self.bucket)
-            .key(self.full(key))
+            .key(full_key)
             .upload_id(upload_id)
             .send()
             .await;
         if let Err(e) = result {
             tracing::warn!(
-                "could not abort the multipart upload of {}: {}",
-                self.url(Some(key)),
-                self.error("AbortMultipartUpload", Some(key), e)
+                "could not abort the multipart upload of {url}: {}",
+                super::map_sdk_error(
+                    "AbortMultipartUpload",
+                    &url,
+                    &self.bucket,
+                    &self.endpoint,
+                    e
+                )
             );
         }
     }
