@@ -11,17 +11,25 @@ use crate::deploy::Site;
 use crate::proxy::{Fault, FaultProxy, Plan};
 use crate::util::Hoist;
 
-/// A proxy that delays every object PUT by 300 ms.
-fn slow_puts(server: &Server) -> FaultProxy {
+/// A proxy that holds every object PUT for `hold`. Long enough that a client on a loaded
+/// CI machine (tests run in parallel on two cores) has opened every connection it is allowed
+/// before the first answer comes back: at 300 ms a default run was once seen with 58 in flight.
+fn slow_puts(server: &Server, hold: Duration) -> FaultProxy {
     FaultProxy::start(
         &server.endpoint().url,
         Plan::new().rule(
             |request| request.method == "PUT" && request.path().matches('/').count() > 1,
-            Fault::Delay(Duration::from_millis(300)),
+            Fault::Delay(hold),
             None,
         ),
     )
 }
+
+/// How long the proxy holds a PUT when the test is about the default of 64 in flight.
+const HOLD_FOR_64: Duration = Duration::from_secs(2);
+
+/// How long it holds one when the test is about a small setting.
+const HOLD_FOR_FEW: Duration = Duration::from_millis(300);
 
 fn small_files(root: &std::path::Path, count: usize) {
     std::fs::create_dir_all(root).expect("mkdir");
@@ -36,13 +44,18 @@ fn small_files(root: &std::path::Path, count: usize) {
 
 /// Runs `hoist sync` of `files` small files through a slow proxy; the most PUTs it had in
 /// flight at once.
-fn sync_in_flight(files: usize, extra: &[&str], config: Option<&str>) -> Option<usize> {
+fn sync_in_flight(
+    files: usize,
+    hold: Duration,
+    extra: &[&str],
+    config: Option<&str>,
+) -> Option<usize> {
     let server = Server::moto()?;
     let bucket = crate::util::fresh_bucket("conc");
     server.create_bucket(&bucket);
     let dir = tempfile::tempdir().expect("temp dir");
     small_files(&dir.path().join("local"), files);
-    let proxy = slow_puts(&server);
+    let proxy = slow_puts(&server, hold);
     let mut run = Hoist::on(dir.path(), &server.endpoint())
         .args([
             "sync",
@@ -67,7 +80,7 @@ fn sync_in_flight(files: usize, extra: &[&str], config: Option<&str>) -> Option<
 /// round trip is not bound by one request at a time per slot.
 #[test]
 fn sync_keeps_64_requests_in_flight_by_default() {
-    let Some(most) = sync_in_flight(150, &[], None) else {
+    let Some(most) = sync_in_flight(150, HOLD_FOR_64, &[], None) else {
         return;
     };
     assert!((60..=64).contains(&most), "{most} PUTs in flight at once");
@@ -76,12 +89,12 @@ fn sync_keeps_64_requests_in_flight_by_default() {
 /// `--concurrency` and the profile's `s3.max_concurrent_requests` still win over the default.
 #[test]
 fn concurrency_settings_win_over_the_default() {
-    let Some(most) = sync_in_flight(30, &["--concurrency", "3"], None) else {
+    let Some(most) = sync_in_flight(30, HOLD_FOR_FEW, &["--concurrency", "3"], None) else {
         return;
     };
     assert_eq!(most, 3, "--concurrency 3");
     let profile = "[default]\ns3 =\n  max_concurrent_requests = 7\n";
-    let most = sync_in_flight(30, &[], Some(profile)).expect("moto");
+    let most = sync_in_flight(30, HOLD_FOR_FEW, &[], Some(profile)).expect("moto");
     assert_eq!(most, 7, "max_concurrent_requests = 7");
 }
 
@@ -103,12 +116,12 @@ fn deploy_keeps_64_requests_in_flight_by_default() {
         .iter()
         .map(|(p, c)| (p.as_str(), c.as_str()))
         .collect();
-    for (config, want) in [
-        ("source: site\n", 60..=64),
-        ("source: site\nconcurrency: 5\n", 5..=5),
+    for (config, want, hold) in [
+        ("source: site\n", 60..=64, HOLD_FOR_64),
+        ("source: site\nconcurrency: 5\n", 5..=5, HOLD_FOR_FEW),
     ] {
         let site = Site::with_config(&server, &refs, config, "");
-        let proxy = slow_puts(&server);
+        let proxy = slow_puts(&server, hold);
         let ran = site
             .deploy()
             .args(["--endpoint-url", &proxy.endpoint()])
