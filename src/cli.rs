@@ -173,7 +173,8 @@ pub struct TargetArgs {
     #[arg(long, help_heading = "AWS")]
     pub path_style: bool,
 
-    /// `human`: one line per action and a summary; `json`: one document on stdout
+    /// `human`: one line per action and a summary; `json`: one document on stdout; `markdown`
+    /// (deploy, rollback): one report for a pull-request comment
     #[arg(long, value_enum, default_value_t = OutputFormat::Human, help_heading = "Output")]
     pub output: OutputFormat,
 
@@ -233,6 +234,10 @@ pub struct ChangeArgs {
     #[arg(long, value_name = "DURATION", help_heading = "Releases")]
     pub lock_timeout: Option<String>,
 
+    /// Do not append the Markdown report to `$GITHUB_STEP_SUMMARY` (GitHub Actions' job summary)
+    #[arg(long, help_heading = "Output")]
+    pub no_step_summary: bool,
+
     /// Run without the lock (for stores that ignore conditional writes)
     #[arg(long, help_heading = "Releases")]
     pub no_lock: bool,
@@ -253,6 +258,10 @@ pub struct BuildArgs {
     /// another tool changed: content by upload, headers by copy
     #[arg(long, help_heading = "Rules")]
     pub check: bool,
+
+    /// Refuse to deploy when a lint check finds anything (warnings otherwise)
+    #[arg(long, help_heading = "Rules")]
+    pub strict: bool,
 }
 
 #[derive(Debug, Args)]
@@ -880,11 +889,13 @@ mod tests {
     }
 }
 
-/// `--output`: lines for people, or one JSON document for scripts.
+/// `--output`: lines for people, one JSON document for scripts, or (deploy and rollback) one
+/// Markdown document for a pull-request comment.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum OutputFormat {
     #[default]
     Human,
     Json,
+    Markdown,
 }

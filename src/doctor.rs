@@ -56,6 +56,8 @@ pub(crate) async fn run(args: &DoctorArgs) -> bool {
             "checks": checks,
         });
         printer.data(&serde_json::to_string_pretty(&document).expect("checks serialize"));
+    } else if args.target.output == OutputFormat::Markdown {
+        printer.data(&markdown(&checks, ok));
     } else {
         for c in &checks {
             let mark = match c.status {
@@ -75,6 +77,32 @@ pub(crate) async fn run(args: &DoctorArgs) -> bool {
         });
     }
     ok
+}
+
+/// `hoist doctor --output markdown`: the checks as a table.
+fn markdown(checks: &[Check], ok: bool) -> String {
+    use crate::deploy::markdown::{cell, code};
+    let mut out =
+        String::from("### hoist doctor\n\n| check | status | detail | fix |\n|---|---|---|---|\n");
+    for c in checks {
+        let status = match c.status {
+            Status::Ok => "ok",
+            Status::Warn => "warn",
+            Status::Fail => "**FAIL**",
+        };
+        out.push_str(&format!(
+            "| {} | {status} | {} | {} |\n",
+            code(c.name),
+            cell(&c.detail),
+            c.fix.as_deref().map_or(String::new(), cell)
+        ));
+    }
+    out.push_str(if ok {
+        "\nA deploy would work."
+    } else {
+        "\nA deploy would not work: fix what FAIL says."
+    });
+    out
 }
 
 async fn checks(args: &DoctorArgs) -> Vec<Check> {

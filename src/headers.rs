@@ -49,9 +49,9 @@ pub struct Headers {
 impl Headers {
     /// A short, stable digest of every field, written to the manifest so a later deploy can tell
     /// whether a rule changed without a HEAD.
-    pub fn fingerprint(&self) -> String {
+    pub fn fingerprint(&self) -> crate::digest::Fingerprint {
         let canonical = serde_json::to_vec(self).expect("headers serialize to JSON");
-        blake3::hash(&canonical).to_hex()[..16].to_string()
+        crate::digest::Fingerprint::of(&canonical)
     }
 
     /// User metadata without hoist's own entries.

@@ -17,6 +17,7 @@ pub(crate) mod aws;
 pub mod cli;
 mod clock;
 pub(crate) mod deploy;
+pub mod digest;
 mod doctor;
 pub mod error;
 pub mod headers;

@@ -111,6 +111,10 @@ impl Printer {
         self.format == OutputFormat::Human
     }
 
+    pub(crate) fn format(&self) -> OutputFormat {
+        self.format
+    }
+
     fn with_bar_suspended(&self, f: impl FnOnce()) {
         let bar = self.bar.lock().expect("printer lock");
         match bar.as_ref() {

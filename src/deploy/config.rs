@@ -128,6 +128,8 @@ pub(crate) struct DeployConfig {
     pub(crate) keep_stale_for: Option<Span>,
     /// How many releases are retained for `hoist rollback`.
     pub(crate) releases: Option<ReleasesConfig>,
+    /// Checks on the resolved headers before anything is published.
+    pub(crate) lint: Option<LintConfig>,
     /// Take `.hoist/lock.json` so two deploys of the target never interleave (default true).
     pub(crate) lock: Option<bool>,
     /// How long to wait for another run's lock (`5m` by default).
@@ -173,6 +175,39 @@ pub(crate) struct RuleConfig {
     /// Content-hashed names: uploaded first, never invalidated.
     #[serde(default)]
     pub(crate) immutable: bool,
+}
+
+/// `lint:`: the checks on headers before a deploy (see README, "Lint before publishing").
+#[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct LintConfig {
+    /// Any finding stops the deploy before the target is touched (as `--strict`).
+    #[serde(default)]
+    pub(crate) strict: bool,
+    /// Checks to skip, by name: long-cache-entry-point, immutable-without-hash,
+    /// hash-without-long-cache, encoding-mismatch, web-type, charset, rule-shadowed,
+    /// rule-unused.
+    #[serde(default)]
+    pub(crate) allow: Vec<LintCheck>,
+}
+
+/// The name of one lint check.
+#[derive(Debug, Clone, PartialEq, Eq, schemars::JsonSchema)]
+#[schemars(with = "String")]
+pub(crate) struct LintCheck(pub(crate) String);
+
+impl<'de> Deserialize<'de> for LintCheck {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(deserializer)?;
+        if crate::deploy::lint::CHECKS.contains(&name.as_str()) {
+            Ok(LintCheck(name))
+        } else {
+            Err(de::Error::custom(format!(
+                "unknown lint check `{name}`, expected one of {}",
+                crate::deploy::lint::CHECKS.join(", ")
+            )))
+        }
+    }
 }
 
 #[derive(Debug, Default, Deserialize, schemars::JsonSchema)]

@@ -117,6 +117,12 @@ pub(crate) enum GuardError {
         target: String,
         max: usize,
     },
+    #[error(
+        "{} lint finding(s), and lint is strict; nothing was changed:\n  {}",
+        findings.len(),
+        findings.join("\n  ")
+    )]
+    Lint { findings: Vec<String> },
 }
 
 impl DeployError {
@@ -172,6 +178,15 @@ impl DeployError {
                 one("NormalizationTwins", chain())
             }
             DeployError::Guard(GuardError::TooManyDeletes { .. }) => one("TooManyDeletes", chain()),
+            DeployError::Guard(GuardError::Lint { findings }) => findings
+                .iter()
+                .map(|finding| JsonError {
+                    key: None,
+                    phase: None,
+                    code: "LintFailed".into(),
+                    message: finding.clone(),
+                })
+                .collect(),
             DeployError::Cdn(_) => one("CloudFront", chain()),
             DeployError::Lock(LockError::Held { .. }) => one("LockHeld", chain()),
             DeployError::Lock(LockError::Unsupported { .. }) => one("NoConditionalWrites", chain()),
@@ -216,6 +231,11 @@ impl DeployError {
             ),
             DeployError::Guard(GuardError::TooManyDeletes { .. }) => Some(
                 "check --source and --target, then raise max_deletes in deploy.yaml or pass --force"
+                    .into(),
+            ),
+            DeployError::Guard(GuardError::Lint { .. }) => Some(
+                "fix what each finding says, or skip a check with `lint: {allow: [NAME]}` in \
+                 deploy.yaml"
                     .into(),
             ),
             DeployError::Cdn(error) => error.hint(),

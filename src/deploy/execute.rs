@@ -20,6 +20,7 @@ use futures::stream;
 use super::plan::{Action, Op, Phase, Plan};
 use super::scan::LocalFile;
 use super::settings::DeploySettings;
+use crate::digest::Digest;
 use crate::error::ErrorChain;
 use crate::headers::{Headers, META_BLAKE3};
 use crate::interrupt::Interrupt;
@@ -319,7 +320,7 @@ impl Executor<'_> {
                 let body = Body::File {
                     path: file.path.clone(),
                     size: file.size,
-                    blake3: Some(file.blake3.clone()),
+                    blake3: Some(file.blake3),
                 };
                 let result = self
                     .retrier
@@ -404,7 +405,7 @@ pub(crate) fn headers_for(file: &LocalFile) -> Headers {
     let mut headers = (*file.resolved.headers).clone();
     headers
         .metadata
-        .insert(META_BLAKE3.to_string(), file.blake3.clone());
+        .insert(META_BLAKE3.to_string(), file.blake3.to_string());
     headers
 }
 
@@ -434,7 +435,7 @@ async fn read_verified(file: &LocalFile) -> Result<Bytes, store::Error> {
             path: file.path.clone(),
             source,
         })?;
-    if bytes.len() as u64 != file.size || blake3::hash(&bytes).to_hex().as_str() != file.blake3 {
+    if bytes.len() as u64 != file.size || Digest::of(&bytes) != file.blake3 {
         return Err(changed(file));
     }
     Ok(Bytes::from(bytes))

@@ -15,6 +15,7 @@ pub(crate) mod cdn;
 pub(crate) mod config;
 mod error;
 pub(crate) mod execute;
+pub(crate) mod lint;
 pub(crate) mod lock;
 pub(crate) mod manifest;
 pub(crate) mod plan;
@@ -28,6 +29,7 @@ pub(crate) mod settings;
 pub(crate) mod target;
 
 use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -38,6 +40,7 @@ use execute::{Executed, Executor};
 use manifest::{Manifest, ObjectRecord, ReleaseSummary};
 use plan::{Action, Plan};
 pub(crate) use report::SCHEMA as REPORT_SCHEMA;
+pub(crate) use report::markdown;
 use report::{DeployReport, Ending, action_line};
 use scan::{LocalFile, ScanReport};
 use settings::DeploySettings;
@@ -61,37 +64,79 @@ pub(crate) use rollback::{releases, rollback};
 pub(crate) async fn run(args: &DeployArgs, interrupt: &Interrupt) -> Result<(), DeployError> {
     let started = Instant::now();
     let result = deploy(args, interrupt).await;
-    outcome(&args.target, args.change.dryrun, started, result)
+    outcome(&args.target, &args.change, started, result)
 }
 
-/// Prints how a run ended: its report, or with `--output json` a report for every failure
-/// too (the actions that completed, a refused dry run's whole plan, or just the errors), so a
-/// script always reads one document. Returns the error for the exit code and stderr.
+/// Prints how a run ended: its report, or with `--output json` (or `markdown`) a report for
+/// every failure too (the actions that completed, a refused dry run's whole plan, or just the
+/// errors), so a script always reads one document. In GitHub Actions the Markdown report is
+/// also appended to the job summary. Returns the error for the exit code and stderr.
 pub(crate) fn outcome(
     target: &crate::cli::TargetArgs,
-    dryrun: bool,
+    change: &crate::cli::ChangeArgs,
     started: Instant,
     result: Result<DeployReport, Failure>,
 ) -> Result<(), DeployError> {
     let printer = Printer::new(target.output, target.quiet);
+    let summary = step_summary(change);
     match result {
         Ok(report) => {
             report.print(&printer);
+            if let Some(path) = &summary {
+                append_step_summary(path, &report, &printer);
+            }
             Ok(())
         }
         Err(Failure { error, report }) => {
             let report = report.map(|report| *report);
-            if !printer.is_human() {
-                let mut report = report
-                    .unwrap_or_else(|| DeployReport::empty(target.target.clone(), dryrun, started));
-                report.fail(error.status(), error.json_errors());
-                report.print(&printer);
-            } else if let Some(report) = report.filter(DeployReport::is_dryrun) {
+            if printer.is_human()
+                && let Some(report) = report.as_ref().filter(|r| r.is_dryrun())
+            {
                 // A refused dry run still shows the whole plan's summary.
                 report.print(&printer);
             }
+            if !printer.is_human() || summary.is_some() {
+                let mut report = report.unwrap_or_else(|| {
+                    DeployReport::empty(target.target.clone(), change.dryrun, started)
+                });
+                report.fail(error.status(), error.json_errors());
+                if !printer.is_human() {
+                    report.print(&printer);
+                }
+                if let Some(path) = &summary {
+                    append_step_summary(path, &report, &printer);
+                }
+            }
             Err(error)
         }
+    }
+}
+
+/// The job summary file GitHub Actions names in `GITHUB_STEP_SUMMARY`, unless
+/// `--no-step-summary`.
+fn step_summary(change: &crate::cli::ChangeArgs) -> Option<PathBuf> {
+    if change.no_step_summary {
+        return None;
+    }
+    std::env::var_os("GITHUB_STEP_SUMMARY")
+        .filter(|path| !path.is_empty())
+        .map(PathBuf::from)
+}
+
+/// Appends the Markdown report to the job summary; a summary that cannot be written is a
+/// warning, never the run's failure (the deploy itself is done by then).
+fn append_step_summary(path: &Path, report: &DeployReport, printer: &Printer) {
+    use std::io::Write as _;
+    let written = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .and_then(|mut file| writeln!(file, "{}\n", report.markdown().trim_end()));
+    if let Err(error) = written {
+        printer.warn(&format!(
+            "warning: cannot append the report to GITHUB_STEP_SUMMARY `{}`: {error}",
+            escape(&path.display().to_string())
+        ));
     }
 }
 
@@ -299,6 +344,9 @@ pub(crate) struct Scanned {
     warnings: Vec<String>,
     /// Pairs of files whose names are equal after NFC normalization.
     twins: Vec<(Key, Key)>,
+    /// With `--strict`, what the lint found (the deploy is then refused); else empty, the
+    /// findings being warnings.
+    lint: Vec<lint::Finding>,
 }
 
 /// Walks the source on a blocking thread: every file's key, size, mtime and rule, enough for
@@ -313,14 +361,9 @@ async fn scan_source(settings: &DeploySettings) -> Result<Scanned, DeployError> 
     let ScanReport { files, reserved } = scanned?;
     let unreachable = plan::unreachable_keys(&files);
     let mut warnings = unreachable.warnings();
-    for rule in settings
-        .rules
-        .unused(files.iter().filter_map(|f| f.resolved.rule))
-    {
-        warnings.push(format!(
-            "{rule} matches no file in `{}` (a typo, or an earlier rule takes its files)",
-            escape(&settings.source.display().to_string())
-        ));
+    let findings = lint::lint(&files, &settings.rules, &settings.lint_allow);
+    if !settings.lint_strict {
+        warnings.extend(findings.iter().map(lint::Finding::line));
     }
     for path in reserved {
         warnings.push(format!(
@@ -333,6 +376,11 @@ async fn scan_source(settings: &DeploySettings) -> Result<Scanned, DeployError> 
         files,
         warnings,
         twins: unreachable.twins,
+        lint: if settings.lint_strict {
+            findings
+        } else {
+            Vec::new()
+        },
     })
 }
 
@@ -383,6 +431,12 @@ pub(crate) async fn list_target(store: &dyn Store) -> Result<Listed, DeployError
 /// The guards on the source, before the target is touched: an empty source (a failed build)
 /// and two names equal after Unicode NFC normalization are refused unless `--force`.
 fn guard_source(settings: &DeploySettings, scanned: &Scanned) -> Result<(), GuardError> {
+    // Not overridden by --force: strict lint is a choice of the project, not a safety net.
+    if !scanned.lint.is_empty() {
+        return Err(GuardError::Lint {
+            findings: scanned.lint.iter().map(lint::Finding::line).collect(),
+        });
+    }
     if settings.force {
         return Ok(());
     }
@@ -708,7 +762,7 @@ impl Deploy<'_> {
                 file.key.clone(),
                 release::ReleasedObject {
                     size: file.size,
-                    blake3: file.blake3.clone(),
+                    blake3: file.blake3,
                     headers: (*file.resolved.headers).clone(),
                     immutable: file.resolved.immutable,
                 },
@@ -839,21 +893,25 @@ pub(crate) async fn fetch_manifest(
 
 /// The manifest after a successful run: what was known, updated with what was written.
 fn next_manifest(plan: &Plan, files: &[LocalFile], executed: &Executed) -> Manifest {
-    let mut objects: BTreeMap<Key, ObjectRecord> = plan.known.clone();
+    let mut objects: BTreeMap<Key, ObjectRecord> = plan
+        .known
+        .iter()
+        .map(|(index, entry)| (files[*index].key.clone(), entry.clone()))
+        .collect();
     for action in &plan.actions {
         let Some(index) = action.file else { continue };
         let file = &files[index];
         let etag = executed
             .etags
             .get(&file.key)
-            .cloned()
-            .flatten()
-            .or_else(|| plan.known.get(&file.key).and_then(|e| e.etag.clone()));
+            .and_then(|etag| etag.as_deref())
+            .map(crate::digest::Etag::from)
+            .or_else(|| plan.known_entry(index).and_then(|e| e.etag.clone()));
         objects.insert(
             file.key.clone(),
             ObjectRecord {
                 size: file.size,
-                blake3: file.blake3.clone(),
+                blake3: file.blake3,
                 etag,
                 headers: file.resolved.headers.fingerprint(),
             },

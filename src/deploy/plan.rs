@@ -15,6 +15,7 @@ use std::collections::BTreeMap;
 
 use super::manifest::{Manifest, ObjectRecord};
 use super::scan::{LocalFile, RESERVED_DIR};
+use crate::digest::{Digest, Fingerprint};
 use crate::headers::{META_BLAKE3, is_html};
 use crate::key::Key;
 use crate::store::{ObjectInfo, ObjectMeta};
@@ -171,8 +172,12 @@ pub(crate) struct Pending {
 /// The first pass: what the listing and the manifest decide alone.
 #[derive(Debug, Default)]
 pub(crate) struct Comparison {
-    /// (file index, decision, the manifest entry that now describes the object, if known).
-    pub(crate) decided: Vec<(usize, Decision, Option<ObjectRecord>)>,
+    /// (file index, decision).
+    pub(crate) decided: Vec<(usize, Decision)>,
+    /// The entries that describe unchanged objects and objects whose headers change (the
+    /// next manifest's basis), by file index: apart from the decisions, so that a decision
+    /// costs 16 bytes rather than a copy of its entry.
+    pub(crate) known: Vec<(usize, ObjectRecord)>,
     pub(crate) pending: Vec<Pending>,
     /// Listed keys no local file claims.
     pub(crate) remote_only: Vec<ObjectMeta>,
@@ -185,17 +190,29 @@ pub(crate) fn classify(
     listing: &[ObjectMeta],
     manifest: Option<&Manifest>,
 ) -> Comparison {
-    let mut out = Comparison::default();
-    let remote: BTreeMap<&Key, &ObjectMeta> = listing.iter().map(|m| (&m.key, m)).collect();
+    let mut out = Comparison {
+        decided: Vec::with_capacity(files.len()),
+        known: Vec::with_capacity(manifest.map_or(0, |m| m.objects.len().min(files.len()))),
+        ..Comparison::default()
+    };
+    let remote: BTreeMap<&Key, usize> = listing
+        .iter()
+        .enumerate()
+        .map(|(at, m)| (&m.key, at))
+        .collect();
+    // Which listed keys a local file claims (a bit each, not a set of 100,000 keys).
+    let mut claimed = vec![false; listing.len()];
     // Each distinct set of headers is fingerprinted once, not once per file (rules intern
     // them, so files of one rule share one `Arc`).
-    let mut prints: std::collections::HashMap<*const crate::headers::Headers, String> =
+    let mut prints: std::collections::HashMap<*const crate::headers::Headers, Fingerprint> =
         std::collections::HashMap::new();
     for (index, file) in files.iter().enumerate() {
-        let Some(listed) = remote.get(&file.key) else {
-            out.decided.push((index, Decision::New, None));
+        let Some(&at) = remote.get(&file.key) else {
+            out.decided.push((index, Decision::New));
             continue;
         };
+        claimed[at] = true;
+        let listed = &listing[at];
         match manifest.and_then(|m| m.known_entry(listed)) {
             Some(entry) => {
                 let decision = if entry.blake3 != file.blake3 || entry.size != file.size {
@@ -209,18 +226,21 @@ pub(crate) fn classify(
                 } else {
                     Decision::Unchanged
                 };
-                out.decided.push((index, decision, Some(entry.clone())));
+                if decision != Decision::ContentChanged {
+                    out.known.push((index, entry.clone()));
+                }
+                out.decided.push((index, decision));
             }
             None => out.pending.push(Pending {
                 file: index,
-                listed: (*listed).clone(),
+                listed: listed.clone(),
             }),
         }
     }
-    let local: std::collections::HashSet<&Key> = files.iter().map(|f| &f.key).collect();
+    // By key, not by position: a key a listing repeats is claimed wherever it appears.
     out.remote_only = listing
         .iter()
-        .filter(|m| !local.contains(&m.key))
+        .filter(|m| !remote.get(&m.key).is_some_and(|&at| claimed[at]))
         .cloned()
         .collect();
     out
@@ -246,7 +266,7 @@ pub(crate) fn decide_from_head(
 ) -> Decision {
     let same_content = info.meta.size == file.size
         && match info.headers.metadata.get(META_BLAKE3) {
-            Some(remote) => remote.eq_ignore_ascii_case(&file.blake3),
+            Some(remote) => Digest::parse(remote) == Some(file.blake3),
             None => match (info.meta.etag.as_deref(), local_md5) {
                 (Some(etag), Some(md5)) if is_plain_md5(etag) => etag.eq_ignore_ascii_case(md5),
                 // No way to prove the bytes are the same: publish them again.
@@ -275,8 +295,10 @@ pub(crate) struct Plan {
     pub(crate) nested: Vec<String>,
     /// Whether the plan changes what the site serves, so that it is a new release.
     pub(crate) creates_release: bool,
-    /// Entries for unchanged objects (the manifest's basis, completed by the executor).
-    pub(crate) known: BTreeMap<Key, ObjectRecord>,
+    /// Entries for unchanged objects (the manifest's basis, completed by the executor), by
+    /// file index in ascending order: the files hold the keys, so the plan holds no copy of
+    /// them (100,000 keys are megabytes).
+    pub(crate) known: Vec<(usize, ObjectRecord)>,
     /// Multipart uploads a killed run left under the target, aborted after the deletes.
     pub(crate) stale_uploads: Vec<crate::store::Upload>,
 }
@@ -292,6 +314,12 @@ impl Plan {
 
     pub(crate) fn phase(&self, phase: Phase) -> impl Iterator<Item = &Action> {
         self.actions.iter().filter(move |a| a.phase == phase)
+    }
+
+    /// The known entry of the file at `index`, if the plan has one.
+    pub(crate) fn known_entry(&self, index: usize) -> Option<&ObjectRecord> {
+        let at = self.known.binary_search_by_key(&index, |(i, _)| *i).ok()?;
+        Some(&self.known[at].1)
     }
 }
 
@@ -332,7 +360,8 @@ fn under_any(key: &Key, prefixes: &[String]) -> bool {
 /// Nothing under a nested hoist site (`nested`) is written or deleted.
 pub(crate) fn build(
     files: &[LocalFile],
-    decisions: Vec<(usize, Decision, Option<ObjectRecord>)>,
+    decisions: Vec<(usize, Decision)>,
+    known: Vec<(usize, ObjectRecord)>,
     remote_only: &[ObjectMeta],
     nested: Vec<String>,
     options: &PlanOptions<'_>,
@@ -341,7 +370,11 @@ pub(crate) fn build(
         nested,
         ..Plan::default()
     };
-    for (index, decision, entry) in decisions {
+    plan.known = known;
+    plan.known
+        .retain(|(index, _)| !under_any(&files[*index].key, &plan.nested));
+    plan.known.sort_unstable_by_key(|(index, _)| *index);
+    for (index, decision) in decisions {
         let file = &files[index];
         if under_any(&file.key, &plan.nested) {
             continue;
@@ -349,24 +382,12 @@ pub(crate) fn build(
         let (op, reason) = match decision {
             Decision::Unchanged => {
                 plan.unchanged += 1;
-                let entry = entry.unwrap_or_else(|| ObjectRecord {
-                    size: file.size,
-                    blake3: file.blake3.clone(),
-                    etag: None,
-                    headers: file.resolved.headers.fingerprint(),
-                });
-                plan.known.insert(file.key.clone(), entry);
                 continue;
             }
             Decision::New => (Op::Upload, Reason::New),
             Decision::ContentChanged => (Op::Upload, Reason::ContentChanged),
-            Decision::HeadersChanged => {
-                // Keep the listed ETag in case the copy's answer carries none.
-                if let Some(entry) = entry {
-                    plan.known.insert(file.key.clone(), entry);
-                }
-                (Op::UpdateHeaders, Reason::HeadersChanged)
-            }
+            // The known entry keeps the listed ETag in case the copy's answer carries none.
+            Decision::HeadersChanged => (Op::UpdateHeaders, Reason::HeadersChanged),
         };
         plan.actions.push(Action {
             op,
@@ -507,7 +528,7 @@ mod tests {
             path: key.into(),
             size: content.len() as u64,
             mtime: SystemTime::UNIX_EPOCH,
-            blake3: blake3::hash(content.as_bytes()).to_hex().to_string(),
+            blake3: Digest::of(content.as_bytes()),
             resolved: Resolved {
                 headers: std::sync::Arc::new(Headers {
                     content_type: Some(content_type.into()),
@@ -533,7 +554,7 @@ mod tests {
     fn entry_for(file: &LocalFile, etag: &str) -> ObjectRecord {
         ObjectRecord {
             size: file.size,
-            blake3: file.blake3.clone(),
+            blake3: file.blake3,
             etag: Some(etag.into()),
             headers: file.resolved.headers.fingerprint(),
         }
@@ -551,6 +572,7 @@ mod tests {
         let plan = build(
             files,
             comparison.decided,
+            comparison.known,
             &comparison.remote_only,
             nested_sites(listing),
             &PlanOptions {
@@ -678,6 +700,25 @@ mod tests {
         assert_eq!(plan.stale_kept, [Key::new("old.html").unwrap()]);
     }
 
+    /// A listing that names a key twice (no S3 does; a broken store might) never makes a
+    /// file's own key stale, wherever the repeat is.
+    #[test]
+    fn a_repeated_listed_key_is_still_claimed() {
+        let files = vec![file("a.html", "a", false, "text/html")];
+        let listing = vec![
+            listed("a.html", 1, "e1"),
+            listed("a.html", 1, "e2"),
+            listed("b.html", 1, "e3"),
+        ];
+        let comparison = classify(&files, &listing, None);
+        let stale: Vec<&str> = comparison
+            .remote_only
+            .iter()
+            .map(|m| m.key.as_str())
+            .collect();
+        assert_eq!(stale, ["b.html"]);
+    }
+
     fn info(size: u64, etag: Option<&str>, headers: Headers) -> ObjectInfo {
         ObjectInfo {
             meta: ObjectMeta {
@@ -696,7 +737,7 @@ mod tests {
         let mut with_blake3 = (*f.resolved.headers).clone();
         with_blake3
             .metadata
-            .insert(META_BLAKE3.into(), f.blake3.clone());
+            .insert(META_BLAKE3.into(), f.blake3.to_string());
 
         // hoist's own metadata proves the content.
         let i = info(3, Some("whatever-2"), with_blake3.clone());

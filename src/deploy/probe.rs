@@ -31,13 +31,21 @@ pub(crate) async fn plan(
     let trusted = if settings.check { None } else { manifest };
     let comparison = plan::classify(files, objects, trusted);
     let mut decisions = comparison.decided;
+    let mut known = comparison.known;
     let heads: Vec<(usize, Decision, Option<ObjectRecord>)> =
         futures::stream::iter(comparison.pending)
             .map(|pending| head_one(store, files, pending))
             .buffer_unordered(settings.concurrency.get())
             .try_collect()
             .await?;
-    decisions.extend(heads);
+    for (index, decision, record) in heads {
+        decisions.push((index, decision));
+        if decision != Decision::ContentChanged
+            && let Some(record) = record
+        {
+            known.push((index, record));
+        }
+    }
     let rules = &settings.rules;
     let is_excluded = |key: &str| rules.is_excluded(key);
     let nested = plan::nested_sites(objects);
@@ -59,6 +67,7 @@ pub(crate) async fn plan(
     let mut plan = plan::build(
         files,
         decisions,
+        known,
         &comparison.remote_only,
         nested,
         &PlanOptions {
@@ -135,13 +144,13 @@ async fn explain(
 fn creates_release(
     settings: &DeploySettings,
     files: &[LocalFile],
-    decisions: &[(usize, Decision, Option<ObjectRecord>)],
+    decisions: &[(usize, Decision)],
     remote_only: &[ObjectMeta],
     nested: &[String],
 ) -> bool {
     let outside_nested =
         |key: &crate::key::Key| !nested.iter().any(|n| key.as_str().starts_with(n.as_str()));
-    let writes = decisions.iter().any(|(index, decision, _)| {
+    let writes = decisions.iter().any(|(index, decision)| {
         *decision != Decision::Unchanged && outside_nested(&files[*index].key)
     });
     writes
@@ -168,8 +177,8 @@ pub(crate) fn drift(
     let vouched: std::collections::HashSet<&crate::key::Key> = trusted
         .decided
         .iter()
-        .filter(|(_, decision, _)| *decision == Decision::Unchanged)
-        .map(|(index, _, _)| &files[*index].key)
+        .filter(|(_, decision)| *decision == Decision::Unchanged)
+        .map(|(index, _)| &files[*index].key)
         .collect();
     plan.actions
         .iter()
@@ -216,8 +225,12 @@ async fn head_one(
     // What the object is now, as far as the listing shows, for the next manifest.
     let record = ObjectRecord {
         size: info.meta.size,
-        blake3: file.blake3.clone(),
-        etag: pending.listed.etag.clone(),
+        blake3: file.blake3,
+        etag: pending
+            .listed
+            .etag
+            .as_deref()
+            .map(crate::digest::Etag::from),
         headers: file.resolved.headers.fingerprint(),
     };
     Ok((pending.file, decision, Some(record)))

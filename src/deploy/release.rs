@@ -24,6 +24,7 @@ use super::manifest::{Manifest, ReleaseSummary, StaleRecord};
 use super::plan::{Action, Fate, Kept, Op, Phase, Plan, Reason};
 use super::rules::Rules;
 use crate::clock::Timestamp;
+use crate::digest::Digest;
 use crate::headers::Headers;
 use crate::key::Key;
 use crate::store::ObjectMeta;
@@ -36,7 +37,7 @@ pub(crate) fn record_key(id: u64) -> Key {
     Key::new(format!("{RELEASES_DIR}{id:08}.json")).expect("a release key is valid")
 }
 
-pub(crate) fn blob_key(blake3: &str) -> Key {
+pub(crate) fn blob_key(blake3: &Digest) -> Key {
     Key::new(format!("{OBJECTS_DIR}{blake3}")).expect("a blob key is valid")
 }
 
@@ -62,7 +63,7 @@ pub(crate) struct Release {
 #[serde(deny_unknown_fields)]
 pub(crate) struct ReleasedObject {
     pub(crate) size: u64,
-    pub(crate) blake3: String,
+    pub(crate) blake3: Digest,
     /// The headers it was published with (hoist's blake3 metadata is added when written).
     pub(crate) headers: Headers,
     pub(crate) immutable: bool,
@@ -99,7 +100,7 @@ pub(crate) struct Ledger<'a> {
     /// The oldest release still retained after this run; `None` when none but a new one is.
     oldest_retained: Option<u64>,
     /// Kept bytes the listing shows, by blake3.
-    listed_blobs: BTreeSet<String>,
+    listed_blobs: BTreeSet<Digest>,
     /// Release records the listing shows.
     listed_records: BTreeSet<u64>,
 }
@@ -128,8 +129,9 @@ impl<'a> Ledger<'a> {
         let mut listed_blobs = BTreeSet::new();
         let mut listed_records = BTreeSet::new();
         for object in listing {
-            if let Some(blake3) = object.key.as_str().strip_prefix(OBJECTS_DIR) {
-                listed_blobs.insert(blake3.to_string());
+            if let Some(name) = object.key.as_str().strip_prefix(OBJECTS_DIR) {
+                // A name that is no digest is not hoist's: it is never pruned.
+                listed_blobs.extend(Digest::parse(name));
             } else if let Some(id) = record_id(&object.key) {
                 listed_records.insert(id);
             }
@@ -222,7 +224,7 @@ impl<'a> Ledger<'a> {
             if !replaced || self.listed_blobs.contains(&entry.blake3) {
                 continue;
             }
-            if !seen.insert(entry.blake3.clone()) {
+            if !seen.insert(entry.blake3) {
                 continue;
             }
             let listed = listing.get(&action.key);
@@ -244,7 +246,7 @@ impl<'a> Ledger<'a> {
                 immutable: false,
                 file: None,
                 copy_from: Some(action.key.clone()),
-                copy_etag: entry.etag.clone(),
+                copy_etag: entry.etag.as_ref().map(ToString::to_string),
                 rule: None,
                 header_changes: Vec::new(),
             });
@@ -300,17 +302,17 @@ impl<'a> Ledger<'a> {
                 pruned.push(record_key(*id));
             }
         }
-        let mut blobs: BTreeMap<String, u64> = old.map_or_else(BTreeMap::new, |m| m.blobs.clone());
+        let mut blobs: BTreeMap<Digest, u64> = old.map_or_else(BTreeMap::new, |m| m.blobs.clone());
         // Bytes kept now, or already kept, are needed by the release that was live.
         let kept_now = plan
             .actions
             .iter()
             .filter(|a| a.op == Op::Keep)
-            .filter_map(|a| a.key.as_str().strip_prefix(OBJECTS_DIR));
+            .filter_map(|a| Digest::parse(a.key.as_str().strip_prefix(OBJECTS_DIR)?));
         if let Some(live) = live_before {
-            for blake3 in kept_now.chain(self.listed_blobs.iter().map(String::as_str)) {
-                let needed = blobs.entry(blake3.to_string()).or_insert(live);
-                if self.reused_by_live(blake3) {
+            for blake3 in kept_now.chain(self.listed_blobs.iter().copied()) {
+                let needed = blobs.entry(blake3).or_insert(live);
+                if self.reused_by_live(&blake3) {
                     *needed = (*needed).max(live);
                 }
             }
@@ -332,9 +334,9 @@ impl<'a> Ledger<'a> {
     }
 
     /// Whether the live release published these bytes under some key.
-    fn reused_by_live(&self, blake3: &str) -> bool {
+    fn reused_by_live(&self, blake3: &Digest) -> bool {
         self.manifest
-            .is_some_and(|m| m.objects.values().any(|entry| entry.blake3 == blake3))
+            .is_some_and(|m| m.objects.values().any(|entry| entry.blake3 == *blake3))
     }
 
     /// The id the next release gets.
@@ -357,7 +359,7 @@ pub(crate) struct NextState {
     pub(crate) stale: BTreeMap<Key, StaleRecord>,
     pub(crate) releases: Vec<ReleaseSummary>,
     pub(crate) live: Option<u64>,
-    pub(crate) blobs: BTreeMap<String, u64>,
+    pub(crate) blobs: BTreeMap<Digest, u64>,
     /// Release records and kept bytes no retained release needs, deleted after the manifest.
     pub(crate) pruned: Vec<Key>,
 }
@@ -428,9 +430,9 @@ mod tests {
     fn record() -> ObjectRecord {
         ObjectRecord {
             size: 1,
-            blake3: "b".into(),
+            blake3: Digest::of(b"b"),
             etag: Some("e".into()),
-            headers: "h".into(),
+            headers: crate::digest::Fingerprint::of(b"h"),
         }
     }
 
@@ -514,12 +516,15 @@ mod tests {
         let mut manifest = Manifest::new(BTreeMap::new());
         manifest.releases = vec![summary(3), summary(2)];
         manifest.live = Some(3);
-        manifest.blobs.insert("old".into(), 2);
-        manifest.blobs.insert("recent".into(), 3);
+        let [old, recent, adopted] = ["old", "recent", "adopted"].map(|b| Digest::of(b.as_bytes()));
+        manifest.blobs.insert(old, 2);
+        manifest.blobs.insert(recent, 3);
         let listing = vec![
-            meta(".hoist/objects/old"),
-            meta(".hoist/objects/recent"),
-            meta(".hoist/objects/adopted"),
+            meta(&format!(".hoist/objects/{old}")),
+            meta(&format!(".hoist/objects/{recent}")),
+            meta(&format!(".hoist/objects/{adopted}")),
+            // Not a digest, so not hoist's: never pruned.
+            meta(".hoist/objects/notes.txt"),
             meta(".hoist/releases/00000001.json"),
             meta(".hoist/releases/00000002.json"),
             meta(".hoist/releases/00000003.json"),
@@ -543,9 +548,10 @@ mod tests {
             [
                 ".hoist/releases/00000002.json",
                 ".hoist/releases/00000001.json",
-                ".hoist/objects/old"
+                &format!(".hoist/objects/{old}")
             ]
         );
-        assert_eq!(next.blobs.keys().collect::<Vec<_>>(), ["adopted", "recent"]);
+        let kept: BTreeSet<Digest> = next.blobs.keys().copied().collect();
+        assert_eq!(kept, BTreeSet::from([adopted, recent]));
     }
 }

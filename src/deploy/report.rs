@@ -7,8 +7,11 @@ use std::time::Instant;
 use super::cdn::InvalidationReport;
 use super::manifest::ReleaseSummary;
 use super::plan::{Action, Kept, Op, Plan};
+use crate::cli::OutputFormat;
 use crate::key::Key;
 use crate::report::{Printer, escape, human_bytes};
+
+pub(crate) mod markdown;
 
 /// The version of the JSON document's shape; a field changes meaning only with a new one.
 pub(crate) const SCHEMA: u32 = 1;
@@ -149,11 +152,18 @@ impl DeployReport {
         self.dryrun
     }
 
-    /// Prints the JSON document, or the human summary line.
+    /// Prints the JSON document, the Markdown one, or the human summary line.
     pub(crate) fn print(&self, printer: &Printer) {
-        if !printer.is_human() {
-            printer.data(&serde_json::to_string_pretty(self).expect("report serializes"));
-            return;
+        match printer.format() {
+            OutputFormat::Json => {
+                printer.data(&serde_json::to_string_pretty(self).expect("report serializes"));
+                return;
+            }
+            OutputFormat::Markdown => {
+                printer.data(self.markdown().trim_end());
+                return;
+            }
+            OutputFormat::Human => {}
         }
         let s = &self.summary;
         let verb = if self.dryrun {

@@ -24,6 +24,7 @@ use super::{
     Deploy, DeployError, Gathered, Origin, fetch_manifest, list_target, locked, open_store,
 };
 use crate::cli::{BuildArgs, ChangeArgs, DeployArgs, ReleasesArgs, RollbackArgs};
+use crate::digest::Digest;
 use crate::interrupt::Interrupt;
 use crate::key::Key;
 use crate::report::{Printer, escape, human_bytes};
@@ -36,7 +37,7 @@ pub(crate) async fn rollback(
 ) -> Result<(), DeployError> {
     let started = std::time::Instant::now();
     let result = restore(args, interrupt).await;
-    super::outcome(&args.target, args.change.dryrun, started, result)
+    super::outcome(&args.target, &args.change, started, result)
 }
 
 async fn restore(args: &RollbackArgs, interrupt: &Interrupt) -> Result<DeployReport, Failure> {
@@ -136,11 +137,11 @@ fn restore_files(
     manifest: &Manifest,
 ) -> Result<Vec<LocalFile>, RollbackError> {
     let listed: BTreeMap<&Key, &ObjectMeta> = objects.iter().map(|m| (&m.key, m)).collect();
-    let holds = |key: &Key, blake3: &str| {
+    let holds = |key: &Key, blake3: &Digest| {
         listed
             .get(key)
             .and_then(|meta| manifest.known_entry(meta))
-            .is_some_and(|entry| entry.blake3 == blake3)
+            .is_some_and(|entry| entry.blake3 == *blake3)
     };
     let mut files = Vec::new();
     let mut missing = Vec::new();
@@ -171,7 +172,7 @@ fn restore_files(
             path: PathBuf::new(),
             size: object.size,
             mtime: SystemTime::UNIX_EPOCH,
-            blake3: object.blake3.clone(),
+            blake3: object.blake3,
             resolved: Resolved {
                 headers: Arc::new(object.headers.clone()),
                 immutable: object.immutable,
@@ -196,6 +197,39 @@ struct Listed<'a> {
     #[serde(flatten)]
     summary: &'a super::manifest::ReleaseSummary,
     live: bool,
+}
+
+/// `hoist releases --output markdown`: a table, newest first.
+fn releases_markdown(target: &str, listed: &[Listed<'_>]) -> String {
+    use super::report::markdown::{cell, code};
+    let mut out = format!("### hoist: releases of {}\n\n", code(target));
+    if listed.is_empty() {
+        out.push_str("No releases yet.");
+        return out;
+    }
+    out.push_str("| release | created | kind | commit | files | bytes | message |\n");
+    out.push_str("|---:|---|---|---|---:|---:|---|\n");
+    for entry in listed {
+        let s = entry.summary;
+        let kind = match s.restores {
+            Some(restored) => format!("rollback to {restored}"),
+            None => s.kind.clone(),
+        };
+        out.push_str(&format!(
+            "| {}{} | {} | {} | {} | {} | {} | {} |\n",
+            s.id,
+            if entry.live { " (live)" } else { "" },
+            s.created,
+            cell(&kind),
+            s.commit
+                .as_deref()
+                .map_or("-".to_string(), |c| code(&c[..c.len().min(8)])),
+            s.files,
+            human_bytes(s.bytes),
+            cell(s.message.as_deref().unwrap_or(""))
+        ));
+    }
+    out.trim_end().to_string()
 }
 
 /// Runs `hoist releases`: one GET of the manifest.
@@ -223,6 +257,10 @@ pub(crate) async fn releases(
             live: manifest.live == Some(summary.id),
         })
         .collect();
+    if printer.format() == crate::cli::OutputFormat::Markdown {
+        printer.data(&releases_markdown(&store.url(None), &listed));
+        return Ok(());
+    }
     if !printer.is_human() {
         let document = serde_json::json!({
             "schema": super::report::SCHEMA,

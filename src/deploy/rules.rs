@@ -103,18 +103,15 @@ impl Rules {
         &self.labels[index]
     }
 
-    /// The rules no file resolved to, for a warning: a typo, or a rule an earlier one shadows.
-    pub(crate) fn unused(&self, used: impl Iterator<Item = usize>) -> Vec<&str> {
-        let mut seen = vec![false; self.labels.len()];
-        for index in used {
-            seen[index] = true;
-        }
-        self.labels
-            .iter()
-            .zip(seen)
-            .filter(|(_, seen)| !seen)
-            .map(|(label, _)| label.as_str())
-            .collect()
+    /// How many rules there are.
+    pub(crate) fn len(&self) -> usize {
+        self.ordered.len()
+    }
+
+    /// Whether rule `index`'s patterns match `key`, whatever the rules before it say (to tell
+    /// a shadowed rule from one that matches nothing).
+    pub(crate) fn matches(&self, index: usize, key: &Key) -> bool {
+        self.ordered[index].set.is_match(key.as_str())
     }
 
     /// Whether a key is excluded: never uploaded, and never deleted when found remotely.

@@ -89,6 +89,10 @@ pub(crate) struct DeploySettings {
     pub(crate) abort_uploads_after: std::time::Duration,
     /// `--check`: HEAD every object instead of trusting the manifest.
     pub(crate) check: bool,
+    /// `--strict` or `lint.strict`: a lint finding refuses the deploy.
+    pub(crate) lint_strict: bool,
+    /// The lint checks `lint.allow` skips.
+    pub(crate) lint_allow: Vec<String>,
     pub(crate) concurrency: NonZeroUsize,
     /// Files at least this large are uploaded in parts of `multipart_chunksize`.
     pub(crate) multipart_threshold: u64,
@@ -174,6 +178,12 @@ impl DeploySettings {
             max_deletes: config.max_deletes.unwrap_or(DEFAULT_MAX_DELETES),
             force: args.change.force,
             check: args.build.check,
+            lint_strict: args.build.strict || config.lint.as_ref().is_some_and(|l| l.strict),
+            lint_allow: config
+                .lint
+                .as_ref()
+                .map(|l| l.allow.iter().map(|c| c.0.clone()).collect())
+                .unwrap_or_default(),
             abort_uploads_after: config
                 .abort_uploads_after
                 .map_or(DEFAULT_ABORT_UPLOADS_AFTER, |span| span.0),

@@ -70,7 +70,7 @@ pub enum Body {
     File {
         path: PathBuf,
         size: u64,
-        blake3: Option<String>,
+        blake3: Option<crate::digest::Digest>,
     },
 }
 

@@ -21,7 +21,7 @@ rules:
     cache_control: "public, max-age=3600"
 "#;
 
-fn cloudfront(server: &Server) -> aws_sdk_cloudfront::Client {
+pub fn cloudfront(server: &Server) -> aws_sdk_cloudfront::Client {
     let endpoint = server.endpoint();
     let config = aws_sdk_cloudfront::config::Builder::new()
         .behavior_version(aws_sdk_cloudfront::config::BehaviorVersion::latest())
@@ -35,7 +35,7 @@ fn cloudfront(server: &Server) -> aws_sdk_cloudfront::Client {
 }
 
 /// Creates a distribution whose origin is `bucket` with the given OriginPath; returns its id.
-fn create_distribution(
+pub fn create_distribution(
     client: &aws_sdk_cloudfront::Client,
     bucket: &str,
     origin_path: &str,

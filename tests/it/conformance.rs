@@ -295,7 +295,7 @@ async fn large_file_streams_in_parts(store: &dyn Store) {
             Body::File {
                 path: path.clone(),
                 size: data.len() as u64,
-                blake3: Some(blake3::hash(&data).to_hex().to_string()),
+                blake3: Some(hoist::digest::Digest::of(&data)),
             },
             &full_headers(),
         )

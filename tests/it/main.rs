@@ -35,6 +35,8 @@ mod proxy;
 /// Releases (issue #12): old assets survive, rollback, pruning, the lock, nested sites.
 #[cfg(unix)]
 mod releases;
+/// Deploys a team can review (issue #16): the Markdown report read back with a Markdown parser.
+mod review;
 /// The test servers and helpers themselves; read these first when everything fails.
 mod server_smoke;
 /// Guards that start moto_server and rclone serve s3 on free loopback ports.

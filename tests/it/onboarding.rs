@@ -538,9 +538,11 @@ fn init_then_deploy_a_fresh_vite_build() {
         written
     );
 
-    Hoist::on(app, &endpoint)
-        .args(["deploy", "--endpoint-url", &endpoint.url])
+    // The rules init writes for a real Vite build pass the lint, even strict (issue #16).
+    let deployed = Hoist::on(app, &endpoint)
+        .args(["deploy", "--strict", "--endpoint-url", &endpoint.url])
         .success();
+    assert!(!deployed.stderr.contains("lint "), "{}", deployed.stderr);
     let client = endpoint.client();
     let mut assets = 0;
     for entry in walkdir::WalkDir::new(app.join("dist")) {

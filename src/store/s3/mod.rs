@@ -387,8 +387,7 @@ impl Store for S3Store {
                 self.put_bytes(key, Bytes::from(bytes), headers, None).await
             }
             Body::File { path, size, blake3 } => {
-                self.put_multipart(key, &path, size, blake3.as_deref(), headers)
-                    .await
+                self.put_multipart(key, &path, size, blake3, headers).await
             }
         }
     }

@@ -87,7 +87,7 @@ impl S3Store {
         key: &Key,
         path: &Path,
         size: u64,
-        blake3: Option<&str>,
+        blake3: Option<crate::digest::Digest>,
         headers: &Headers,
     ) -> Result<PutResult, Error> {
         let mut chunk = self.multipart.chunk_size.max(MIN_PART);
@@ -351,7 +351,7 @@ impl S3Store {
         &self,
         path: &Path,
         chunk: u64,
-        digest: &str,
+        digest: crate::digest::Digest,
         parts: &[(CompletedPart, String)],
     ) -> Result<(), Error> {
         let sent: Vec<String> = parts.iter().map(|(_, sum)| sum.clone()).collect();
@@ -503,7 +503,7 @@ fn file_digests(
     path: &Path,
     chunk: u64,
     integrity: Integrity,
-) -> std::io::Result<(String, Vec<String>)> {
+) -> std::io::Result<(crate::digest::Digest, Vec<String>)> {
     let mut file = std::fs::File::open(path)?;
     let mut whole = blake3::Hasher::new();
     let mut parts = Vec::new();
@@ -519,7 +519,7 @@ fn file_digests(
             break;
         }
     }
-    Ok((whole.finalize().to_hex().to_string(), parts))
+    Ok((whole.finalize().into(), parts))
 }
 
 pub(super) fn md5_base64(bytes: &[u8]) -> String {

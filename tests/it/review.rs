@@ -1,0 +1,462 @@
+//! Issue #16, deploys a team can review: `--output markdown` and the GitHub job summary. The
+//! report is read back with a real Markdown parser (markdown-it-py, CommonMark with tables,
+//! as GitHub renders a comment) through `tests/support/markdown_shape.py`, so "well-formed"
+//! means what a reader sees: every table parses as a table, every `<details>` closes, and each
+//! listed key comes back from its code span byte for byte.
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+use serde_json::Value;
+
+use crate::backends::Server;
+use crate::cdn::{cloudfront, create_distribution};
+use crate::deploy::Site;
+
+/// GitHub refuses a comment longer than this many characters.
+const GITHUB_COMMENT_LIMIT: usize = 65_536;
+
+const CONFIG: &str = r#"
+source: site
+rules:
+  - match: "*.html"
+    cache_control: "public, max-age=300"
+  - match: "assets/**"
+    cache_control: "public, max-age=31536000, immutable"
+    immutable: true
+  - match: "**"
+    cache_control: "public, max-age=3600"
+"#;
+
+/// A key no Markdown writer that pastes keys as text survives: backtick, HTML, a table pipe
+/// and emphasis.
+const HOSTILE: &str = "a`b <i>|*.html";
+
+/// What a reader of the rendered `markdown` sees (see the module doc).
+fn shape(markdown: &str) -> Value {
+    let python = crate::servers::venv_bin("python").unwrap_or_else(|| {
+        panic!("python not found in the test virtualenv: run scripts/install-test-servers")
+    });
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/support/markdown_shape.py"
+    );
+    let mut child = Command::new(python)
+        .arg(script)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("markdown_shape.py runs");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(markdown.as_bytes())
+        .expect("write markdown");
+    let output = child.wait_with_output().expect("markdown_shape.py ends");
+    assert!(
+        output.status.success(),
+        "markdown_shape.py failed (is markdown-it-py installed? run scripts/install-test-servers): {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).expect("markdown_shape.py prints JSON")
+}
+
+/// The fold whose summary ends with `title`.
+fn fold<'a>(shape: &'a Value, title: &str) -> &'a Value {
+    shape["folds"]
+        .as_array()
+        .expect("folds")
+        .iter()
+        .find(|f| f["summary"].as_str().is_some_and(|s| s.ends_with(title)))
+        .unwrap_or_else(|| panic!("no fold `{title}` in {shape:#}"))
+}
+
+/// The first code span of each item of a fold, without the closing `… and N more` item.
+fn keys(fold: &Value) -> Vec<String> {
+    fold["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .filter(|item| {
+            !item["text"]
+                .as_str()
+                .is_some_and(|t| t.starts_with("… and "))
+        })
+        .filter_map(|item| item["code"][0].as_str().map(str::to_string))
+        .collect()
+}
+
+/// The plan of a 5,000-page change with an upload of every kind, a delete, a hashed asset
+/// kept after it left the site and a CloudFront invalidation: one well-formed Markdown
+/// document under GitHub's comment limit, the long lists folded and cut off with a count,
+/// the same document appended to `$GITHUB_STEP_SUMMARY`, and counts equal to the JSON's.
+#[test]
+fn a_plan_in_markdown_is_well_formed_folded_and_fits_a_comment() {
+    let Some(server) = Server::moto() else {
+        return;
+    };
+    let v1 = [
+        ("index.html", "<p>home</p>"),
+        ("old.html", "<p>old</p>"),
+        ("assets/app.1111.js", "app()"),
+        ("assets/gone.2222.js", "gone()"),
+        ("style.css", "body{}"),
+    ];
+    let site = Site::with_config(&server, &v1, CONFIG, "");
+    let client = cloudfront(&server);
+    let id = create_distribution(&client, &site.bucket, "");
+    site.write_config(&format!(
+        "{CONFIG}\ncloudfront:\n  distribution_id: {id}\n  endpoint_url: {}\n",
+        server.endpoint().url
+    ));
+    site.deploy().success();
+
+    std::fs::remove_file(site.source().join("old.html")).expect("rm old.html");
+    std::fs::remove_file(site.source().join("assets/gone.2222.js")).expect("rm gone");
+    site.write("index.html", "<p>home, again</p>");
+    site.write(HOSTILE, "<p>hostile</p>");
+    for i in 0..5000 {
+        site.write(&format!("docs/page-{i:04}.html"), &format!("<p>{i}</p>"));
+    }
+    let summary = site.root().join("step-summary.md");
+    std::fs::write(&summary, "# earlier step\n\n").expect("summary file");
+    let ran = site
+        .deploy()
+        .args(["--dryrun", "--output", "markdown"])
+        .env("GITHUB_STEP_SUMMARY", summary.display().to_string())
+        .success();
+    let markdown = ran.stdout.trim_end();
+    assert!(
+        markdown.chars().count() < GITHUB_COMMENT_LIMIT,
+        "{} characters",
+        markdown.chars().count()
+    );
+    let appended = std::fs::read_to_string(&summary).expect("read summary");
+    assert_eq!(
+        appended
+            .strip_prefix("# earlier step\n\n")
+            .map(str::trim_end),
+        Some(markdown),
+        "the job summary got another document (or lost what was there)"
+    );
+
+    let seen = shape(markdown);
+    assert_eq!(seen["errors"], serde_json::json!([]), "{seen:#}");
+    assert_eq!(seen["open_details"], 0, "an unclosed <details>");
+    let heading = seen["headings"][0].as_str().expect("heading");
+    assert!(
+        heading.contains("Deploy plan for") && heading.contains(&format!("s3://{}/", site.bucket)),
+        "{heading}"
+    );
+    let table = &seen["tables"][0];
+    assert_eq!(
+        table[0],
+        serde_json::json!([
+            "phase",
+            "uploads",
+            "header updates",
+            "deletes",
+            "kept for rollback",
+            "bytes"
+        ])
+    );
+    let row = |name: &str| -> Vec<String> {
+        table
+            .as_array()
+            .expect("rows")
+            .iter()
+            .find(|r| r[0] == name)
+            .unwrap_or_else(|| panic!("no row {name:?} in {table:#}"))
+            .as_array()
+            .expect("cells")
+            .iter()
+            .map(|c| c.as_str().expect("cell").to_string())
+            .collect()
+    };
+    // index.html, the hostile page and 5,000 new pages; old.html deleted; the two pages the
+    // live release serves and this plan replaces or deletes kept for rollback.
+    assert_eq!(row("3. HTML pages")[1], "5002");
+    assert_eq!(row("4. deletes")[3], "1");
+    assert_eq!(row("0. keep the live pages for rollback")[4], "2");
+
+    assert_eq!(keys(fold(&seen, "to delete")), ["old.html"]);
+    assert_eq!(
+        keys(fold(&seen, "kept after leaving the site")),
+        ["assets/gone.2222.js"]
+    );
+    let uploads = fold(&seen, "to upload");
+    assert_eq!(uploads["summary"], "5002 to upload");
+    let listed = keys(uploads);
+    assert_eq!(
+        listed[0], HOSTILE,
+        "the hostile key did not survive its code span"
+    );
+    assert_eq!(listed[1], "docs/page-0000.html");
+    assert!(listed.len() < 5002, "the upload list was not cut off");
+    let last = uploads["items"]
+        .as_array()
+        .expect("items")
+        .last()
+        .expect("item");
+    let more = 5002 - (listed.len());
+    assert!(
+        last["text"]
+            .as_str()
+            .is_some_and(|t| t.contains(&format!("and {more} more"))),
+        "{last}"
+    );
+    assert!(!keys(fold(&seen, "paths to invalidate")).is_empty());
+
+    // The same counts as the JSON document.
+    let json = site.deploy_json().arg("--dryrun").success().json();
+    assert_eq!(json["summary"]["uploaded"], 5002);
+    assert_eq!(json["summary"]["deleted"], 1);
+    assert_eq!(json["summary"]["kept"], 1);
+    let sentence = seen["paragraphs"][0].as_str().expect("sentence");
+    assert!(
+        sentence.starts_with("Would upload 5002 (") && sentence.contains("delete 1; 2 unchanged"),
+        "{sentence}"
+    );
+
+    // `hoist releases --output markdown`: one table row per release, the live one marked.
+    let ran = crate::util::Hoist::on(site.root(), &server.endpoint())
+        .args(["releases", "--output", "markdown"])
+        .success();
+    let releases = shape(&ran.stdout);
+    let table = &releases["tables"][0];
+    assert_eq!(table[0][0], "release", "{releases:#}");
+    assert_eq!(table[1][0], "1 (live)", "{releases:#}");
+    assert_eq!(table.as_array().map(Vec::len), Some(2), "{releases:#}");
+}
+
+/// A plan the delete guard refuses: exit 1 as in every output, nothing changed, and the
+/// report names the guard: the dry run's (the one a pull request shows) with the refused plan
+/// in it, the real run's in the job summary beside human output. `--no-step-summary` writes
+/// no summary.
+#[test]
+fn a_refused_deploy_in_markdown_names_the_guard() {
+    let Some(server) = Server::moto() else {
+        return;
+    };
+    let site = Site::with_config(&server, &[("index.html", "home")], CONFIG, "");
+    for i in 0..4 {
+        site.put(&format!("stale/{i}.html"), "old");
+    }
+    site.write_config(&format!("{CONFIG}\nmax_deletes: 2\n"));
+    let before = site.contents();
+    let ran = site
+        .deploy()
+        .args(["--dryrun", "--output", "markdown"])
+        .run()
+        .exit(1);
+    assert!(ran.stderr.contains("max_deletes (2)"), "{}", ran.stderr);
+    let seen = shape(&ran.stdout);
+    assert_eq!(seen["open_details"], 0);
+    let heading = seen["headings"][0].as_str().expect("heading");
+    assert!(heading.contains("Deploy refused"), "{heading}");
+    assert!(ran.stdout.contains("**TooManyDeletes**"), "{}", ran.stdout);
+    assert_eq!(keys(fold(&seen, "to delete")).len(), 4, "{seen:#}");
+    assert_eq!(site.contents(), before, "a refused plan changed the bucket");
+
+    let summary = site.root().join("summary.md");
+    let ran = site
+        .deploy()
+        .env("GITHUB_STEP_SUMMARY", summary.display().to_string())
+        .run()
+        .exit(1);
+    assert!(
+        !ran.stdout.contains("###"),
+        "human output got Markdown: {}",
+        ran.stdout
+    );
+    let written = std::fs::read_to_string(&summary).expect("the job summary was written");
+    assert!(
+        written.contains("Deploy refused") && written.contains("TooManyDeletes"),
+        "{written}"
+    );
+
+    std::fs::remove_file(&summary).expect("rm summary");
+    site.deploy()
+        .arg("--no-step-summary")
+        .env("GITHUB_STEP_SUMMARY", summary.display().to_string())
+        .run()
+        .exit(1);
+    assert!(!summary.exists(), "--no-step-summary wrote the summary");
+    assert_eq!(site.contents(), before);
+}
+
+/// A rule set with one of every mistake the lint knows, each on files that show it.
+const LINT_CONFIG: &str = r#"
+source: site
+rules:
+  - match: "**/*.html"
+    cache_control: "public, max-age=31536000"
+  - match: "assets/**"
+    cache_control: "public, max-age=31536000, immutable"
+    immutable: true
+  - match: "static/**"
+    cache_control: "public, max-age=60"
+  - match: "data/*.json"
+    content_encoding: gzip
+  - match: "*.wasm"
+    content_type: "application/octet-stream"
+  - match: "*.txt"
+    content_type: "text/plain"
+  - match: "assets/*.svg"
+    cache_control: "public, max-age=60"
+  - match: "*.woff3"
+    cache_control: "public, max-age=60"
+"#;
+
+const LINT_FILES: &[(&str, &str)] = &[
+    ("index.html", "<p>home</p>"),
+    ("docs/index.html", "<p>docs</p>"),
+    ("assets/index-BkXr3f9a.js", "app()"),
+    ("assets/logo.svg", "<svg/>"),
+    ("static/app-Dk3jR9aZ.js", "chunk()"),
+    ("data/x.json", "{\"plain\": true}"),
+    ("app.wasm", "\0asm"),
+    ("robots.txt", "User-agent: *"),
+];
+
+/// (check, file or rule the finding names, rule label) for each mistake of [`LINT_CONFIG`].
+const EXPECTED: &[(&str, &str, &str)] = &[
+    (
+        "long-cache-entry-point",
+        "`docs/index.html` and 1 more file(s)",
+        "rules[0] \"**/*.html\"",
+    ),
+    (
+        "immutable-without-hash",
+        "`assets/logo.svg`",
+        "rules[1] \"assets/**\"",
+    ),
+    (
+        "hash-without-long-cache",
+        "`static/app-Dk3jR9aZ.js`",
+        "rules[2] \"static/**\"",
+    ),
+    (
+        "encoding-mismatch",
+        "`data/x.json`",
+        "rules[3] \"data/*.json\"",
+    ),
+    ("web-type", "`app.wasm`", "rules[4] \"*.wasm\""),
+    ("charset", "`robots.txt`", "rules[5] \"*.txt\""),
+    (
+        "rule-shadowed",
+        "`assets/logo.svg`",
+        "rules[6] \"assets/*.svg\"",
+    ),
+    ("rule-unused", "matches no file", "rules[7] \"*.woff3\""),
+];
+
+/// By default each lint finding is a warning that names the check, the file (and how many
+/// more), the rule and the fix, and the deploy goes on; the standard fixture has none.
+#[test]
+fn lint_findings_name_the_file_the_rule_and_the_fix() {
+    let Some(server) = Server::moto() else {
+        return;
+    };
+    let site = Site::with_config(&server, LINT_FILES, LINT_CONFIG, "");
+    let ran = site.deploy().arg("--dryrun").success();
+    for (check, what, rule) in EXPECTED {
+        let line = ran
+            .stderr
+            .lines()
+            .find(|l| l.contains(&format!("lint {check}:")))
+            .unwrap_or_else(|| panic!("no `{check}` finding in:\n{}", ran.stderr));
+        assert!(
+            line.contains(what) && line.contains(rule),
+            "{check}: {line}"
+        );
+        assert!(line.contains("; fix: "), "{check} says no fix: {line}");
+    }
+    let lints = ran.stderr.lines().filter(|l| l.contains("lint ")).count();
+    assert_eq!(lints, EXPECTED.len(), "{}", ran.stderr);
+    let json = site.deploy_json().arg("--dryrun").success().json();
+    let warnings = json["warnings"].as_array().expect("warnings");
+    assert_eq!(
+        warnings
+            .iter()
+            .filter(|w| w.as_str().is_some_and(|w| w.starts_with("lint ")))
+            .count(),
+        EXPECTED.len(),
+        "{json:#}"
+    );
+
+    let good = Site::new(&server, crate::deploy::FILES);
+    let ran = good.deploy().arg("--dryrun").success();
+    assert!(
+        !ran.stderr.contains("lint "),
+        "false positives: {}",
+        ran.stderr
+    );
+}
+
+/// With `--strict` or `lint: {strict: true}`, any finding refuses the deploy with exit 1
+/// and no mutating request (moto's recorder); `lint.allow` silences checks by name, and a
+/// name it does not know is a config error.
+#[test]
+fn strict_lint_refuses_before_any_change() {
+    let Some(server) = Server::moto() else {
+        return;
+    };
+    let moto = server.moto_server().expect("moto");
+    let site = Site::with_config(&server, LINT_FILES, LINT_CONFIG, "");
+    moto.start_recording();
+    let ran = site.deploy_json().arg("--strict").run().exit(1);
+    moto.stop_recording();
+    let mutating: Vec<String> = moto
+        .recording()
+        .iter()
+        .filter(|r| r.is_mutating())
+        .map(|r| format!("{} {}", r.method, r.url))
+        .collect();
+    assert_eq!(
+        mutating,
+        Vec::<String>::new(),
+        "strict lint still changed the bucket"
+    );
+    assert!(
+        ran.stderr.contains("lint is strict; nothing was changed"),
+        "{}",
+        ran.stderr
+    );
+    let json = ran.json();
+    assert_eq!(json["status"], "refused");
+    let errors = json["errors"].as_array().expect("errors");
+    assert_eq!(errors.len(), EXPECTED.len(), "{json:#}");
+    assert!(errors.iter().all(|e| e["code"] == "LintFailed"), "{json:#}");
+    assert!(site.contents().is_empty());
+
+    site.write_config(&format!("{LINT_CONFIG}\nlint:\n  strict: true\n"));
+    site.deploy().run().exit(1);
+    let all: Vec<String> = EXPECTED
+        .iter()
+        .map(|(c, _, _)| format!("    - {c}\n"))
+        .collect();
+    site.write_config(&format!(
+        "{LINT_CONFIG}\nlint:\n  strict: true\n  allow:\n{}",
+        all.concat()
+    ));
+    let ran = site.deploy().success();
+    assert!(!ran.stderr.contains("lint "), "{}", ran.stderr);
+    let published = site
+        .contents()
+        .into_keys()
+        .filter(|k| !k.starts_with(".hoist/"))
+        .count();
+    assert_eq!(published, LINT_FILES.len());
+
+    site.write_config(&format!("{LINT_CONFIG}\nlint:\n  allow: [charsets]\n"));
+    let ran = site.deploy().run().exit(2);
+    assert!(
+        ran.stderr
+            .contains("unknown lint check `charsets`, expected one of"),
+        "{}",
+        ran.stderr
+    );
+}
