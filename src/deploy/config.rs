@@ -130,6 +130,8 @@ pub(crate) struct DeployConfig {
     pub(crate) releases: Option<ReleasesConfig>,
     /// Checks on the resolved headers before anything is published.
     pub(crate) lint: Option<LintConfig>,
+    /// Read the changed pages back after the HTML phase, before the deletes.
+    pub(crate) verify: Option<VerifyConfig>,
     /// Take `.hoist/lock.json` so two deploys of the target never interleave (default true).
     pub(crate) lock: Option<bool>,
     /// How long to wait for another run's lock (`5m` by default).
@@ -175,6 +177,18 @@ pub(crate) struct RuleConfig {
     /// Content-hashed names: uploaded first, never invalidated.
     #[serde(default)]
     pub(crate) immutable: bool,
+}
+
+/// `verify:`: read the changed pages back from the live site before anything is deleted.
+#[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct VerifyConfig {
+    /// Where the target is served (`https://www.example.com/`, or a bucket's URL).
+    pub(crate) base_url: String,
+    /// Check at most this many changed pages (all by default).
+    pub(crate) sample: Option<usize>,
+    /// How long each request may take (`10s` by default).
+    pub(crate) timeout: Option<Span>,
 }
 
 /// `lint:`: the checks on headers before a deploy (see README, "Lint before publishing").

@@ -170,6 +170,18 @@ impl DeployError {
                 },
                 message: chain(),
             }],
+            DeployError::Execute(ExecuteError::Verify { source, .. }) => match source {
+                super::verify::VerifyError::Failed { problems, .. } => problems
+                    .iter()
+                    .map(|p| JsonError {
+                        key: None,
+                        phase: None,
+                        code: "VerifyFailed".into(),
+                        message: format!("{} (from {}): {}", p.url, p.page, p.what),
+                    })
+                    .collect(),
+                super::verify::VerifyError::Client(_) => one("VerifyFailed", chain()),
+            },
             DeployError::Store(error) => one(error.code(), chain()),
             DeployError::Settings(_) => one("InvalidConfig", chain()),
             DeployError::Scan(_) => one("UnpublishableSource", chain()),
@@ -247,6 +259,12 @@ impl DeployError {
             DeployError::Execute(ExecuteError::Interrupted { .. } | ExecuteError::LockLost { .. }) => {
                 Some("run the same command again to finish the deploy".into())
             }
+            DeployError::Execute(ExecuteError::Verify { .. }) => Some(
+                "the new pages are live and every old file is still there: `hoist rollback` \
+                 serves the previous release again (with releases on), or fix the build and \
+                 deploy again"
+                    .into(),
+            ),
             DeployError::Lock(error) => error.hint(),
             DeployError::Rollback(RollbackError::Unrestorable { .. }) => Some(
                 "choose a newer release (`hoist releases`), or deploy that release's build".into(),

@@ -57,6 +57,8 @@ pub(crate) struct Executed {
     pub(crate) aborted: Vec<store::Upload>,
     /// Stale uploads that could not be aborted (the deploy itself succeeded).
     pub(crate) warnings: Vec<String>,
+    /// What `verify:` checked, when it ran.
+    pub(crate) verified: Option<super::verify::Verified>,
 }
 
 #[derive(Debug)]
@@ -89,6 +91,17 @@ pub(crate) enum ExecuteError {
     )]
     LockLost {
         phase: Phase,
+        not_started: Vec<&'static str>,
+    },
+    /// `verify:` found the live site broken after the HTML phase; the deletes and what follows
+    /// them never started.
+    #[error(
+        "the live site failed verification after the HTML phase; {} not started",
+        list(not_started)
+    )]
+    Verify {
+        #[source]
+        source: super::verify::VerifyError,
         not_started: Vec<&'static str>,
     },
 }
@@ -178,6 +191,8 @@ pub(crate) struct Executor<'a> {
     pub(crate) retrier: &'a Retrier,
     /// Set when another run took the lock over: no further phase starts.
     pub(crate) lock_lost: Option<&'a std::sync::atomic::AtomicBool>,
+    /// `verify:`, run after the HTML phase and before the deletes, with this run's nonce.
+    pub(crate) verify: Option<(&'a super::verify::VerifySettings, &'a str)>,
 }
 
 impl Executor<'_> {
@@ -191,6 +206,19 @@ impl Executor<'_> {
             Phase::Html,
             Phase::Delete,
         ] {
+            if phase == Phase::Delete
+                && let Some((settings, nonce)) = self.verify
+                && !self.interrupt.is_set()
+            {
+                executed.verified = Some(
+                    super::verify::verify(settings, plan, self.files, nonce)
+                        .await
+                        .map_err(|source| ExecuteError::Verify {
+                            source,
+                            not_started: not_started_after(Phase::Html, self.after),
+                        })?,
+                );
+            }
             let actions: Vec<&Action> = plan.phase(phase).collect();
             if actions.is_empty() {
                 continue;

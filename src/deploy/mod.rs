@@ -27,6 +27,7 @@ pub(crate) mod rules;
 pub(crate) mod scan;
 pub(crate) mod settings;
 pub(crate) mod target;
+pub(crate) mod verify;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -636,14 +637,8 @@ impl Deploy<'_> {
             remote_manifest = Some(intent);
         }
         let executed = self.execute(plan, &files, warnings.clone()).await?;
-        for upload in &executed.aborted {
-            self.printer.line(&report::abort_line(upload, false));
-        }
         let mut warnings = warnings;
-        for warning in &executed.warnings {
-            self.printer.warn(warning);
-        }
-        warnings.extend(executed.warnings.iter().cloned());
+        self.show_executed(&executed, &mut warnings);
         let invalidation = match (&self.settings.cloudfront, self.cloudfront) {
             (Some(settings), Some(client)) => Some(
                 cdn::invalidate(
@@ -690,7 +685,26 @@ impl Deploy<'_> {
             warnings,
         );
         report.release = summary;
+        report.verified = executed.verified;
         Ok(report)
+    }
+
+    /// What the executor did besides the plan's actions: aborted uploads, warnings, what
+    /// `verify:` checked.
+    fn show_executed(&self, executed: &Executed, warnings: &mut Vec<String>) {
+        for upload in &executed.aborted {
+            self.printer.line(&report::abort_line(upload, false));
+        }
+        for warning in &executed.warnings {
+            self.printer.warn(warning);
+        }
+        warnings.extend(executed.warnings.iter().cloned());
+        if let (Some(verified), Some(settings)) = (&executed.verified, &self.settings.verify) {
+            self.printer.status(&format!(
+                "verified {} page(s) and {} asset(s) at {}",
+                verified.pages, verified.assets, settings.base_url
+            ));
+        }
     }
 
     /// After the site is published: the release record, the manifest (skipped when it would
@@ -821,6 +835,8 @@ impl Deploy<'_> {
             &["manifest"]
         };
         let retrier = Retrier::new(plan.actions.len(), self.interrupt);
+        // Makes the verified pages' URLs this run's own, past every cache.
+        let nonce = uuid::Uuid::new_v4().simple().to_string();
         let executor = Executor {
             retrier: &retrier,
             store: self.store,
@@ -830,6 +846,11 @@ impl Deploy<'_> {
             on_done: &on_done,
             after,
             lock_lost: self.lock_lost,
+            verify: self
+                .settings
+                .verify
+                .as_ref()
+                .map(|settings| (settings, nonce.as_str())),
         };
         let executed = executor.run(plan).await;
         printer.finish_progress();

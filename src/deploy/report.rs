@@ -36,6 +36,9 @@ pub(crate) struct DeployReport {
     nested_sites: Vec<String>,
     /// The release this run published (none for a dry run or a run that changed nothing).
     pub(crate) release: Option<ReleaseSummary>,
+    /// What `verify:` checked, when it ran.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) verified: Option<super::verify::Verified>,
     warnings: Vec<String>,
     /// One entry per failure, short: the key and phase when there is one.
     errors: Vec<JsonError>,
@@ -118,6 +121,7 @@ impl DeployReport {
             kept: plan.kept.clone(),
             nested_sites: plan.nested.clone(),
             release: None,
+            verified: None,
             warnings,
             errors: Vec::new(),
         }

@@ -46,6 +46,8 @@ pub(crate) enum SettingsError {
     Env(#[from] EnvError),
     #[error(transparent)]
     Profile(#[from] ProfileNotFound),
+    #[error("verify.base_url `{url}`: {message}")]
+    VerifyUrl { url: String, message: String },
     #[error("{flag} {value}: {message}")]
     Flag {
         flag: &'static str,
@@ -93,6 +95,8 @@ pub(crate) struct DeploySettings {
     pub(crate) lint_strict: bool,
     /// The lint checks `lint.allow` skips.
     pub(crate) lint_allow: Vec<String>,
+    /// `verify:`, when set.
+    pub(crate) verify: Option<super::verify::VerifySettings>,
     pub(crate) concurrency: NonZeroUsize,
     /// Files at least this large are uploaded in parts of `multipart_chunksize`.
     pub(crate) multipart_threshold: u64,
@@ -179,6 +183,7 @@ impl DeploySettings {
             force: args.change.force,
             check: args.build.check,
             lint_strict: args.build.strict || config.lint.as_ref().is_some_and(|l| l.strict),
+            verify: config.verify.as_ref().map(verify_settings).transpose()?,
             lint_allow: config
                 .lint
                 .as_ref()
@@ -251,6 +256,35 @@ fn resolve_lifecycle(
         })
         .transpose()?;
     Ok((lifecycle, lock))
+}
+
+/// `verify:` checked: an http(s) base URL (made to end in `/`, so keys resolve under it).
+fn verify_settings(
+    config: &super::config::VerifyConfig,
+) -> Result<super::verify::VerifySettings, SettingsError> {
+    let wrong = |message: &str| SettingsError::VerifyUrl {
+        url: config.base_url.clone(),
+        message: message.to_string(),
+    };
+    let mut base_url = url::Url::parse(&config.base_url).map_err(|e| wrong(&e.to_string()))?;
+    if !matches!(base_url.scheme(), "http" | "https") {
+        return Err(wrong("must be an http:// or https:// URL"));
+    }
+    if base_url.query().is_some() || base_url.fragment().is_some() {
+        return Err(wrong("must have no query or fragment"));
+    }
+    if !base_url.path().ends_with('/') {
+        let path = format!("{}/", base_url.path());
+        base_url.set_path(&path);
+    }
+    Ok(super::verify::VerifySettings {
+        base_url,
+        sample: config.sample,
+        timeout: config
+            .timeout
+            .as_ref()
+            .map_or(std::time::Duration::from_secs(10), |span| span.0),
+    })
 }
 
 /// The source directory and the target: flags, else the config (relative to its file).

@@ -460,3 +460,178 @@ fn strict_lint_refuses_before_any_change() {
         ran.stderr
     );
 }
+
+const VERIFY_CONFIG: &str = r#"
+source: site
+exclude: ["assets/missing*"]
+rules:
+  - match: "*.html"
+    cache_control: "public, max-age=0, must-revalidate"
+  - match: "assets/**"
+    cache_control: "public, max-age=31536000, immutable"
+    immutable: true
+"#;
+
+/// A page referencing a script, a stylesheet (which references a font) and, from a second
+/// page, the same script again.
+fn verify_build(script: &str) -> Vec<(String, String)> {
+    vec![
+        (
+            "index.html".into(),
+            format!(
+                "<html><head><link rel=\"stylesheet\" href=\"assets/style.3c1d2e4f.css\">\
+                 <script type=\"module\" src=\"{script}\"></script></head>\
+                 <body><a href=\"about/\">about</a></body></html>"
+            ),
+        ),
+        (
+            "about/index.html".into(),
+            format!("<html><script src=\"../{script}\"></script></html>"),
+        ),
+        ("assets/app.5e6f7a8b.js".into(), "app()".into()),
+        (
+            "assets/style.3c1d2e4f.css".into(),
+            "@font-face{src:url(font.9a8b7c6d.woff2)}".into(),
+        ),
+        ("assets/font.9a8b7c6d.woff2".into(), "wOF2".into()),
+        (
+            "assets/missing.1a2b3c4d.js".into(),
+            "never published".into(),
+        ),
+    ]
+}
+
+/// The requests `verify:` sent (its user agent), as `METHOD key?query`.
+fn verify_requests(moto: &crate::servers::Moto, bucket: &str) -> Vec<String> {
+    let mut seen: Vec<String> = moto
+        .recording()
+        .iter()
+        .filter(|r| {
+            r.header("user-agent")
+                .is_some_and(|ua| ua.ends_with("(verify)"))
+        })
+        .map(|r| {
+            let key = r
+                .path()
+                .strip_prefix(&format!("/{bucket}/"))
+                .unwrap_or("?")
+                .to_string();
+            let query = r.query();
+            if query.is_empty() {
+                format!("{} {key}", r.method)
+            } else {
+                format!(
+                    "{} {key}?{}",
+                    r.method,
+                    query.split('=').next().unwrap_or("")
+                )
+            }
+        })
+        .collect();
+    seen.sort();
+    seen
+}
+
+/// `verify:` against the bucket itself (moto serves anonymous GETs with the stored headers):
+/// a good build passes with one GET per changed page and one request per referenced asset,
+/// and its stale page is deleted after; a page referencing an asset the build excluded, or
+/// an asset whose Content-Type was changed behind hoist's back, fails verification with
+/// exit 1 and nothing deleted.
+#[test]
+fn verify_checks_the_live_pages_before_anything_is_deleted() {
+    let Some(server) = Server::moto() else {
+        return;
+    };
+    let moto = server.moto_server().expect("moto");
+    let first = [("index.html", "<p>v1</p>"), ("old.html", "<p>old</p>")];
+    let site = Site::with_config(&server, &first, VERIFY_CONFIG, "");
+    moto.allow_public_read(&site.bucket);
+    site.deploy().success();
+    let config = format!(
+        "{VERIFY_CONFIG}\nverify:\n  base_url: {}/{}\n",
+        server.endpoint().url,
+        site.bucket
+    );
+    site.write_config(&config);
+
+    // A good build.
+    std::fs::remove_file(site.source().join("old.html")).expect("rm old.html");
+    for (path, body) in verify_build("assets/app.5e6f7a8b.js") {
+        site.write(&path, &body);
+    }
+    moto.start_recording();
+    let ran = site.deploy().success();
+    moto.stop_recording();
+    assert!(
+        ran.stderr.contains("verified 2 page(s) and 3 asset(s)"),
+        "{}",
+        ran.stderr
+    );
+    assert_eq!(
+        verify_requests(moto, &site.bucket),
+        [
+            "GET about/index.html?hoist-verify",
+            "GET assets/app.5e6f7a8b.js",
+            "GET assets/font.9a8b7c6d.woff2",
+            "GET assets/style.3c1d2e4f.css",
+            "GET index.html?hoist-verify",
+        ]
+    );
+    assert!(
+        !site.contents().contains_key("old.html"),
+        "the stale page outlived a good build"
+    );
+
+    // A page that needs an asset the build excluded (so it was never uploaded).
+    site.write("stale.html", "<p>stale</p>");
+    site.deploy().success();
+    std::fs::remove_file(site.source().join("stale.html")).expect("rm stale.html");
+    site.write(
+        "index.html",
+        "<html><script src=\"assets/missing.1a2b3c4d.js\"></script></html>",
+    );
+    let ran = site.deploy_json().run().exit(1);
+    assert!(
+        ran.stderr
+            .contains("assets/missing.1a2b3c4d.js (from index.html): answered 404"),
+        "{}",
+        ran.stderr
+    );
+    assert!(ran.stderr.contains("hoist rollback"), "{}", ran.stderr);
+    let json = ran.json();
+    assert_eq!(json["errors"][0]["code"], "VerifyFailed", "{json:#}");
+    assert!(
+        site.contents().contains_key("stale.html"),
+        "a failed verification deleted"
+    );
+
+    // An asset whose Content-Type another tool changed (the manifest still vouches for it).
+    site.write(
+        "index.html",
+        "<html><script src=\"assets/app.5e6f7a8b.js\"></script></html>",
+    );
+    let client = site.client();
+    crate::util::block_on(async {
+        client
+            .copy_object()
+            .bucket(&site.bucket)
+            .key("assets/app.5e6f7a8b.js")
+            .copy_source(format!("{}/assets/app.5e6f7a8b.js", site.bucket))
+            .metadata_directive(aws_sdk_s3::types::MetadataDirective::Replace)
+            .content_type("text/plain")
+            .send()
+            .await
+            .expect("copy");
+    });
+    let ran = site.deploy().run().exit(1);
+    assert!(
+        ran.stderr
+            .contains("Content-Type `text/plain`, the plan gave it `text/javascript"),
+        "{}",
+        ran.stderr
+    );
+    assert!(
+        site.contents().contains_key("stale.html"),
+        "a failed verification deleted"
+    );
+}
