@@ -95,6 +95,9 @@ pub enum Command {
     /// server-side copies: no build needed.
     #[command(after_help = ROLLBACK_EXAMPLES)]
     Rollback(RollbackArgs),
+    /// Deploy exactly the plan a `deploy --dryrun --plan-out FILE` saved; refuse, changing
+    /// nothing, when the source or the bucket changed since (naming the keys).
+    Apply(ApplyArgs),
     /// List the retained releases, newest first, marking the live one.
     Releases(ReleasesArgs),
     /// Write a commented deploy.yaml for the project here: its framework's output directory
@@ -262,6 +265,25 @@ pub struct BuildArgs {
     /// Refuse to deploy when a lint check finds anything (warnings otherwise)
     #[arg(long, help_heading = "Rules")]
     pub strict: bool,
+
+    /// With --dryrun: write the plan and what it was computed against, for `hoist apply`
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "dryrun",
+        help_heading = "Safety"
+    )]
+    pub plan_out: Option<PathBuf>,
+}
+
+/// `hoist apply PLAN`: run exactly a plan `--plan-out` saved, or refuse.
+#[derive(Debug, Args)]
+pub struct ApplyArgs {
+    /// The plan `hoist deploy --dryrun --plan-out FILE` wrote
+    #[arg(value_name = "PLAN")]
+    pub plan: PathBuf,
+    #[command(flatten)]
+    pub deploy: DeployArgs,
 }
 
 #[derive(Debug, Args)]

@@ -29,6 +29,8 @@ pub(crate) enum DeployError {
     Lock(#[from] LockError),
     #[error(transparent)]
     Rollback(#[from] RollbackError),
+    #[error(transparent)]
+    Saved(#[from] super::saved::SavedPlanError),
 }
 
 /// A failed run: the error, and the report of what it did when it got that far (the actions
@@ -123,6 +125,15 @@ pub(crate) enum GuardError {
         findings.join("\n  ")
     )]
     Lint { findings: Vec<String> },
+    #[error(
+        "{} no longer matches this run, so nothing was changed:\n  {}",
+        plan.display(),
+        differences.join("\n  ")
+    )]
+    PlanChanged {
+        plan: PathBuf,
+        differences: Vec<String>,
+    },
 }
 
 impl DeployError {
@@ -190,6 +201,16 @@ impl DeployError {
                 one("NormalizationTwins", chain())
             }
             DeployError::Guard(GuardError::TooManyDeletes { .. }) => one("TooManyDeletes", chain()),
+            DeployError::Guard(GuardError::PlanChanged { differences, .. }) => differences
+                .iter()
+                .map(|difference| JsonError {
+                    key: None,
+                    phase: None,
+                    code: "PlanChanged".into(),
+                    message: difference.clone(),
+                })
+                .collect(),
+            DeployError::Saved(_) => one("InvalidPlan", chain()),
             DeployError::Guard(GuardError::Lint { findings }) => findings
                 .iter()
                 .map(|finding| JsonError {
@@ -214,6 +235,7 @@ impl DeployError {
     pub(crate) fn exit_code(&self) -> ExitCode {
         match self {
             DeployError::Settings(_)
+            | DeployError::Saved(_)
             | DeployError::Scan(_)
             | DeployError::Lock(LockError::Unsupported { .. })
             | DeployError::Rollback(RollbackError::NotRetained { .. }) => ExitCode::Usage,
@@ -245,6 +267,11 @@ impl DeployError {
                 "check --source and --target, then raise max_deletes in deploy.yaml or pass --force"
                     .into(),
             ),
+            DeployError::Guard(GuardError::PlanChanged { .. }) => Some(
+                "review the plan again: `hoist deploy --dryrun --plan-out FILE`, then `hoist \
+                 apply FILE`"
+                    .into(),
+            ),
             DeployError::Guard(GuardError::Lint { .. }) => Some(
                 "fix what each finding says, or skip a check with `lint: {allow: [NAME]}` in \
                  deploy.yaml"
@@ -269,7 +296,7 @@ impl DeployError {
             DeployError::Rollback(RollbackError::Unrestorable { .. }) => Some(
                 "choose a newer release (`hoist releases`), or deploy that release's build".into(),
             ),
-            DeployError::Settings(_) | DeployError::Rollback(_) => None,
+            DeployError::Settings(_) | DeployError::Rollback(_) | DeployError::Saved(_) => None,
         }
     }
 }

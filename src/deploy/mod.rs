@@ -24,6 +24,7 @@ pub(crate) mod release;
 mod report;
 mod rollback;
 pub(crate) mod rules;
+pub(crate) mod saved;
 pub(crate) mod scan;
 pub(crate) mod settings;
 pub(crate) mod target;
@@ -141,8 +142,42 @@ fn append_step_summary(path: &Path, report: &DeployReport, printer: &Printer) {
     }
 }
 
+/// Runs `hoist apply PLAN`: a deploy whose plan must be the saved one.
+pub(crate) async fn apply(
+    args: &crate::cli::ApplyArgs,
+    interrupt: &Interrupt,
+) -> Result<(), DeployError> {
+    let started = Instant::now();
+    let result = async {
+        let mut settings = DeploySettings::resolve(&args.deploy)?;
+        let reviewed = saved::SavedPlan::read(&args.plan)?;
+        if reviewed.target != settings.target.url() {
+            return Err(GuardError::PlanChanged {
+                plan: args.plan.clone(),
+                differences: vec![format!(
+                    "the plan was made for {} but this run targets {}",
+                    reviewed.target,
+                    settings.target.url()
+                )],
+            }
+            .into());
+        }
+        settings.reviewed = Some((args.plan.clone(), reviewed));
+        deploy_with(settings, interrupt).await
+    }
+    .await;
+    outcome(&args.deploy.target, &args.deploy.change, started, result)
+}
+
 async fn deploy(args: &DeployArgs, interrupt: &Interrupt) -> Result<DeployReport, Failure> {
-    let settings = DeploySettings::resolve(args)?;
+    deploy_with(DeploySettings::resolve(args)?, interrupt).await
+}
+
+/// A deploy with its settings resolved (by `deploy`, or by `apply` with the reviewed plan).
+async fn deploy_with(
+    settings: DeploySettings,
+    interrupt: &Interrupt,
+) -> Result<DeployReport, Failure> {
     scan::check_root(&settings.source)?;
     let (commit, message) = release::source_commit(&settings.source, settings.message.as_deref());
     let origin = Origin {
@@ -545,6 +580,7 @@ impl Deploy<'_> {
         for warning in &gathered.warnings {
             self.printer.warn(warning);
         }
+        self.check_saved(&gathered, &plan)?;
         let changes = changes_to_invalidate(self, &plan, gathered.manifest.as_ref());
         if settings.dryrun {
             // A reviewer sees the whole plan, then the guard's verdict.
@@ -687,6 +723,41 @@ impl Deploy<'_> {
         report.release = summary;
         report.verified = executed.verified;
         Ok(report)
+    }
+
+    /// `--plan-out`: saves the plan with what it was computed against. `apply`: refuses,
+    /// before any change, unless this run computed exactly the reviewed plan from exactly
+    /// its inputs (see `saved.rs`).
+    fn check_saved(&self, gathered: &Gathered, plan: &Plan) -> Result<(), DeployError> {
+        let settings = self.settings;
+        if settings.plan_out.is_none() && settings.reviewed.is_none() {
+            return Ok(());
+        }
+        let now = saved::SavedPlan::capture(
+            settings.target.url(),
+            &gathered.files,
+            &gathered.objects,
+            plan,
+        );
+        if let Some((path, reviewed)) = &settings.reviewed {
+            let differences = reviewed.differences(&now);
+            if !differences.is_empty() {
+                return Err(GuardError::PlanChanged {
+                    plan: path.clone(),
+                    differences,
+                }
+                .into());
+            }
+        }
+        if let Some(path) = &settings.plan_out {
+            now.write(path)?;
+            self.printer.status(&format!(
+                "saved the plan to {} (apply it with `hoist apply {}`)",
+                escape(&path.display().to_string()),
+                escape(&path.display().to_string())
+            ));
+        }
+        Ok(())
     }
 
     /// What the executor did besides the plan's actions: aborted uploads, warnings, what

@@ -55,7 +55,9 @@ impl Phase {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "snake_case")]
 pub(crate) enum Op {
     Upload,
@@ -65,7 +67,9 @@ pub(crate) enum Op {
     Keep,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub(crate) enum Reason {
     #[serde(rename = "new")]
     New,
@@ -77,6 +81,18 @@ pub(crate) enum Reason {
     Stale,
     #[serde(rename = "kept for rollback")]
     ForRollback,
+}
+
+impl Op {
+    /// How the op reads in messages: `upload`, `update headers`, `delete`, `keep`.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Op::Upload => "upload",
+            Op::UpdateHeaders => "update headers",
+            Op::Delete => "delete",
+            Op::Keep => "keep",
+        }
+    }
 }
 
 impl Reason {

@@ -97,6 +97,10 @@ pub(crate) struct DeploySettings {
     pub(crate) lint_allow: Vec<String>,
     /// `verify:`, when set.
     pub(crate) verify: Option<super::verify::VerifySettings>,
+    /// `--plan-out`: where a dry run saves its plan.
+    pub(crate) plan_out: Option<PathBuf>,
+    /// `hoist apply`: the reviewed plan (and its file) this run must equal.
+    pub(crate) reviewed: Option<(PathBuf, super::saved::SavedPlan)>,
     pub(crate) concurrency: NonZeroUsize,
     /// Files at least this large are uploaded in parts of `multipart_chunksize`.
     pub(crate) multipart_threshold: u64,
@@ -184,6 +188,8 @@ impl DeploySettings {
             check: args.build.check,
             lint_strict: args.build.strict || config.lint.as_ref().is_some_and(|l| l.strict),
             verify: config.verify.as_ref().map(verify_settings).transpose()?,
+            plan_out: args.build.plan_out.clone(),
+            reviewed: None,
             lint_allow: config
                 .lint
                 .as_ref()

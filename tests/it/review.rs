@@ -635,3 +635,149 @@ fn verify_checks_the_live_pages_before_anything_is_deleted() {
         "a failed verification deleted"
     );
 }
+
+/// The object keys of mutating requests (a DeleteObjects counts each key it names), without
+/// the lock's, sorted: `PUT key`, `COPY key`, `DELETE key`.
+fn mutations(moto: &crate::servers::Moto, bucket: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for r in moto.recording().iter().filter(|r| r.is_mutating()) {
+        let key = r
+            .path()
+            .strip_prefix(&format!("/{bucket}/"))
+            .unwrap_or("")
+            .to_string();
+        if key == ".hoist/lock.json" {
+            continue;
+        }
+        if r.is_delete_objects() {
+            for part in r.body.split("<Key>").skip(1) {
+                let name = part.split("</Key>").next().unwrap_or("");
+                out.push(format!("DELETE {name}"));
+            }
+        } else if r.is_copy() {
+            out.push(format!("COPY {key}"));
+        } else {
+            out.push(format!("{} {key}", r.method));
+        }
+    }
+    out.sort();
+    out
+}
+
+/// `deploy --dryrun --plan-out` then `apply`: the reviewed plan runs with exactly the
+/// mutating requests a plain deploy of the same change sends (moto's recorder, beside a twin
+/// bucket); after one source file or one bucket object changes, `apply` refuses, naming the
+/// key, and sends no mutating request; a plan for another target or from a newer hoist is
+/// refused with a message that says so.
+#[test]
+fn apply_runs_exactly_the_reviewed_plan_or_nothing() {
+    let Some(server) = Server::moto() else {
+        return;
+    };
+    let moto = server.moto_server().expect("moto");
+    let v1 = [
+        ("index.html", "<p>v1</p>"),
+        ("old.html", "<p>old</p>"),
+        ("assets/app.1a2b3c4d.js", "v1()"),
+    ];
+    let change = |site: &Site| {
+        site.write("index.html", "<p>v2</p>");
+        site.write("new.html", "<p>new</p>");
+        std::fs::remove_file(site.source().join("old.html")).expect("rm old.html");
+    };
+    // The twin: the same change by a plain deploy, for the requests it sends.
+    let twin = Site::with_config(&server, &v1, CONFIG, "");
+    twin.deploy().success();
+    change(&twin);
+    moto.start_recording();
+    twin.deploy().success();
+    moto.stop_recording();
+    let plain = mutations(moto, &twin.bucket);
+    assert!(plain.contains(&"DELETE old.html".to_string()), "{plain:?}");
+
+    let site = Site::with_config(&server, &v1, CONFIG, "");
+    site.deploy().success();
+    change(&site);
+    let plan = site.root().join("plan.json");
+    let ran = site
+        .deploy()
+        .args(["--dryrun", "--plan-out", &plan.display().to_string()])
+        .success();
+    assert!(ran.stderr.contains("saved the plan to"), "{}", ran.stderr);
+    moto.start_recording();
+    crate::util::Hoist::on(site.root(), &server.endpoint())
+        .args(["apply", &plan.display().to_string()])
+        .success();
+    moto.stop_recording();
+    let applied = mutations(moto, &site.bucket);
+    // Release records and kept bytes are named by content and time; compare the rest.
+    let comparable = |m: &[String]| -> Vec<String> {
+        m.iter()
+            .filter(|l| !l.contains(".hoist/releases/") && !l.contains(".hoist/objects/"))
+            .cloned()
+            .collect()
+    };
+    assert_eq!(comparable(&applied), comparable(&plain));
+    assert_eq!(applied.len(), plain.len(), "{applied:?} vs {plain:?}");
+    let published = |site: &Site| {
+        let mut contents = site.contents();
+        contents.retain(|k, _| !k.starts_with(".hoist/"));
+        contents
+    };
+    assert_eq!(published(&site), published(&twin));
+
+    // Refusals: each sends no mutating request but the lock's.
+    let refused = |what: &str, expect: &str| {
+        moto.start_recording();
+        let ran = crate::util::Hoist::on(site.root(), &server.endpoint())
+            .args(["apply", &plan.display().to_string(), "--output", "json"])
+            .run()
+            .exit(1);
+        moto.stop_recording();
+        assert_eq!(
+            mutations(moto, &site.bucket),
+            Vec::<String>::new(),
+            "{what}"
+        );
+        assert!(ran.stderr.contains(expect), "{what}: {}", ran.stderr);
+        assert_eq!(ran.json()["status"], "refused", "{what}");
+    };
+    let again = |site: &Site| {
+        site.deploy()
+            .args(["--dryrun", "--plan-out", &plan.display().to_string()])
+            .success();
+    };
+    site.write("index.html", "<p>v3</p>");
+    again(&site);
+    site.write("index.html", "<p>v3, edited after the review</p>");
+    refused(
+        "a source file changed",
+        "source file `index.html`: content changed",
+    );
+    again(&site);
+    site.put("new.html", "changed by another tool");
+    refused(
+        "a bucket object changed",
+        "bucket object `new.html`: changed (size or ETag)",
+    );
+
+    let mut other: Value =
+        serde_json::from_str(&std::fs::read_to_string(&plan).expect("plan")).expect("json");
+    other["target"] = Value::from("s3://another-bucket/");
+    std::fs::write(&plan, other.to_string()).expect("write plan");
+    refused(
+        "another target",
+        "the plan was made for s3://another-bucket/",
+    );
+    other["format"] = Value::from(99);
+    std::fs::write(&plan, other.to_string()).expect("write plan");
+    let ran = crate::util::Hoist::on(site.root(), &server.endpoint())
+        .args(["apply", &plan.display().to_string()])
+        .run()
+        .exit(2);
+    assert!(
+        ran.stderr.contains("written by a newer hoist"),
+        "{}",
+        ran.stderr
+    );
+}
