@@ -98,6 +98,8 @@ pub enum Command {
     /// Deploy exactly the plan a `deploy --dryrun --plan-out FILE` saved; refuse, changing
     /// nothing, when the source or the bucket changed since (naming the keys).
     Apply(ApplyArgs),
+    /// List or prune the previews `deploy --preview NAME` published.
+    Previews(PreviewsArgs),
     /// List the retained releases, newest first, marking the live one.
     Releases(ReleasesArgs),
     /// Write a commented deploy.yaml for the project here: its framework's output directory
@@ -266,6 +268,11 @@ pub struct BuildArgs {
     #[arg(long, help_heading = "Rules")]
     pub strict: bool,
 
+    /// Publish the build as the preview NAME (`pr-123`): an independent site under the
+    /// target's previews prefix, hashed assets production has copied, not uploaded
+    #[arg(long, value_name = "NAME", help_heading = "Target")]
+    pub preview: Option<String>,
+
     /// With --dryrun: write the plan and what it was computed against, for `hoist apply`
     #[arg(
         long,
@@ -274,6 +281,36 @@ pub struct BuildArgs {
         help_heading = "Safety"
     )]
     pub plan_out: Option<PathBuf>,
+}
+
+/// `hoist previews list|prune`.
+#[derive(Debug, Args)]
+pub struct PreviewsArgs {
+    #[command(subcommand)]
+    pub action: PreviewsAction,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PreviewsAction {
+    /// The target's previews, with when each was last deployed
+    List {
+        #[command(flatten)]
+        target: TargetArgs,
+    },
+    /// Delete previews: the NAMEs given, or those not deployed for --older-than (default
+    /// `previews.expire_after`, 14d); locked, guarded by max_deletes, --dryrun shows them
+    Prune {
+        /// Previews to delete
+        #[arg(value_name = "NAME")]
+        names: Vec<String>,
+        /// Delete the previews not deployed for this long (`7d`, `24h`)
+        #[arg(long, value_name = "DURATION", conflicts_with = "names")]
+        older_than: Option<String>,
+        #[command(flatten)]
+        target: TargetArgs,
+        #[command(flatten)]
+        change: ChangeArgs,
+    },
 }
 
 /// `hoist apply PLAN`: run exactly a plan `--plan-out` saved, or refuse.

@@ -59,6 +59,10 @@ pub async fn run(command: Command) -> Result<ExitCode, Error> {
             deploy::rollback(&args, &interrupt).await?;
             Ok(ExitCode::Success)
         }
+        Command::Previews(args) => {
+            deploy::previews(&args, &interrupt).await?;
+            Ok(ExitCode::Success)
+        }
         Command::Apply(args) => {
             deploy::apply(&args, &interrupt).await?;
             Ok(ExitCode::Success)

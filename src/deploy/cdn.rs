@@ -609,6 +609,7 @@ mod tests {
             immutable,
             file: None,
             copy_from: None,
+            copy_from_origin: false,
             copy_etag: None,
             rule: None,
             header_changes: Vec::new(),

@@ -132,6 +132,8 @@ pub(crate) struct DeployConfig {
     pub(crate) lint: Option<LintConfig>,
     /// Read the changed pages back after the HTML phase, before the deletes.
     pub(crate) verify: Option<VerifyConfig>,
+    /// Previews per pull request (`hoist deploy --preview NAME`).
+    pub(crate) previews: Option<PreviewsConfig>,
     /// Take `.hoist/lock.json` so two deploys of the target never interleave (default true).
     pub(crate) lock: Option<bool>,
     /// How long to wait for another run's lock (`5m` by default).
@@ -177,6 +179,18 @@ pub(crate) struct RuleConfig {
     /// Content-hashed names: uploaded first, never invalidated.
     #[serde(default)]
     pub(crate) immutable: bool,
+}
+
+/// `previews:`: where `hoist deploy --preview NAME` publishes, and for how long.
+#[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct PreviewsConfig {
+    /// Where previews live under the target (`_previews/` by default).
+    pub(crate) prefix: Option<String>,
+    /// `hoist previews prune` deletes previews not deployed for this long (`14d` by default).
+    pub(crate) expire_after: Option<Span>,
+    /// A preview's address, `{name}` replaced: `https://{name}.preview.example.com/`.
+    pub(crate) url: Option<String>,
 }
 
 /// `verify:`: read the changed pages back from the live site before anything is deleted.

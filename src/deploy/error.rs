@@ -134,6 +134,8 @@ pub(crate) enum GuardError {
         plan: PathBuf,
         differences: Vec<String>,
     },
+    #[error("no preview `{name}` under {target}")]
+    NoSuchPreview { name: String, target: String },
 }
 
 impl DeployError {
@@ -159,6 +161,17 @@ impl DeployError {
             }]
         };
         let chain = || crate::error::ErrorChain(self).to_string();
+        let each = |code: &str, messages: &[String]| {
+            messages
+                .iter()
+                .map(|message| JsonError {
+                    key: None,
+                    phase: None,
+                    code: code.to_string(),
+                    message: message.clone(),
+                })
+                .collect()
+        };
         match self {
             DeployError::Execute(ExecuteError::PhaseFailed { phase, failed, .. }) => failed
                 .iter()
@@ -201,25 +214,12 @@ impl DeployError {
                 one("NormalizationTwins", chain())
             }
             DeployError::Guard(GuardError::TooManyDeletes { .. }) => one("TooManyDeletes", chain()),
-            DeployError::Guard(GuardError::PlanChanged { differences, .. }) => differences
-                .iter()
-                .map(|difference| JsonError {
-                    key: None,
-                    phase: None,
-                    code: "PlanChanged".into(),
-                    message: difference.clone(),
-                })
-                .collect(),
+            DeployError::Guard(GuardError::PlanChanged { differences, .. }) => {
+                each("PlanChanged", differences)
+            }
             DeployError::Saved(_) => one("InvalidPlan", chain()),
-            DeployError::Guard(GuardError::Lint { findings }) => findings
-                .iter()
-                .map(|finding| JsonError {
-                    key: None,
-                    phase: None,
-                    code: "LintFailed".into(),
-                    message: finding.clone(),
-                })
-                .collect(),
+            DeployError::Guard(GuardError::NoSuchPreview { .. }) => one("NoSuchPreview", chain()),
+            DeployError::Guard(GuardError::Lint { findings }) => each("LintFailed", findings),
             DeployError::Cdn(_) => one("CloudFront", chain()),
             DeployError::Lock(LockError::Held { .. }) => one("LockHeld", chain()),
             DeployError::Lock(LockError::Unsupported { .. }) => one("NoConditionalWrites", chain()),
@@ -296,6 +296,9 @@ impl DeployError {
             DeployError::Rollback(RollbackError::Unrestorable { .. }) => Some(
                 "choose a newer release (`hoist releases`), or deploy that release's build".into(),
             ),
+            DeployError::Guard(GuardError::NoSuchPreview { .. }) => {
+                Some("`hoist previews list` names the previews there are".into())
+            }
             DeployError::Settings(_) | DeployError::Rollback(_) | DeployError::Saved(_) => None,
         }
     }

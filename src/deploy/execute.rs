@@ -324,10 +324,17 @@ impl Executor<'_> {
                 None => kept_headers(),
             };
             let etag = action.copy_etag.as_deref();
-            let result = self
-                .retrier
-                .run(what, || store.copy(from, &action.key, &headers, etag))
-                .await?;
+            let result = if action.copy_from_origin {
+                self.retrier
+                    .run(what, || {
+                        store.copy_from_origin(from, &action.key, &headers, etag)
+                    })
+                    .await?
+            } else {
+                self.retrier
+                    .run(what, || store.copy(from, &action.key, &headers, etag))
+                    .await?
+            };
             return Ok(result.etag);
         }
         let file = &self.files[action.file.expect("write actions name a file")];

@@ -19,6 +19,7 @@ pub(crate) mod lint;
 pub(crate) mod lock;
 pub(crate) mod manifest;
 pub(crate) mod plan;
+mod previews;
 mod probe;
 pub(crate) mod release;
 mod report;
@@ -60,6 +61,7 @@ use crate::store::retry::Retrier;
 use crate::store::s3::{Multipart, RequestOptions};
 use crate::store::{self, Body, Listing, ObjectMeta, Store};
 
+pub(crate) use previews::previews;
 pub(crate) use rollback::{releases, rollback};
 
 /// Runs `hoist deploy` with parsed flags.
@@ -163,14 +165,14 @@ pub(crate) async fn apply(
             .into());
         }
         settings.reviewed = Some((args.plan.clone(), reviewed));
-        deploy_with(settings, interrupt).await
+        Box::pin(deploy_with(settings, interrupt)).await
     }
     .await;
     outcome(&args.deploy.target, &args.deploy.change, started, result)
 }
 
 async fn deploy(args: &DeployArgs, interrupt: &Interrupt) -> Result<DeployReport, Failure> {
-    deploy_with(DeploySettings::resolve(args)?, interrupt).await
+    Box::pin(deploy_with(DeploySettings::resolve(args)?, interrupt)).await
 }
 
 /// A deploy with its settings resolved (by `deploy`, or by `apply` with the reviewed plan).
@@ -307,8 +309,29 @@ pub(crate) async fn open_store(
     settings: &DeploySettings,
     interrupt: &Interrupt,
 ) -> (Arc<dyn Store>, Option<Session>) {
-    match &settings.target {
-        Target::Local { path } => (Arc::new(LocalStore::new(path.clone())), None),
+    let origin = settings.preview.as_ref().map(|p| &p.origin);
+    open_store_at(settings, &settings.target, origin, interrupt).await
+}
+
+/// A store for `target` (the run's, or a preview's or its production's), with `origin` as
+/// the site [`Store::copy_from_origin`] copies from.
+pub(crate) async fn open_store_at(
+    settings: &DeploySettings,
+    target: &Target,
+    origin: Option<&Target>,
+    interrupt: &Interrupt,
+) -> (Arc<dyn Store>, Option<Session>) {
+    match target {
+        Target::Local { path } => {
+            let origin = match origin {
+                Some(Target::Local { path }) => Some(path.clone()),
+                _ => None,
+            };
+            (
+                Arc::new(LocalStore::new(path.clone()).with_origin(origin)),
+                None,
+            )
+        }
         Target::S3 { bucket, prefix } => {
             let session = Session::load(&settings.aws).await;
             let options = StoreOptions {
@@ -323,7 +346,13 @@ pub(crate) async fn open_store(
                 page_size: None,
                 requests: RequestOptions::default(),
             };
-            let store = session.s3_store(bucket, prefix.clone(), options, interrupt);
+            let origin = match origin {
+                Some(Target::S3 { prefix, .. }) => Some(prefix.clone()),
+                _ => None,
+            };
+            let store = session
+                .s3_store(bucket, prefix.clone(), options, interrupt)
+                .with_origin(origin);
             (Arc::new(store), Some(session))
         }
     }
@@ -550,6 +579,7 @@ impl Deploy<'_> {
         origin: &Origin,
     ) -> Result<DeployReport, Failure> {
         let settings = self.settings;
+        self.mark_origin_copies(&mut gathered.files).await?;
         let (mut plan, lifecycle_warnings) = probe::plan(
             settings,
             self.store,
@@ -559,7 +589,16 @@ impl Deploy<'_> {
         )
         .await?;
         gathered.warnings.extend(lifecycle_warnings);
-        for prefix in &plan.nested {
+        // Previews are nested sites by design: not worth a warning on every production deploy.
+        let previews = settings
+            .preview
+            .is_none()
+            .then_some(settings.previews.prefix.as_str());
+        for prefix in plan
+            .nested
+            .iter()
+            .filter(|p| !previews.is_some_and(|previews| p.starts_with(previews)))
+        {
             gathered.warnings.push(format!(
                 "leaving `{}` alone: another hoist site lives there",
                 escape(prefix)
@@ -723,6 +762,39 @@ impl Deploy<'_> {
         report.release = summary;
         report.verified = executed.verified;
         Ok(report)
+    }
+
+    /// A preview: each immutable file whose bytes the production site's manifest has under
+    /// the same key is copied from there server-side instead of uploaded (one GET of that
+    /// manifest; the copy is pinned to the ETag it records).
+    async fn mark_origin_copies(&self, files: &mut [LocalFile]) -> Result<(), DeployError> {
+        let Some(preview) = &self.settings.preview else {
+            return Ok(());
+        };
+        let (origin, _session) =
+            open_store_at(self.settings, &preview.origin, None, self.interrupt).await;
+        let (manifest, warning) = fetch_manifest(origin.as_ref()).await?;
+        if let Some(warning) = warning {
+            self.printer.warn(&warning);
+        }
+        let Some(manifest) = manifest else {
+            return Ok(());
+        };
+        for file in files
+            .iter_mut()
+            .filter(|f| f.resolved.immutable && f.copy_from.is_none())
+        {
+            if let Some(entry) = manifest.objects.get(&file.key)
+                && entry.blake3 == file.blake3
+                && entry.size == file.size
+            {
+                file.from_origin = Some(scan::OriginCopy {
+                    key: file.key.clone(),
+                    etag: entry.etag.as_ref().map(ToString::to_string),
+                });
+            }
+        }
+        Ok(())
     }
 
     /// `--plan-out`: saves the plan with what it was computed against. `apply`: refuses,
@@ -942,7 +1014,7 @@ impl Deploy<'_> {
         invalidation: Option<cdn::InvalidationReport>,
         warnings: Vec<String>,
     ) -> DeployReport {
-        DeployReport::new(
+        let mut report = DeployReport::new(
             ending,
             self.store.url(None),
             actions,
@@ -950,7 +1022,16 @@ impl Deploy<'_> {
             self.started,
             invalidation,
             warnings,
-        )
+        );
+        report.preview = self
+            .settings
+            .preview
+            .as_ref()
+            .map(|p| report::PreviewReport {
+                name: p.name.clone(),
+                url: p.url.clone(),
+            });
+        report
     }
 }
 

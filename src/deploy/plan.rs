@@ -130,6 +130,10 @@ pub(crate) struct Action {
     /// source must still have.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) copy_from: Option<Key>,
+    /// Whether `copy_from` is a key of the origin site (a preview's production), not of the
+    /// target.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub(crate) copy_from_origin: bool,
     #[serde(skip)]
     pub(crate) copy_etag: Option<String>,
     /// The rule that gave the file its headers (`rules[2] "assets/**"`), if one matched.
@@ -410,19 +414,23 @@ pub(crate) fn build(
             key: file.key.clone(),
             reason,
             phase: Phase::of(file),
-            bytes: if op == Op::Upload && file.copy_from.is_none() {
+            bytes: if op == Op::Upload && file.copy_from.is_none() && file.from_origin.is_none() {
                 file.size
             } else {
                 0
             },
             immutable: file.resolved.immutable,
             file: Some(index),
-            copy_from: if op == Op::Upload {
-                file.copy_from.clone()
-            } else {
-                None
+            copy_from: match (op, &file.from_origin) {
+                (Op::Upload, Some(origin)) => Some(origin.key.clone()),
+                (Op::Upload, None) => file.copy_from.clone(),
+                _ => None,
             },
-            copy_etag: None,
+            copy_from_origin: op == Op::Upload && file.from_origin.is_some(),
+            copy_etag: match (op, &file.from_origin) {
+                (Op::Upload, Some(origin)) => origin.etag.clone(),
+                _ => None,
+            },
             rule: None,
             header_changes: Vec::new(),
         });
@@ -464,6 +472,7 @@ fn add_stale(plan: &mut Plan, remote_only: &[ObjectMeta], options: &PlanOptions<
             immutable,
             file: None,
             copy_from: None,
+            copy_from_origin: false,
             copy_etag: None,
             rule: None,
             header_changes: Vec::new(),
@@ -555,6 +564,7 @@ mod tests {
                 rule: None,
             },
             copy_from: None,
+            from_origin: None,
         }
     }
 

@@ -47,7 +47,14 @@ pub(crate) async fn plan(
         }
     }
     let rules = &settings.rules;
-    let is_excluded = |key: &str| rules.is_excluded(key);
+    // Production never deletes under the previews prefix (each preview is its own site, even
+    // one whose first deploy has not written its manifest yet).
+    let previews = settings
+        .preview
+        .is_none()
+        .then_some(settings.previews.prefix.as_str());
+    let is_excluded =
+        |key: &str| rules.is_excluded(key) || previews.is_some_and(|p| key.starts_with(p));
     let nested = plan::nested_sites(objects);
     let creates_release = creates_release(
         settings,

@@ -246,6 +246,7 @@ impl<'a> Ledger<'a> {
                 immutable: false,
                 file: None,
                 copy_from: Some(action.key.clone()),
+                copy_from_origin: false,
                 copy_etag: entry.etag.as_ref().map(ToString::to_string),
                 rule: None,
                 header_changes: Vec::new(),

@@ -39,9 +39,20 @@ pub(crate) struct DeployReport {
     /// What `verify:` checked, when it ran.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) verified: Option<super::verify::Verified>,
+    /// The preview this run published (`--preview NAME`), with its address.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) preview: Option<PreviewReport>,
     warnings: Vec<String>,
     /// One entry per failure, short: the key and phase when there is one.
     errors: Vec<JsonError>,
+}
+
+/// [`DeployReport::preview`].
+#[derive(Debug, Clone, serde::Serialize)]
+pub(crate) struct PreviewReport {
+    pub(crate) name: String,
+    /// From `previews.url`, when set.
+    pub(crate) url: Option<String>,
 }
 
 /// One failure in [`DeployReport::errors`].
@@ -122,6 +133,7 @@ impl DeployReport {
             nested_sites: plan.nested.clone(),
             release: None,
             verified: None,
+            preview: None,
             warnings,
             errors: Vec::new(),
         }
@@ -199,6 +211,12 @@ impl DeployReport {
         if let Some(invalidation) = &self.invalidation {
             line.push_str(&format!(", {}", invalidation.summary()));
         }
+        if let Some(PreviewReport { name, url }) = &self.preview {
+            line.push_str(&format!(", preview {}", escape(name)));
+            if let Some(url) = url {
+                line.push_str(&format!(" at {}", escape(url)));
+            }
+        }
         line.push_str(&format!(" in {:.1}s", s.seconds));
         printer.data(&line);
     }
@@ -251,6 +269,20 @@ pub(crate) fn action_line(action: &Action, dryrun: bool) -> String {
             if dryrun { "(dryrun) " } else { "" },
             escape(action.copy_from.as_ref().map_or("", Key::as_str)),
             escape(action.key.as_str()),
+        );
+    }
+    if let Some(from) = action
+        .copy_from
+        .as_ref()
+        .filter(|_| action.copy_from_origin)
+    {
+        return format!(
+            "{}{}  {}  ({}, copied from the production site's {})",
+            if dryrun { "(dryrun) " } else { "" },
+            console::style("copy").green(),
+            escape(action.key.as_str()),
+            action.reason.as_str(),
+            escape(from.as_str())
         );
     }
     if let Some(from) = &action.copy_from {

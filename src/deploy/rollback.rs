@@ -180,6 +180,7 @@ fn restore_files(
             },
             // A key that already holds its bytes is never copied onto itself.
             copy_from: source.filter(|source| source != key),
+            from_origin: None,
         });
     }
     if !missing.is_empty() {

@@ -29,6 +29,17 @@ pub(crate) struct LocalFile {
     /// For a rollback: the key whose bytes the object is copied from server-side (`path` is
     /// then unused). `None` for files of a build.
     pub(crate) copy_from: Option<Key>,
+    /// For a preview: the origin site's object with the same bytes, copied server-side
+    /// instead of uploaded.
+    pub(crate) from_origin: Option<OriginCopy>,
+}
+
+/// An object of the origin site (a preview's production) that holds a file's bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct OriginCopy {
+    pub(crate) key: Key,
+    /// The ETag it must still have when copied.
+    pub(crate) etag: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -259,6 +270,7 @@ fn walk(
             mtime: metadata.modified().unwrap_or(SystemTime::UNIX_EPOCH),
             blake3: Digest::default(),
             copy_from: None,
+            from_origin: None,
         });
     }
     // S3 lists keys in UTF-8 byte order; keep the same order (see docs/s3-facts.md).

@@ -58,6 +58,95 @@ pub(crate) enum SettingsError {
 
 pub(crate) const DEFAULT_CONFIG: &str = "deploy.yaml";
 
+/// Where previews live under the target unless `previews.prefix` says otherwise.
+pub(crate) const DEFAULT_PREVIEWS_PREFIX: &str = "_previews/";
+
+/// How long a preview lives without a deploy unless `previews.expire_after` says otherwise.
+const DEFAULT_PREVIEW_EXPIRY: std::time::Duration = std::time::Duration::from_hours(14 * 24);
+
+/// `previews:`, with its defaults.
+#[derive(Debug, Clone)]
+pub(crate) struct PreviewsSettings {
+    /// Under the target, ending in `/`: production never deletes under it.
+    pub(crate) prefix: String,
+    pub(crate) expire_after: std::time::Duration,
+    /// `{name}` not yet replaced.
+    pub(crate) url: Option<String>,
+}
+
+impl PreviewsSettings {
+    fn from_config(config: Option<&super::config::PreviewsConfig>) -> PreviewsSettings {
+        PreviewsSettings {
+            prefix: config
+                .and_then(|p| p.prefix.clone())
+                .map_or(DEFAULT_PREVIEWS_PREFIX.to_string(), |p| {
+                    format!("{}/", p.trim_matches('/'))
+                }),
+            expire_after: config
+                .and_then(|p| p.expire_after.as_ref())
+                .map_or(DEFAULT_PREVIEW_EXPIRY, |span| span.0),
+            url: config.and_then(|p| p.url.clone()),
+        }
+    }
+}
+
+/// A preview this run publishes.
+#[derive(Debug, Clone)]
+pub(crate) struct Preview {
+    pub(crate) name: String,
+    /// The production site's target, whose hashed assets are copied.
+    pub(crate) origin: Target,
+    /// Its address, from `previews.url`.
+    pub(crate) url: Option<String>,
+}
+
+/// A preview's name: 1 to 63 of `A-Z a-z 0-9 . _ -`, not `.` or `..`, so it is one key segment
+/// and a DNS label.
+pub(crate) fn check_preview_name(name: &str) -> Result<(), SettingsError> {
+    let ok = !name.is_empty()
+        && name.len() <= 63
+        && name != "."
+        && name != ".."
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(SettingsError::Flag {
+            flag: "--preview",
+            value: name.to_string(),
+            message: "a preview name is 1 to 63 letters, digits, `.`, `_` or `-`".into(),
+        })
+    }
+}
+
+/// The target of preview `name` under `origin`.
+pub(crate) fn preview_target(
+    origin: &Target,
+    prefix: &str,
+    name: &str,
+) -> Result<Target, SettingsError> {
+    Ok(match origin {
+        Target::S3 {
+            bucket,
+            prefix: site,
+        } => Target::S3 {
+            bucket: bucket.clone(),
+            prefix: crate::key::Prefix::new(&format!("{}{prefix}{name}/", site.as_str())).map_err(
+                |e| SettingsError::Flag {
+                    flag: "--preview",
+                    value: name.to_string(),
+                    message: e.to_string(),
+                },
+            )?,
+        },
+        Target::Local { path } => Target::Local {
+            path: path.join(prefix).join(name),
+        },
+    })
+}
+
 fn config_named(path: &Option<PathBuf>) -> String {
     match path {
         Some(path) => format!("`{}`", path.display()),
@@ -97,6 +186,10 @@ pub(crate) struct DeploySettings {
     pub(crate) lint_allow: Vec<String>,
     /// `verify:`, when set.
     pub(crate) verify: Option<super::verify::VerifySettings>,
+    /// `--preview NAME`: this run publishes a preview; `target` is then the preview's.
+    pub(crate) preview: Option<Preview>,
+    /// `previews:`.
+    pub(crate) previews: PreviewsSettings,
     /// `--plan-out`: where a dry run saves its plan.
     pub(crate) plan_out: Option<PathBuf>,
     /// `hoist apply`: the reviewed plan (and its file) this run must equal.
@@ -149,7 +242,11 @@ impl DeploySettings {
             ),
             Found::None { .. } => (DeployConfig::default(), PathBuf::from("."), None),
         };
-        let (source, target) = resolve_paths(args, &config, &base, &found, needs_source)?;
+        let (source, site) = resolve_paths(args, &config, &base, &found, needs_source)?;
+        let previews = PreviewsSettings::from_config(config.previews.as_ref());
+        let (preview, target) =
+            resolve_preview(args, site, &previews.prefix, previews.url.as_deref())?;
+        let is_preview = preview.is_some();
         let rules = Rules::from_config(&config)?;
         let profile = args.target.profile.clone().or(config.profile.clone());
         // A local target needs no AWS configuration at all.
@@ -187,8 +284,10 @@ impl DeploySettings {
             force: args.change.force,
             check: args.build.check,
             lint_strict: args.build.strict || config.lint.as_ref().is_some_and(|l| l.strict),
-            verify: config.verify.as_ref().map(verify_settings).transpose()?,
+            verify: resolve_verify(config.verify.as_ref(), preview.as_ref())?,
             plan_out: args.build.plan_out.clone(),
+            preview,
+            previews,
             reviewed: None,
             lint_allow: config
                 .lint
@@ -213,7 +312,8 @@ impl DeploySettings {
             rules: std::sync::Arc::new(rules),
             output: args.target.output,
             quiet: args.target.quiet,
-            cloudfront,
+            // The distribution serves production: a preview invalidates nothing of it.
+            cloudfront: if is_preview { None } else { cloudfront },
         })
     }
 }
@@ -262,6 +362,45 @@ fn resolve_lifecycle(
         })
         .transpose()?;
     Ok((lifecycle, lock))
+}
+
+/// `--preview NAME`: the preview and its target under `site`; without it, `site` itself.
+fn resolve_preview(
+    args: &DeployArgs,
+    site: Target,
+    prefix: &str,
+    url: Option<&str>,
+) -> Result<(Option<Preview>, Target), SettingsError> {
+    let Some(name) = &args.build.preview else {
+        return Ok((None, site));
+    };
+    check_preview_name(name)?;
+    let target = preview_target(&site, prefix, name)?;
+    let preview = Preview {
+        name: name.clone(),
+        origin: site,
+        url: url.map(|url| url.replace("{name}", name)),
+    };
+    Ok((Some(preview), target))
+}
+
+/// `verify:`, for production; a preview is verified at its own address, when `previews.url`
+/// gives one, and not at all otherwise.
+fn resolve_verify(
+    config: Option<&super::config::VerifyConfig>,
+    preview: Option<&Preview>,
+) -> Result<Option<super::verify::VerifySettings>, SettingsError> {
+    match (config, preview) {
+        (Some(verify), None) => Ok(Some(verify_settings(verify)?)),
+        (Some(verify), Some(Preview { url: Some(url), .. })) => {
+            Ok(Some(verify_settings(&super::config::VerifyConfig {
+                base_url: url.clone(),
+                sample: verify.sample,
+                timeout: verify.timeout,
+            })?))
+        }
+        _ => Ok(None),
+    }
 }
 
 /// `verify:` checked: an http(s) base URL (made to end in `/`, so keys resolve under it).

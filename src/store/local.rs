@@ -27,6 +27,8 @@ pub const META_DIR: &str = ".hoist-store";
 #[derive(Debug, Clone)]
 pub struct LocalStore {
     root: PathBuf,
+    /// The directory of the site this target is a preview of.
+    origin: Option<PathBuf>,
 }
 
 #[derive(serde::Serialize, serde::Deserialize)]
@@ -37,7 +39,17 @@ struct Sidecar {
 
 impl LocalStore {
     pub fn new(root: impl Into<PathBuf>) -> LocalStore {
-        LocalStore { root: root.into() }
+        LocalStore {
+            root: root.into(),
+            origin: None,
+        }
+    }
+
+    /// The site this target is a preview of: [`Store::copy_from_origin`] copies from it.
+    #[must_use]
+    pub fn with_origin(mut self, origin: Option<PathBuf>) -> Self {
+        self.origin = origin;
+        self
     }
 
     pub fn root(&self) -> &Path {
@@ -116,7 +128,8 @@ impl LocalStore {
                 .path()
                 .strip_prefix(&self.root)
                 .expect("walkdir yields paths under its root");
-            if relative == Path::new(META_DIR) {
+            // Its own metadata, and that of a store nested in it (a preview's), are no keys.
+            if entry.file_type().is_dir() && entry.file_name() == META_DIR {
                 walker.skip_current_dir();
                 continue;
             }
@@ -412,6 +425,30 @@ impl Store for LocalStore {
             }
         })
         .await
+    }
+
+    async fn copy_from_origin(
+        &self,
+        from: &Key,
+        to: &Key,
+        headers: &Headers,
+        from_etag: Option<&str>,
+    ) -> Result<PutResult, Error> {
+        let Some(root) = &self.origin else {
+            return Err(Error::NotFound {
+                url: format!("(no origin site for) {}", self.url(Some(from))),
+            });
+        };
+        let origin = LocalStore::new(root.clone());
+        let (bytes, etag) = origin.get_tagged(from).await?;
+        if let Some(expected) = from_etag
+            && etag.as_deref() != Some(expected)
+        {
+            return Err(Error::PreconditionFailed {
+                url: origin.url(Some(from)),
+            });
+        }
+        self.put(to, Body::Bytes(bytes), headers).await
     }
 
     async fn copy(

@@ -324,6 +324,18 @@ pub trait Store: Send + Sync + Debug {
         from_etag: Option<&str>,
     ) -> Result<PutResult, Error>;
 
+    /// Copies `from`, a key of the origin site (the site this target is a preview of, set when
+    /// the store was opened), to `to` under this target, with exactly `headers`, only while
+    /// `from` has `from_etag` when given. Reads outside the target; writes only inside it.
+    /// Without an origin it fails with [`Error::NotFound`] for `from`.
+    async fn copy_from_origin(
+        &self,
+        from: &Key,
+        to: &Key,
+        headers: &Headers,
+        from_etag: Option<&str>,
+    ) -> Result<PutResult, Error>;
+
     /// Multipart uploads under the prefix begun before `before` and never completed (a killed
     /// run's), oldest first. A backend without multipart uploads has none.
     async fn stale_uploads(&self, before: SystemTime) -> Result<Vec<Upload>, Error>;

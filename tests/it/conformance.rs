@@ -906,3 +906,117 @@ fn local_store_keeps_metadata_out_of_the_keyspace() {
         ));
     });
 }
+
+/// `Store::copy_from_origin` (a preview's copies of production's bytes): reads the origin's
+/// key, writes only under the preview's own prefix with exactly the given headers, honours the
+/// source ETag where the backend honours copy conditions (moto and rclone ignore
+/// `x-amz-copy-source-if-match`: notes/test-servers.md), and leaves the origin as it was. One
+/// test per backend; `origin` is the site, `preview` a store under it whose origin it is.
+async fn a_copy_from_the_origin_stays_inside(
+    origin: &dyn Store,
+    preview: &dyn Store,
+    honours_copy_conditions: bool,
+) {
+    let put = origin
+        .put(&key("assets/app.js"), bytes("app()"), &Headers::default())
+        .await
+        .expect("put in the origin");
+    let headers = full_headers();
+    preview
+        .copy_from_origin(
+            &key("assets/app.js"),
+            &key("assets/app.js"),
+            &headers,
+            put.etag.as_deref(),
+        )
+        .await
+        .expect("copy from the origin");
+    let copied = preview.head(&key("assets/app.js")).await.expect("head");
+    assert_eq!(copied.headers.cache_control, headers.cache_control);
+    assert_eq!(
+        &preview.get(&key("assets/app.js")).await.expect("get")[..],
+        b"app()"
+    );
+    if honours_copy_conditions {
+        assert!(matches!(
+            preview
+                .copy_from_origin(
+                    &key("assets/app.js"),
+                    &key("assets/b.js"),
+                    &headers,
+                    Some("0123456789abcdef0123456789abcdef"),
+                )
+                .await,
+            Err(Error::PreconditionFailed { .. })
+        ));
+    }
+    assert!(matches!(
+        preview
+            .copy_from_origin(&key("nope.js"), &key("nope.js"), &headers, None)
+            .await,
+        Err(Error::NotFound { .. })
+    ));
+    // The origin holds its one object and the preview's (listed under the preview's prefix).
+    let names: Vec<String> = listed(origin)
+        .await
+        .into_iter()
+        .map(|m| m.key.as_str().to_string())
+        .collect();
+    assert_eq!(names, ["_previews/x/assets/app.js", "assets/app.js"]);
+    let origin_head = origin
+        .head(&key("assets/app.js"))
+        .await
+        .expect("origin head");
+    assert_eq!(
+        origin_head.meta.etag, put.etag,
+        "the origin's object changed"
+    );
+}
+
+mod origin {
+    use hoist::key::Prefix;
+    use hoist::store::local::LocalStore;
+    use hoist::store::s3::S3Store;
+
+    #[test]
+    fn local() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let site = dir.path().join("store");
+        let origin = LocalStore::new(site.clone());
+        let preview = LocalStore::new(site.join("_previews/x")).with_origin(Some(site));
+        crate::util::block_on(super::a_copy_from_the_origin_stays_inside(
+            &origin, &preview, true,
+        ));
+    }
+
+    fn s3(server: &crate::backends::Server) {
+        let origin = super::s3_store(server, "site/");
+        let endpoint = server.endpoint();
+        let preview = S3Store::new(
+            endpoint.client(),
+            origin.bucket().to_string(),
+            Prefix::new("site/_previews/x/").expect("prefix"),
+            endpoint.url.clone(),
+        )
+        .with_origin(Some(origin.prefix().clone()));
+        crate::util::block_on(super::a_copy_from_the_origin_stays_inside(
+            &origin, &preview, false,
+        ));
+    }
+
+    #[test]
+    fn moto() {
+        let Some(server) = crate::backends::Server::moto() else {
+            return;
+        };
+        s3(&server);
+    }
+
+    #[test]
+    fn rclone() {
+        let Some(server) = crate::backends::Server::rclone() else {
+            return;
+        };
+        s3(&server);
+    }
+}

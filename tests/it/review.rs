@@ -781,3 +781,183 @@ fn apply_runs_exactly_the_reviewed_plan_or_nothing() {
         ran.stderr
     );
 }
+
+/// Every key of the bucket under `prefix`.
+fn keys_under(site: &Site, prefix: &str) -> Vec<String> {
+    site.all_contents()
+        .into_keys()
+        .filter(|k| k.starts_with(prefix))
+        .collect()
+}
+
+/// `deploy --preview NAME`: the production site's hashed assets are server-side copied into
+/// `_previews/NAME/` (CopyObject, not PutObject), nothing outside that prefix is written, and
+/// the report prints the preview's address; a production deploy after it leaves every preview
+/// key alone; `previews prune NAME` and `previews prune --older-than` delete exactly one
+/// preview's keys (moto's recorder), through the guard and the dry run.
+#[test]
+fn previews_copy_production_assets_and_prune_exactly_their_keys() {
+    let Some(server) = Server::moto() else {
+        return;
+    };
+    let moto = server.moto_server().expect("moto");
+    let config = format!("{CONFIG}\npreviews:\n  url: \"https://{{name}}.preview.example.com/\"\n");
+    let v1 = [
+        ("index.html", "<p>v1</p>"),
+        ("assets/app.1a2b3c4d.js", "app()"),
+        ("assets/vendor.5e6f7a8b.js", "vendor()"),
+    ];
+    let site = Site::with_config(&server, &v1, &config, "");
+    site.deploy().success();
+    site.write("index.html", "<p>pull request</p>");
+    site.write("assets/new.9a9b9c9d.js", "new()");
+
+    moto.start_recording();
+    let ran = site.deploy().args(["--preview", "pr-7"]).success();
+    moto.stop_recording();
+    assert!(
+        ran.stdout
+            .contains("preview pr-7 at https://pr-7.preview.example.com/"),
+        "{}",
+        ran.stdout
+    );
+    let recording = moto.recording();
+    let writes: Vec<&crate::servers::Recorded> =
+        recording.iter().filter(|r| r.is_mutating()).collect();
+    let outside: Vec<String> = writes
+        .iter()
+        .map(|r| r.path())
+        .filter(|p| !p.starts_with(&format!("/{}/_previews/pr-7/", site.bucket)))
+        .collect();
+    assert_eq!(
+        outside,
+        Vec::<String>::new(),
+        "a preview wrote outside its prefix"
+    );
+    for asset in ["assets/app.1a2b3c4d.js", "assets/vendor.5e6f7a8b.js"] {
+        let to = format!("/{}/_previews/pr-7/{asset}", site.bucket);
+        let sent: Vec<&&crate::servers::Recorded> =
+            writes.iter().filter(|r| r.path() == to).collect();
+        assert_eq!(sent.len(), 1, "{asset}: {sent:?}");
+        assert!(sent[0].is_copy(), "{asset} was uploaded, not copied");
+        let source = sent[0].header("x-amz-copy-source").expect("copy source");
+        assert!(
+            source.ends_with(&format!("{}/{asset}", site.bucket)),
+            "{source}"
+        );
+    }
+    let new = format!("/{}/_previews/pr-7/assets/new.9a9b9c9d.js", site.bucket);
+    assert!(
+        writes.iter().any(|r| r.path() == new && !r.is_copy()),
+        "an asset production lacks must be uploaded"
+    );
+    let copied = crate::util::head(
+        &site.client(),
+        &site.bucket,
+        "_previews/pr-7/assets/app.1a2b3c4d.js",
+    );
+    assert_eq!(
+        copied.cache_control(),
+        Some("public, max-age=31536000, immutable"),
+        "the copy keeps the rule's headers"
+    );
+
+    // A second preview, then production deploys (and deletes a stale asset of its own).
+    site.deploy().args(["--preview", "pr-8"]).success();
+    let pr7 = keys_under(&site, "_previews/pr-7/");
+    let pr8 = keys_under(&site, "_previews/pr-8/");
+    assert!(
+        pr7.contains(&"_previews/pr-7/.hoist/manifest.json".to_string()),
+        "{pr7:?}"
+    );
+    std::fs::remove_file(site.source().join("assets/vendor.5e6f7a8b.js")).expect("rm vendor");
+    site.write_config(&format!(
+        "{config}\nkeep_stale_for: 0s\nreleases:\n  keep: 0\n"
+    ));
+    moto.start_recording();
+    let ran = site.deploy().success();
+    moto.stop_recording();
+    assert!(!ran.stderr.contains("another hoist site"), "{}", ran.stderr);
+    assert!(
+        moto.recording()
+            .iter()
+            .filter(|r| r.is_mutating())
+            .all(|r| !r.path().contains("/_previews/") && !r.body.contains("_previews/")),
+        "a production deploy touched a preview"
+    );
+    assert_eq!(keys_under(&site, "_previews/pr-7/"), pr7);
+    assert_eq!(keys_under(&site, "_previews/pr-8/"), pr8);
+    site.write_config(&config);
+
+    let list = crate::util::Hoist::on(site.root(), &server.endpoint())
+        .args(["previews", "list", "--output", "json"])
+        .success()
+        .json();
+    let names: Vec<&str> = list["previews"]
+        .as_array()
+        .expect("previews")
+        .iter()
+        .filter_map(|p| p["name"].as_str())
+        .collect();
+    assert_eq!(names, ["pr-7", "pr-8"]);
+
+    let previews = |args: &[&str]| {
+        crate::util::Hoist::on(site.root(), &server.endpoint())
+            .arg("previews")
+            .args(args)
+    };
+    let dry = previews(&["prune", "pr-7", "--dryrun"]).success();
+    assert_eq!(
+        dry.stdout.matches("(dryrun) delete").count(),
+        pr7.len(),
+        "{}",
+        dry.stdout
+    );
+    assert_eq!(
+        keys_under(&site, "_previews/pr-7/"),
+        pr7,
+        "a dry run deleted"
+    );
+    previews(&["prune", "--older-than", "1d"]).success();
+    assert_eq!(
+        keys_under(&site, "_previews/pr-7/"),
+        pr7,
+        "a fresh preview was pruned"
+    );
+
+    let before = site.all_contents();
+    moto.start_recording();
+    previews(&["prune", "pr-7"]).success();
+    moto.stop_recording();
+    let deleted = mutations(moto, &site.bucket)
+        .into_iter()
+        .filter_map(|m| m.strip_prefix("DELETE ").map(str::to_string))
+        .collect::<std::collections::BTreeSet<_>>();
+    // Its keys, and the lock prune itself took on the preview.
+    let mut expected_deletes: std::collections::BTreeSet<String> = pr7.iter().cloned().collect();
+    expected_deletes.insert("_previews/pr-7/.hoist/lock.json".into());
+    assert_eq!(deleted, expected_deletes, "prune deleted other keys");
+    let mut expected = before;
+    expected.retain(|k, _| !k.starts_with("_previews/pr-7/"));
+    assert_eq!(site.all_contents(), expected);
+
+    // Expired (here: older than 0s): exactly pr-8's keys go, once the delete guard is
+    // overridden (`max_deletes: 2` refuses its 6 keys, changing nothing).
+    site.write_config(&format!("{config}\nmax_deletes: 2\n"));
+    let refused = previews(&["prune", "--older-than", "0s"]).run().exit(1);
+    assert!(
+        refused.stderr.contains("max_deletes (2)"),
+        "{}",
+        refused.stderr
+    );
+    assert_eq!(keys_under(&site, "_previews/pr-8/"), pr8);
+    previews(&["prune", "--older-than", "0s", "--force"]).success();
+    assert_eq!(keys_under(&site, "_previews/"), Vec::<String>::new());
+    assert!(site.contents().contains_key("index.html"));
+    let missing = previews(&["prune", "pr-9"]).run().exit(1);
+    assert!(
+        missing.stderr.contains("no preview `pr-9`"),
+        "{}",
+        missing.stderr
+    );
+}

@@ -106,6 +106,13 @@ impl DeployReport {
             _ => ("❌", "Deploy failed for"),
         };
         let _ = writeln!(out, "### {mark} hoist: {what} {}\n", code(target));
+        if let Some(preview) = &self.preview {
+            let _ = write!(out, "Preview {}", code(&preview.name));
+            if let Some(url) = &preview.url {
+                let _ = write!(out, ": <{}>", url.replace(['<', '>', ' '], ""));
+            }
+            out.push_str("\n\n");
+        }
         if !self.has_plan() {
             // It failed before it had a plan: the errors say why.
             return;
@@ -274,6 +281,9 @@ fn item(action: &Action) -> String {
     match (&action.copy_from, action.op) {
         (Some(from), Op::Keep) => {
             line = format!("{} as {}", code(from.as_str()), line);
+        }
+        (Some(from), _) if action.copy_from_origin => {
+            let _ = write!(line, " (copied from production's {})", code(from.as_str()));
         }
         (Some(from), _) => {
             let _ = write!(line, " (copied from {})", code(from.as_str()));

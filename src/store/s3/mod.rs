@@ -93,6 +93,8 @@ pub struct S3Store {
     page_size: Option<i32>,
     /// Customer keys, grants and checksum choices of `sync`'s flags.
     requests: RequestOptions,
+    /// The prefix of the site this target is a preview of, for [`Store::copy_from_origin`].
+    origin: Option<Prefix>,
 }
 
 impl S3Store {
@@ -114,7 +116,15 @@ impl S3Store {
             listed_etags: true,
             page_size: None,
             requests: RequestOptions::default(),
+            origin: None,
         }
+    }
+
+    /// The site this target is a preview of: [`Store::copy_from_origin`] copies from it.
+    #[must_use]
+    pub fn with_origin(mut self, origin: Option<Prefix>) -> Self {
+        self.origin = origin;
+        self
     }
 
     /// Customer keys, grants and checksum choices for every request that takes them. An
@@ -556,6 +566,39 @@ impl Store for S3Store {
             .bucket(&self.bucket)
             .key(self.full(to))
             .copy_source(copy_source(&self.bucket, &self.full(from)))
+            .set_copy_source_if_match(from_etag.map(|etag| format!("\"{etag}\"")))
+            .metadata_directive(MetadataDirective::Replace);
+        request = apply_put_headers!(request, headers);
+        let output = request
+            .send()
+            .await
+            .map_err(|e| self.error("CopyObject", Some(to), e))?;
+        Ok(PutResult {
+            etag: output
+                .copy_object_result()
+                .and_then(|r| r.e_tag())
+                .map(normalize_etag),
+        })
+    }
+
+    async fn copy_from_origin(
+        &self,
+        from: &Key,
+        to: &Key,
+        headers: &Headers,
+        from_etag: Option<&str>,
+    ) -> Result<PutResult, Error> {
+        let Some(origin) = &self.origin else {
+            return Err(Error::NotFound {
+                url: format!("(no origin site for) {}", self.url(Some(from))),
+            });
+        };
+        let mut request = self
+            .client
+            .copy_object()
+            .bucket(&self.bucket)
+            .key(self.full(to))
+            .copy_source(copy_source(&self.bucket, &origin.join(from)))
             .set_copy_source_if_match(from_etag.map(|etag| format!("\"{etag}\"")))
             .metadata_directive(MetadataDirective::Replace);
         request = apply_put_headers!(request, headers);
