@@ -248,9 +248,10 @@ async fn delete_all(deploy: &Deploy<'_>) -> Result<super::report::DeployReport, 
     }
     drop(listing);
     if deploy.settings.dryrun {
-        let report = deploy
+        let mut report = deploy
             .dry_run(&plan, &super::cdn::Changes::default(), Vec::new())
             .await?;
+        report.pruned = true;
         return match guard(deploy.settings, &plan, deploy.store) {
             Ok(()) => Ok(report),
             Err(refused) => Err(Failure::with_report(refused.into(), report)),
@@ -258,13 +259,15 @@ async fn delete_all(deploy: &Deploy<'_>) -> Result<super::report::DeployReport, 
     }
     guard(deploy.settings, &plan, deploy.store)?;
     deploy.execute(&plan, &[], Vec::new()).await?;
-    Ok(deploy.report(
+    let mut report = deploy.report(
         Ending::Deployed,
         plan.actions.clone(),
         &plan,
         None,
         Vec::new(),
-    ))
+    );
+    report.pruned = true;
+    Ok(report)
 }
 
 fn delete_action(key: Key) -> Action {

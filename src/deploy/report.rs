@@ -42,6 +42,10 @@ pub(crate) struct DeployReport {
     /// The preview this run published (`--preview NAME`), with its address.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) preview: Option<PreviewReport>,
+    /// The run deleted a preview (`hoist previews prune`) rather than deploying: its summary
+    /// line says so.
+    #[serde(skip)]
+    pub(crate) pruned: bool,
     warnings: Vec<String>,
     /// One entry per failure, short: the key and phase when there is one.
     errors: Vec<JsonError>,
@@ -134,6 +138,7 @@ impl DeployReport {
             release: None,
             verified: None,
             preview: None,
+            pruned: false,
             warnings,
             errors: Vec::new(),
         }
@@ -182,13 +187,14 @@ impl DeployReport {
             OutputFormat::Human => {}
         }
         let s = &self.summary;
-        let verb = if self.dryrun {
-            "(dryrun) would deploy"
-        } else {
-            "deployed"
+        let verb = match (self.dryrun, self.pruned) {
+            (true, false) => "(dryrun) would deploy to",
+            (false, false) => "deployed to",
+            (true, true) => "(dryrun) would prune",
+            (false, true) => "pruned",
         };
         let mut line = format!(
-            "{verb} to {}: {} uploaded ({}), {} headers updated, {} deleted, {} unchanged",
+            "{verb} {}: {} uploaded ({}), {} headers updated, {} deleted, {} unchanged",
             escape(self.target.as_deref().unwrap_or("")),
             s.uploaded,
             human_bytes(s.bytes),

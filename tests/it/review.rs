@@ -913,6 +913,11 @@ fn previews_copy_production_assets_and_prune_exactly_their_keys() {
         "{}",
         dry.stdout
     );
+    assert!(
+        dry.stdout.contains("(dryrun) would prune"),
+        "{}",
+        dry.stdout
+    );
     assert_eq!(
         keys_under(&site, "_previews/pr-7/"),
         pr7,
@@ -927,7 +932,8 @@ fn previews_copy_production_assets_and_prune_exactly_their_keys() {
 
     let before = site.all_contents();
     moto.start_recording();
-    previews(&["prune", "pr-7"]).success();
+    let pruned = previews(&["prune", "pr-7"]).success();
+    assert!(pruned.stdout.contains("pruned s3://"), "{}", pruned.stdout);
     moto.stop_recording();
     let deleted = mutations(moto, &site.bucket)
         .into_iter()
