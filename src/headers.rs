@@ -186,17 +186,22 @@ fn is_text(essence: &str) -> bool {
         )
 }
 
+/// A Content-Type's type and subtype, lower case, without parameters (`text/html`).
+pub(crate) fn essence(content_type: &str) -> String {
+    content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase()
+}
+
 /// Whether a Content-Type is an HTML page, which deploys publish last.
 pub fn is_html(content_type: Option<&str>) -> bool {
     let Some(content_type) = content_type else {
         return false;
     };
-    let essence = content_type
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
+    let essence = essence(content_type);
     essence == "text/html" || essence == "application/xhtml+xml"
 }
 

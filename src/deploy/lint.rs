@@ -364,12 +364,7 @@ fn web_type(name: &str) -> Option<&'static str> {
 }
 
 fn is_text_type(content_type: &str) -> bool {
-    let essence = content_type
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
+    let essence = crate::headers::essence(content_type);
     essence.starts_with("text/")
         || matches!(
             essence.as_str(),

@@ -216,6 +216,37 @@ impl S3Store {
         self.prefix.join(key)
     }
 
+    /// One CopyObject of the bucket's `source` (a full key) to `to` with exactly `headers`,
+    /// only while the source has `from_etag` when given: `Store::copy` and
+    /// `Store::copy_from_origin` differ only in the source.
+    async fn copy_object(
+        &self,
+        source: &str,
+        to: &Key,
+        headers: &Headers,
+        from_etag: Option<&str>,
+    ) -> Result<PutResult, Error> {
+        let mut request = self
+            .client
+            .copy_object()
+            .bucket(&self.bucket)
+            .key(self.full(to))
+            .copy_source(copy_source(&self.bucket, source))
+            .set_copy_source_if_match(from_etag.map(|etag| format!("\"{etag}\"")))
+            .metadata_directive(MetadataDirective::Replace);
+        request = apply_put_headers!(request, headers);
+        let output = request
+            .send()
+            .await
+            .map_err(|e| self.error("CopyObject", Some(to), e))?;
+        Ok(PutResult {
+            etag: output
+                .copy_object_result()
+                .and_then(|r| r.e_tag())
+                .map(normalize_etag),
+        })
+    }
+
     fn error<E>(&self, op: &'static str, key: Option<&Key>, err: SdkError<E>) -> Error
     where
         E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
@@ -560,25 +591,8 @@ impl Store for S3Store {
         headers: &Headers,
         from_etag: Option<&str>,
     ) -> Result<PutResult, Error> {
-        let mut request = self
-            .client
-            .copy_object()
-            .bucket(&self.bucket)
-            .key(self.full(to))
-            .copy_source(copy_source(&self.bucket, &self.full(from)))
-            .set_copy_source_if_match(from_etag.map(|etag| format!("\"{etag}\"")))
-            .metadata_directive(MetadataDirective::Replace);
-        request = apply_put_headers!(request, headers);
-        let output = request
-            .send()
+        self.copy_object(&self.full(from), to, headers, from_etag)
             .await
-            .map_err(|e| self.error("CopyObject", Some(to), e))?;
-        Ok(PutResult {
-            etag: output
-                .copy_object_result()
-                .and_then(|r| r.e_tag())
-                .map(normalize_etag),
-        })
     }
 
     async fn copy_from_origin(
@@ -593,25 +607,8 @@ impl Store for S3Store {
                 url: format!("(no origin site for) {}", self.url(Some(from))),
             });
         };
-        let mut request = self
-            .client
-            .copy_object()
-            .bucket(&self.bucket)
-            .key(self.full(to))
-            .copy_source(copy_source(&self.bucket, &origin.join(from)))
-            .set_copy_source_if_match(from_etag.map(|etag| format!("\"{etag}\"")))
-            .metadata_directive(MetadataDirective::Replace);
-        request = apply_put_headers!(request, headers);
-        let output = request
-            .send()
+        self.copy_object(&origin.join(from), to, headers, from_etag)
             .await
-            .map_err(|e| self.error("CopyObject", Some(to), e))?;
-        Ok(PutResult {
-            etag: output
-                .copy_object_result()
-                .and_then(|r| r.e_tag())
-                .map(normalize_etag),
-        })
     }
 
     async fn delete_batch(&self, keys: &[Key]) -> Vec<(Key, Error)> {
