@@ -179,6 +179,10 @@ pub(crate) struct RuleConfig {
     /// Content-hashed names: uploaded first, never invalidated.
     #[serde(default)]
     pub(crate) immutable: bool,
+    /// Store the files compressed: `gzip` or `br` in place (with Content-Encoding), or
+    /// `variants` (the file, `NAME.br` and `NAME.gz`, for an edge function to choose from).
+    /// Already-compressed types (images, fonts, archives, video) are left as they are.
+    pub(crate) compress: Option<super::compress::Compress>,
 }
 
 /// `previews:`: where `hoist deploy --preview NAME` publishes, and for how long.

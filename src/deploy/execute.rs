@@ -53,12 +53,27 @@ impl ExecOptions {
 #[derive(Debug, Default)]
 pub(crate) struct Executed {
     pub(crate) etags: BTreeMap<Key, Option<String>>,
+    /// The stored size of each object uploaded compressed (`compress:`), whose source file
+    /// has another size.
+    pub(crate) sizes: BTreeMap<Key, u64>,
     /// Stale uploads aborted.
     pub(crate) aborted: Vec<store::Upload>,
     /// Stale uploads that could not be aborted (the deploy itself succeeded).
     pub(crate) warnings: Vec<String>,
     /// What `verify:` checked, when it ran.
     pub(crate) verified: Option<super::verify::Verified>,
+}
+
+/// What one write left: the object's ETag, and its size when it is not the file's.
+struct Written {
+    etag: Option<String>,
+    size: Option<u64>,
+}
+
+impl Written {
+    fn etag(etag: Option<String>) -> Written {
+        Written { etag, size: None }
+    }
 }
 
 #[derive(Debug)]
@@ -273,7 +288,7 @@ impl Executor<'_> {
         executed: &mut Executed,
     ) -> Vec<Failure> {
         let interrupt = self.interrupt;
-        let results: Vec<(&Action, Result<Option<String>, store::Error>)> =
+        let results: Vec<(&Action, Result<Written, store::Error>)> =
             stream::iter(actions.iter().copied())
                 // Stop scheduling once interrupted; requests in flight finish.
                 .take_while(|_| futures::future::ready(!interrupt.is_set()))
@@ -298,8 +313,11 @@ impl Executor<'_> {
         let mut failed = Vec::new();
         for (action, result) in results {
             match result {
-                Ok(etag) => {
+                Ok(Written { etag, size }) => {
                     executed.etags.insert(action.key.clone(), etag);
+                    if let Some(size) = size {
+                        executed.sizes.insert(action.key.clone(), size);
+                    }
                 }
                 Err(error) => failed.push(Failure {
                     key: action.key.clone(),
@@ -315,7 +333,7 @@ impl Executor<'_> {
         &self,
         action: &Action,
         memory: &MemoryBudget,
-    ) -> Result<Option<String>, store::Error> {
+    ) -> Result<Written, store::Error> {
         let store = self.store;
         if let Some(from) = &action.copy_from {
             let what = action.key.as_str();
@@ -335,12 +353,33 @@ impl Executor<'_> {
                     .run(what, || store.copy(from, &action.key, &headers, etag))
                     .await?
             };
-            return Ok(result.etag);
+            return Ok(Written::etag(result.etag));
         }
         let file = &self.files[action.file.expect("write actions name a file")];
         let headers = headers_for(file);
         let what = action.key.as_str();
         let result = match action.op {
+            // Compressed in memory (sources of compressed files are text, a few MB at most).
+            Op::Upload if let Some(encoding) = file.resolved.encode => {
+                let _budget = memory.reserve(file.size).await;
+                let source = read_verified(file).await?;
+                let bytes = Bytes::from(
+                    tokio::task::spawn_blocking(move || encoding.encode(&source))
+                        .await
+                        .expect("compression does not panic"),
+                );
+                let size = bytes.len() as u64;
+                let result = self
+                    .retrier
+                    .run(what, || {
+                        store.put(&file.key, Body::Bytes(bytes.clone()), &headers)
+                    })
+                    .await?;
+                return Ok(Written {
+                    etag: result.etag,
+                    size: Some(size),
+                });
+            }
             Op::Upload if file.size < self.options.stream_threshold => {
                 let _budget = memory.reserve(file.size).await;
                 let bytes = read_verified(file).await?;
@@ -372,7 +411,7 @@ impl Executor<'_> {
             Op::Delete => unreachable!("deletes run in their own phase"),
             Op::Keep => unreachable!("keeps are copies"),
         };
-        Ok(result.etag)
+        Ok(Written::etag(result.etag))
     }
 
     async fn delete_phase(&self, actions: &[&Action]) -> Vec<Failure> {
@@ -435,12 +474,18 @@ impl Executor<'_> {
     }
 }
 
-/// The headers an object is published with: the rule's, plus its blake3 digest in metadata.
+/// The headers an object is published with: the rule's, plus its blake3 digest in metadata
+/// (for a compressed object, its identity: see [`super::compress`]).
 pub(crate) fn headers_for(file: &LocalFile) -> Headers {
     let mut headers = (*file.resolved.headers).clone();
+    let name = if file.resolved.encode.is_some() {
+        super::compress::META_ENCODED
+    } else {
+        META_BLAKE3
+    };
     headers
         .metadata
-        .insert(META_BLAKE3.to_string(), file.blake3.to_string());
+        .insert(name.to_string(), file.blake3.to_string());
     headers
 }
 
@@ -470,7 +515,7 @@ async fn read_verified(file: &LocalFile) -> Result<Bytes, store::Error> {
             path: file.path.clone(),
             source,
         })?;
-    if bytes.len() as u64 != file.size || Digest::of(&bytes) != file.blake3 {
+    if bytes.len() as u64 != file.size || file.identity(Digest::of(&bytes)) != file.blake3 {
         return Err(changed(file));
     }
     Ok(Bytes::from(bytes))
@@ -486,7 +531,7 @@ async fn verify_streamed(file: &LocalFile) -> Result<(), store::Error> {
             path: file.path.clone(),
             source,
         })?;
-    if size != file.size || digest != file.blake3 {
+    if size != file.size || file.identity(digest) != file.blake3 {
         return Err(changed(file));
     }
     Ok(())

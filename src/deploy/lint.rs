@@ -171,7 +171,10 @@ fn check_file(file: &LocalFile, note: &mut impl FnMut(&'static str, &LocalFile, 
                 .into(),
         );
     }
-    if let Some(encoding) = headers.content_encoding.as_deref()
+    // Files hoist compresses itself (`compress:`) are plain in the build.
+    let encoded = file.resolved.encode.is_some();
+    if !encoded
+        && let Some(encoding) = headers.content_encoding.as_deref()
         && let Some(problem) = encoding_mismatch(file, encoding)
     {
         note(
@@ -181,7 +184,8 @@ fn check_file(file: &LocalFile, note: &mut impl FnMut(&'static str, &LocalFile, 
             "remove content_encoding from the rule, or compress the files in the build".into(),
         );
     }
-    if let Some(expected) = web_type(name) {
+    // A variant (`app.js.br`) has its source's type, not one its suffix suggests.
+    if !encoded && let Some(expected) = web_type(name) {
         let essence = content_type.split(';').next().unwrap_or("").trim();
         if matches!(
             essence,

@@ -12,6 +12,7 @@
 //! 5. [`report`]: the same report for both, built in one place.
 
 pub(crate) mod cdn;
+pub(crate) mod compress;
 pub(crate) mod config;
 mod error;
 pub(crate) mod execute;
@@ -426,6 +427,7 @@ async fn scan_source(settings: &DeploySettings) -> Result<Scanned, DeployError> 
     let ScanReport { files, reserved } = scanned?;
     let unreachable = plan::unreachable_keys(&files);
     let mut warnings = unreachable.warnings();
+    warnings.extend(compress::notes(&files, &settings.rules));
     let findings = lint::lint(&files, &settings.rules, &settings.lint_allow);
     if !settings.lint_strict {
         warnings.extend(findings.iter().map(lint::Finding::line));
@@ -786,11 +788,12 @@ impl Deploy<'_> {
         {
             if let Some(entry) = manifest.objects.get(&file.key)
                 && entry.blake3 == file.blake3
-                && entry.size == file.size
+                && (file.resolved.encode.is_some() || entry.size == file.size)
             {
                 file.from_origin = Some(scan::OriginCopy {
                     key: file.key.clone(),
                     etag: entry.etag.as_ref().map(ToString::to_string),
+                    size: entry.size,
                 });
             }
         }
@@ -912,16 +915,18 @@ impl Deploy<'_> {
         }
         let mut objects = BTreeMap::new();
         for file in files {
-            if !next.objects.contains_key(&file.key) {
+            let Some(entry) = next.objects.get(&file.key) else {
                 continue;
-            }
+            };
             objects.insert(
                 file.key.clone(),
                 release::ReleasedObject {
-                    size: file.size,
+                    // The object's size (a compressed object's is not its file's).
+                    size: entry.size,
                     blake3: file.blake3,
                     headers: (*file.resolved.headers).clone(),
                     immutable: file.resolved.immutable,
+                    encode: file.resolved.encode,
                 },
             );
         }
@@ -1080,10 +1085,21 @@ fn next_manifest(plan: &Plan, files: &[LocalFile], executed: &Executed) -> Manif
             .and_then(|etag| etag.as_deref())
             .map(crate::digest::Etag::from)
             .or_else(|| plan.known_entry(index).and_then(|e| e.etag.clone()));
+        // A compressed object's size is what was stored, not its file's.
+        let size = match file.resolved.encode {
+            None => file.size,
+            Some(_) => executed
+                .sizes
+                .get(&file.key)
+                .copied()
+                .or_else(|| file.from_origin.as_ref().map(|origin| origin.size))
+                .or_else(|| plan.known_entry(index).map(|e| e.size))
+                .unwrap_or(file.size),
+        };
         objects.insert(
             file.key.clone(),
             ObjectRecord {
-                size: file.size,
+                size,
                 blake3: file.blake3,
                 etag,
                 headers: file.resolved.headers.fingerprint(),

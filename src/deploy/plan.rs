@@ -235,7 +235,9 @@ pub(crate) fn classify(
         let listed = &listing[at];
         match manifest.and_then(|m| m.known_entry(listed)) {
             Some(entry) => {
-                let decision = if entry.blake3 != file.blake3 || entry.size != file.size {
+                // A compressed object's size is not its file's; its identity covers both.
+                let size_differs = file.resolved.encode.is_none() && entry.size != file.size;
+                let decision = if entry.blake3 != file.blake3 || size_differs {
                     Decision::ContentChanged
                 } else if entry.headers
                     != *prints
@@ -269,7 +271,8 @@ pub(crate) fn classify(
 /// Whether a single-part ETag (a plain MD5) could settle the content comparison, because the
 /// object carries no blake3 of hoist's. The caller then computes the local file's MD5.
 pub(crate) fn needs_md5(file: &LocalFile, info: &ObjectInfo) -> bool {
-    info.meta.size == file.size
+    file.resolved.encode.is_none()
+        && info.meta.size == file.size
         && !info.headers.metadata.contains_key(META_BLAKE3)
         && info.meta.etag.as_deref().is_some_and(is_plain_md5)
 }
@@ -284,15 +287,23 @@ pub(crate) fn decide_from_head(
     info: &ObjectInfo,
     local_md5: Option<&str>,
 ) -> Decision {
-    let same_content = info.meta.size == file.size
-        && match info.headers.metadata.get(META_BLAKE3) {
-            Some(remote) => Digest::parse(remote) == Some(file.blake3),
-            None => match (info.meta.etag.as_deref(), local_md5) {
-                (Some(etag), Some(md5)) if is_plain_md5(etag) => etag.eq_ignore_ascii_case(md5),
-                // No way to prove the bytes are the same: publish them again.
-                _ => false,
-            },
-        };
+    let same_content = if file.resolved.encode.is_some() {
+        // Compressed: the identity hoist wrote, or nothing proves the bytes.
+        info.headers
+            .metadata
+            .get(super::compress::META_ENCODED)
+            .is_some_and(|remote| Digest::parse(remote) == Some(file.blake3))
+    } else {
+        info.meta.size == file.size
+            && match info.headers.metadata.get(META_BLAKE3) {
+                Some(remote) => Digest::parse(remote) == Some(file.blake3),
+                None => match (info.meta.etag.as_deref(), local_md5) {
+                    (Some(etag), Some(md5)) if is_plain_md5(etag) => etag.eq_ignore_ascii_case(md5),
+                    // No way to prove the bytes are the same: publish them again.
+                    _ => false,
+                },
+            }
+    };
     if !same_content {
         Decision::ContentChanged
     } else if file.resolved.headers.differs_from_remote(&info.headers) {
@@ -562,6 +573,7 @@ mod tests {
                 }),
                 immutable,
                 rule: None,
+                encode: None,
             },
             copy_from: None,
             from_origin: None,

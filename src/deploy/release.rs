@@ -67,6 +67,9 @@ pub(crate) struct ReleasedObject {
     /// The headers it was published with (hoist's blake3 metadata is added when written).
     pub(crate) headers: Headers,
     pub(crate) immutable: bool,
+    /// How the object encodes its source (`compress:`); `size` is then the object's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) encode: Option<super::compress::Encoding>,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -177,6 +177,7 @@ fn restore_files(
                 headers: Arc::new(object.headers.clone()),
                 immutable: object.immutable,
                 rule: None,
+                encode: object.encode,
             },
             // A key that already holds its bytes is never copied onto itself.
             copy_from: source.filter(|source| source != key),

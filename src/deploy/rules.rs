@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 
 use globset::{GlobSet, GlobSetBuilder};
 
+use super::compress::{Compress, Encoding, compressible};
 use super::config::{DeployConfig, Patterns, RuleConfig};
 use crate::headers::{Headers, default_content_type};
 use crate::key::Key;
@@ -22,11 +23,15 @@ fn compile_set(patterns: &Patterns) -> Result<GlobSet, globset::Error> {
 }
 
 #[derive(Debug, thiserror::Error)]
-#[error("invalid glob in {context}")]
-pub(crate) struct RuleError {
-    pub(crate) context: String,
-    #[source]
-    pub(crate) source: globset::Error,
+pub(crate) enum RuleError {
+    #[error("invalid glob in {context}")]
+    Glob {
+        context: String,
+        #[source]
+        source: globset::Error,
+    },
+    #[error("{context}: {message}")]
+    Invalid { context: String, message: String },
 }
 
 #[derive(Debug)]
@@ -36,6 +41,7 @@ struct Rule {
     /// Whether the rule set a Content-Type; otherwise it is guessed per file.
     has_content_type: bool,
     immutable: bool,
+    compress: Option<Compress>,
 }
 
 /// What a rule says about one file. The headers are shared by every file that resolves to the
@@ -46,6 +52,8 @@ pub(crate) struct Resolved {
     pub(crate) immutable: bool,
     /// Index of the rule that matched, if any.
     pub(crate) rule: Option<usize>,
+    /// The object holds the file's bytes encoded so (`compress: gzip|br`, or a variant).
+    pub(crate) encode: Option<Encoding>,
 }
 
 #[derive(Debug)]
@@ -61,7 +69,7 @@ pub(crate) struct Rules {
 
 impl Rules {
     pub(crate) fn from_config(config: &DeployConfig) -> Result<Rules, RuleError> {
-        let exclude = compile_set(&config.exclude).map_err(|source| RuleError {
+        let exclude = compile_set(&config.exclude).map_err(|source| RuleError::Glob {
             context: "exclude".into(),
             source,
         })?;
@@ -70,7 +78,16 @@ impl Rules {
             .iter()
             .enumerate()
             .map(|(index, rule)| {
-                compile_rule(rule).map_err(|source| RuleError {
+                if rule.compress.is_some() && rule.content_encoding.is_some() {
+                    return Err(RuleError::Invalid {
+                        context: format!("rules[{index}]"),
+                        message: "`compress` and `content_encoding` are both set; `compress` \
+                                  sets Content-Encoding itself (keep `content_encoding` only \
+                                  for files the build compressed already)"
+                            .into(),
+                    });
+                }
+                compile_rule(rule).map_err(|source| RuleError::Glob {
                     context: format!("rules[{index}].match"),
                     source,
                 })
@@ -114,6 +131,24 @@ impl Rules {
         self.ordered[index].set.is_match(key.as_str())
     }
 
+    /// Rule `index`'s `compress:` setting.
+    pub(crate) fn compress(&self, index: usize) -> Option<Compress> {
+        self.ordered[index].compress
+    }
+
+    /// What a variant of `file` encoded as `encoding` is published with: the file's headers
+    /// (its Content-Type, not one guessed from `.br`) and the encoding's Content-Encoding.
+    pub(crate) fn variant(&self, resolved: &Resolved, encoding: Encoding) -> Resolved {
+        let mut headers = (*resolved.headers).clone();
+        headers.content_encoding = Some(encoding.header().to_string());
+        Resolved {
+            headers: self.intern(headers),
+            immutable: resolved.immutable,
+            rule: resolved.rule,
+            encode: Some(encoding),
+        }
+    }
+
     /// Whether a key is excluded: never uploaded, and never deleted when found remotely.
     pub(crate) fn is_excluded(&self, key: &str) -> bool {
         self.exclude.is_match(key)
@@ -140,10 +175,21 @@ impl Rules {
                 if !rule.has_content_type {
                     headers.content_type = Some(default_content_type(key.file_name()));
                 }
+                // In place: the object under the file's key holds the compressed bytes.
+                let encode = match rule.compress {
+                    Some(Compress::Gzip) => Some(Encoding::Gzip),
+                    Some(Compress::Br) => Some(Encoding::Br),
+                    Some(Compress::Variants) | None => None,
+                }
+                .filter(|_| compressible(headers.content_type.as_deref()));
+                if let Some(encoding) = encode {
+                    headers.content_encoding = Some(encoding.header().to_string());
+                }
                 Resolved {
                     headers: self.intern(headers),
                     immutable: rule.immutable,
                     rule: Some(index),
+                    encode,
                 }
             }
             None => Resolved {
@@ -153,6 +199,7 @@ impl Rules {
                 }),
                 immutable: false,
                 rule: None,
+                encode: None,
             },
         }
     }
@@ -181,6 +228,7 @@ fn compile_rule(rule: &RuleConfig) -> Result<Rule, globset::Error> {
         has_content_type: rule.content_type.is_some(),
         headers,
         immutable: rule.immutable,
+        compress: rule.compress,
     })
 }
 

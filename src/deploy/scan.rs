@@ -10,6 +10,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::SystemTime;
 
+use crate::deploy::compress::{Compress, Encoding, compressible};
 use crate::deploy::rules::{Resolved, Rules};
 use crate::digest::Digest;
 use crate::key::{Key, KeyError};
@@ -40,6 +41,19 @@ pub(crate) struct OriginCopy {
     pub(crate) key: Key,
     /// The ETag it must still have when copied.
     pub(crate) etag: Option<String>,
+    /// Its size (a compressed object's differs from the file's).
+    pub(crate) size: u64,
+}
+
+impl LocalFile {
+    /// What the file's object is identified by, given the blake3 of the file's bytes: that
+    /// digest, or for a compressed object [`super::compress::Encoding::identity`].
+    pub(crate) fn identity(&self, source: Digest) -> Digest {
+        match self.resolved.encode {
+            None => source,
+            Some(encoding) => encoding.identity(&source),
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -60,6 +74,13 @@ pub(crate) enum ScanError {
         #[source]
         source: walkdir::Error,
     },
+    #[error(
+        "`{}` is in the build and is also the name of a compressed variant of `{}` \
+         (compress: variants); remove or exclude one of them",
+        path.display(),
+        source_path.display()
+    )]
+    VariantCollision { path: PathBuf, source_path: PathBuf },
     #[error("symlink loop at `{}` (it leads back to `{}`)", path.display(), ancestor.display())]
     Loop { path: PathBuf, ancestor: PathBuf },
     #[error("file name `{}` is not valid UTF-8, so it has no S3 key", path.display())]
@@ -273,11 +294,55 @@ fn walk(
             from_origin: None,
         });
     }
+    add_variants(&mut entries, rules)?;
     // S3 lists keys in UTF-8 byte order; keep the same order (see docs/s3-facts.md).
     entries.sort_unstable_by(|a, b| a.key.cmp(&b.key));
+    if let Some(pair) = entries.windows(2).find(|pair| pair[0].key == pair[1].key) {
+        // Only a variant can repeat a key: the build holds a file of that name too.
+        let (file, variant) = if pair[0].resolved.encode.is_some() {
+            (&pair[1], &pair[0])
+        } else {
+            (&pair[0], &pair[1])
+        };
+        return Err(ScanError::VariantCollision {
+            path: file.path.clone(),
+            source_path: variant.path.clone(),
+        });
+    }
     // Held for the whole run: no room for growth is kept (a fifth of it, on average).
     entries.shrink_to_fit();
     Ok((entries, reserved))
+}
+
+/// `compress: variants`: beside each compressible file of such a rule, `NAME.br` and
+/// `NAME.gz`: the same source, encoded, with the file's headers and its own Content-Encoding.
+fn add_variants(entries: &mut Vec<LocalFile>, rules: &Rules) -> Result<(), ScanError> {
+    let mut variants = Vec::new();
+    for file in entries.iter() {
+        let Some(rule) = file.resolved.rule else {
+            continue;
+        };
+        if rules.compress(rule) != Some(Compress::Variants)
+            || !compressible(file.resolved.headers.content_type.as_deref())
+        {
+            continue;
+        }
+        for encoding in [Encoding::Br, Encoding::Gzip] {
+            let name = format!("{}{}", file.key.as_str(), encoding.suffix());
+            let key = Key::new(name.clone()).map_err(|source| ScanError::InvalidKey {
+                path: file.path.clone(),
+                key: name,
+                source,
+            })?;
+            variants.push(LocalFile {
+                key,
+                resolved: rules.variant(&file.resolved, encoding),
+                ..file.clone()
+            });
+        }
+    }
+    entries.extend(variants);
+    Ok(())
 }
 
 /// Hashes a file with blake3, streaming it.
@@ -322,7 +387,8 @@ pub(crate) fn hash_files(entries: &mut [LocalFile]) -> Result<(), ScanError> {
         .into_inner()
         .expect("no panics while holding the lock");
     for (entry, result) in entries.iter_mut().zip(results) {
-        entry.blake3 = result.expect("every entry was hashed")?;
+        let digest = result.expect("every entry was hashed")?;
+        entry.blake3 = entry.identity(digest);
     }
     Ok(())
 }

@@ -144,14 +144,14 @@ fn triple(op: &str, key: &str, reason: &str) -> (String, String, String) {
 }
 
 /// The object key a recorded path-style request names, if it names one in `bucket`.
-fn object_key(request: &Recorded, bucket: &str) -> Option<String> {
+pub fn object_key(request: &Recorded, bucket: &str) -> Option<String> {
     let path = request.path();
     let rest = path.strip_prefix(&format!("/{bucket}/"))?;
     (!rest.is_empty()).then(|| rest.to_string())
 }
 
 /// Uploads in order (PutObject and multipart parts, not copies), as object keys.
-fn uploads(recording: &[Recorded], bucket: &str) -> Vec<String> {
+pub fn uploads(recording: &[Recorded], bucket: &str) -> Vec<String> {
     recording
         .iter()
         .filter(|r| r.method == "PUT" && !r.is_copy())

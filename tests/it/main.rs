@@ -20,6 +20,9 @@ mod concurrency;
 mod conformance;
 /// `hoist deploy` end to end: order, no-ops, dry runs, guards, headers, awkward keys.
 mod deploy;
+/// Issue #17: precompression, redirects, SPA fallback, clean URLs, response headers, the
+/// generated CloudFront Functions run under Node.js.
+mod edge;
 /// Bad input and hostile environments: one clear error, the documented exit code, nothing
 /// changed; secrets never printed.
 mod errors;
