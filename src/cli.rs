@@ -102,6 +102,12 @@ pub enum Command {
     Previews(PreviewsArgs),
     /// List the retained releases, newest first, marking the live one.
     Releases(ReleasesArgs),
+    /// Compile the edge rules (redirects, spa, clean_urls, response_headers, the build's
+    /// _redirects and _headers) into CloudFront Functions.
+    #[command(
+        after_help = "Example:\n  hoist edge build --out edge/     writes viewer-request.js, viewer-response.js, kvs.json, README.txt"
+    )]
+    Edge(EdgeArgs),
     /// Write a commented deploy.yaml for the project here: its framework's output directory
     /// and rules for its hashed files.
     #[command(
@@ -281,6 +287,29 @@ pub struct BuildArgs {
         help_heading = "Safety"
     )]
     pub plan_out: Option<PathBuf>,
+}
+
+/// `hoist edge build`.
+#[derive(Debug, Args)]
+pub struct EdgeArgs {
+    #[command(subcommand)]
+    pub action: EdgeAction,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EdgeAction {
+    /// Write viewer-request.js (and viewer-response.js, kvs.json when needed) to DIR, with a
+    /// note of what to attach where
+    Build {
+        /// The directory to write the functions to
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        /// The build directory (overrides `source`)
+        #[arg(long, value_name = "DIR", help_heading = "Target")]
+        source: Option<PathBuf>,
+        #[command(flatten)]
+        target: TargetArgs,
+    },
 }
 
 /// `hoist previews list|prune`.

@@ -67,6 +67,10 @@ pub async fn run(command: Command) -> Result<ExitCode, Error> {
             deploy::apply(&args, &interrupt).await?;
             Ok(ExitCode::Success)
         }
+        Command::Edge(args) => {
+            deploy::edge_build(&args)?;
+            Ok(ExitCode::Success)
+        }
         Command::Releases(args) => {
             deploy::releases(&args, &interrupt).await?;
             Ok(ExitCode::Success)

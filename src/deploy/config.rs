@@ -146,6 +146,24 @@ pub(crate) struct DeployConfig {
     pub(crate) rules: Vec<RuleConfig>,
     /// The CloudFront distribution to invalidate after a deploy.
     pub(crate) cloudfront: Option<CloudFrontConfig>,
+    /// Redirects and rewrites (with the build's `_redirects` file): compiled to S3 website
+    /// redirect objects and to a CloudFront Function (`hoist edge build`).
+    #[serde(default)]
+    pub(crate) redirects: Vec<super::edge::RedirectConfig>,
+    /// A single-page app's page (`/index.html`) for paths with no file and no extension;
+    /// never for paths under an immutable rule's directories.
+    pub(crate) spa: Option<String>,
+    /// `/about` serves `about/index.html` or `about.html`; `/about/`, `/about.html` and
+    /// `/about/index.html` redirect to it.
+    pub(crate) clean_urls: Option<bool>,
+    /// With clean_urls: the canonical form is `/about/` instead.
+    pub(crate) trailing_slash: Option<bool>,
+    /// Headers S3 metadata cannot carry (HSTS, CSP, X-Frame-Options), by request path (with
+    /// the build's `_headers` file): compiled to a viewer-response function.
+    #[serde(default)]
+    pub(crate) response_headers: Vec<super::edge::HeadersConfig>,
+    /// How edge rules are compiled.
+    pub(crate) edge: Option<super::edge::EdgeConfig>,
     /// Named environments (`staging`, `production`): each a map of top-level keys that
     /// `--env NAME` puts in place of the file's own.
     #[serde(default)]

@@ -14,6 +14,7 @@
 pub(crate) mod cdn;
 pub(crate) mod compress;
 pub(crate) mod config;
+pub(crate) mod edge;
 mod error;
 pub(crate) mod execute;
 pub(crate) mod lint;
@@ -62,6 +63,7 @@ use crate::store::retry::Retrier;
 use crate::store::s3::{Multipart, RequestOptions};
 use crate::store::{self, Body, Listing, ObjectMeta, Store};
 
+pub(crate) use edge::edge_build;
 pub(crate) use previews::previews;
 pub(crate) use rollback::{releases, rollback};
 
@@ -365,6 +367,8 @@ pub(crate) struct Gathered {
     objects: Vec<ObjectMeta>,
     manifest: Option<Manifest>,
     warnings: Vec<String>,
+    /// What the edge compilers produced (status lines, not warnings).
+    notes: Vec<String>,
 }
 
 /// The uploads killed runs left: begun more than `after` ago. Looked for only when the plan
@@ -410,6 +414,8 @@ pub(crate) struct Scanned {
     warnings: Vec<String>,
     /// Pairs of files whose names are equal after NFC normalization.
     twins: Vec<(Key, Key)>,
+    /// What the edge compilers produced, for the plan.
+    notes: Vec<String>,
     /// With `--strict`, what the lint found (the deploy is then refused); else empty, the
     /// findings being warnings.
     lint: Vec<lint::Finding>,
@@ -424,9 +430,19 @@ async fn scan_source(settings: &DeploySettings) -> Result<Scanned, DeployError> 
     let scanned = tokio::task::spawn_blocking(move || scan::walk_source(&source, &rules, follow))
         .await
         .expect("scan task does not panic");
-    let ScanReport { files, reserved } = scanned?;
+    let ScanReport {
+        mut files,
+        reserved,
+    } = scanned?;
+    let (edge_rules, edge_notes) = settings
+        .edge
+        .load(&settings.source)
+        .map_err(settings::SettingsError::from)?;
+    let notes = compile_edge(&edge_rules, &mut files, &settings.rules);
     let unreachable = plan::unreachable_keys(&files);
     let mut warnings = unreachable.warnings();
+    warnings.extend(edge_notes);
+    warnings.extend(notes.warnings);
     warnings.extend(compress::notes(&files, &settings.rules));
     let findings = lint::lint(&files, &settings.rules, &settings.lint_allow);
     if !settings.lint_strict {
@@ -442,6 +458,7 @@ async fn scan_source(settings: &DeploySettings) -> Result<Scanned, DeployError> 
     Ok(Scanned {
         files,
         warnings,
+        notes: notes.summary,
         twins: unreachable.twins,
         lint: if settings.lint_strict {
             findings
@@ -449,6 +466,47 @@ async fn scan_source(settings: &DeploySettings) -> Result<Scanned, DeployError> 
             Vec::new()
         },
     })
+}
+
+/// What [`compile_edge`] says: what it produced, and what never applies or failed.
+struct EdgeNotes {
+    summary: Vec<String>,
+    warnings: Vec<String>,
+}
+
+/// The edge rules' two compilers, run on every deploy: the website endpoint's redirect
+/// objects join the files; the CloudFront Function is compiled to check it fits and to say
+/// what it would hold (`hoist edge build` writes it).
+fn compile_edge(
+    rules: &edge::EdgeRules,
+    files: &mut Vec<LocalFile>,
+    file_rules: &rules::Rules,
+) -> EdgeNotes {
+    let website = edge::website::compile(rules, files);
+    let mut notes = EdgeNotes {
+        summary: website.summary,
+        warnings: Vec::new(),
+    };
+    // The function is compiled for the build alone: redirect objects are not pages.
+    if !rules.is_empty() {
+        match edge::function::compile(rules, files, file_rules) {
+            Ok(compiled) => {
+                notes.summary.extend(
+                    compiled
+                        .summary
+                        .into_iter()
+                        .map(|line| format!("CloudFront Function (hoist edge build): {line}")),
+                );
+                notes.warnings.extend(compiled.notes);
+            }
+            Err(error) => notes.warnings.push(error.to_string()),
+        }
+    }
+    if !website.objects.is_empty() {
+        files.extend(website.objects);
+        files.sort_unstable_by(|a, b| a.key.cmp(&b.key));
+    }
+    notes
 }
 
 /// Hashes every walked file (blake3, on all cores).
@@ -471,6 +529,7 @@ fn gather(scanned: Scanned, listed: Listed) -> Gathered {
         objects,
         manifest,
         warnings,
+        notes: scanned.notes,
     }
 }
 
@@ -620,6 +679,9 @@ impl Deploy<'_> {
         }
         for warning in &gathered.warnings {
             self.printer.warn(warning);
+        }
+        for note in &gathered.notes {
+            self.printer.status(note);
         }
         self.check_saved(&gathered, &plan)?;
         let changes = changes_to_invalidate(self, &plan, gathered.manifest.as_ref());

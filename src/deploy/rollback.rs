@@ -83,6 +83,7 @@ async fn restore(args: &RollbackArgs, interrupt: &Interrupt) -> Result<DeployRep
                 objects,
                 manifest: Some(manifest),
                 warnings,
+                notes: Vec::new(),
             };
             deploy.plan_and_apply(gathered, &origin).await
         },

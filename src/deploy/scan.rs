@@ -225,6 +225,11 @@ fn check_link(entry: &walkdir::DirEntry, inside: Option<&Path>) -> Result<(), Sc
     })
 }
 
+/// Netlify's and Cloudflare's rule files, at the root, are read as edge rules, never published.
+fn is_edge_file(key: &str) -> bool {
+    key == super::edge::REDIRECTS_FILE || key == super::edge::HEADERS_FILE
+}
+
 fn walk(
     root: &Path,
     rules: &Rules,
@@ -255,6 +260,9 @@ fn walk(
             if entry.file_type().is_dir() {
                 walker.skip_current_dir();
             }
+            continue;
+        }
+        if is_edge_file(&key) {
             continue;
         }
         if key == RESERVED_DIR || key.starts_with(&format!("{RESERVED_DIR}/")) {
@@ -297,8 +305,16 @@ fn walk(
     add_variants(&mut entries, rules)?;
     // S3 lists keys in UTF-8 byte order; keep the same order (see docs/s3-facts.md).
     entries.sort_unstable_by(|a, b| a.key.cmp(&b.key));
+    check_variants(&entries)?;
+    // Held for the whole run: no room for growth is kept (a fifth of it, on average).
+    entries.shrink_to_fit();
+    Ok((entries, reserved))
+}
+
+/// Only a variant can repeat a key (the list is sorted): then the build holds a file of that
+/// name too, which is an error naming both.
+fn check_variants(entries: &[LocalFile]) -> Result<(), ScanError> {
     if let Some(pair) = entries.windows(2).find(|pair| pair[0].key == pair[1].key) {
-        // Only a variant can repeat a key: the build holds a file of that name too.
         let (file, variant) = if pair[0].resolved.encode.is_some() {
             (&pair[1], &pair[0])
         } else {
@@ -309,9 +325,7 @@ fn walk(
             source_path: variant.path.clone(),
         });
     }
-    // Held for the whole run: no room for growth is kept (a fifth of it, on average).
-    entries.shrink_to_fit();
-    Ok((entries, reserved))
+    Ok(())
 }
 
 /// `compress: variants`: beside each compressible file of such a rule, `NAME.br` and
@@ -371,6 +385,12 @@ pub(crate) fn hash_files(entries: &mut [LocalFile]) -> Result<(), ScanError> {
                     let Some(entry) = entries.get(index) else {
                         break;
                     };
+                    // A redirect object (`edge::website`) has no file; its digest is set.
+                    if entry.path.as_os_str().is_empty() {
+                        results.lock().expect("no panics while holding the lock")[index] =
+                            Some(Ok(entry.blake3));
+                        continue;
+                    }
                     let result =
                         hash_file(&entry.path)
                             .map(|(digest, _)| digest)
@@ -388,7 +408,9 @@ pub(crate) fn hash_files(entries: &mut [LocalFile]) -> Result<(), ScanError> {
         .expect("no panics while holding the lock");
     for (entry, result) in entries.iter_mut().zip(results) {
         let digest = result.expect("every entry was hashed")?;
-        entry.blake3 = entry.identity(digest);
+        if !entry.path.as_os_str().is_empty() {
+            entry.blake3 = entry.identity(digest);
+        }
     }
     Ok(())
 }

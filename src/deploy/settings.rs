@@ -46,6 +46,8 @@ pub(crate) enum SettingsError {
     Env(#[from] EnvError),
     #[error(transparent)]
     Profile(#[from] ProfileNotFound),
+    #[error(transparent)]
+    Edge(#[from] super::edge::EdgeError),
     #[error("verify.base_url `{url}`: {message}")]
     VerifyUrl { url: String, message: String },
     #[error("{flag} {value}: {message}")]
@@ -209,6 +211,8 @@ pub(crate) struct DeploySettings {
     pub(crate) lock: Option<LockOptions>,
     /// `--message`, for the release record.
     pub(crate) message: Option<String>,
+    /// deploy.yaml's edge rules (the build's `_redirects` and `_headers` join them at scan).
+    pub(crate) edge: super::edge::ConfiguredEdge,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -248,6 +252,7 @@ impl DeploySettings {
             resolve_preview(args, site, &previews.prefix, previews.url.as_deref())?;
         let is_preview = preview.is_some();
         let rules = Rules::from_config(&config)?;
+        let edge = super::edge::ConfiguredEdge::from_config(&config)?;
         let profile = args.target.profile.clone().or(config.profile.clone());
         // A local target needs no AWS configuration at all.
         if matches!(target, Target::S3 { .. }) {
@@ -256,6 +261,7 @@ impl DeploySettings {
         let cloudfront = resolve_cloudfront(args, &config)?;
         let (lifecycle, lock) = resolve_lifecycle(args, &config)?;
         Ok(DeploySettings {
+            edge,
             config_path,
             lifecycle,
             lock,
@@ -289,11 +295,7 @@ impl DeploySettings {
             preview,
             previews,
             reviewed: None,
-            lint_allow: config
-                .lint
-                .as_ref()
-                .map(|l| l.allow.iter().map(|c| c.0.clone()).collect())
-                .unwrap_or_default(),
+            lint_allow: lint_allow(&config),
             abort_uploads_after: config
                 .abort_uploads_after
                 .map_or(DEFAULT_ABORT_UPLOADS_AFTER, |span| span.0),
@@ -316,6 +318,15 @@ impl DeploySettings {
             cloudfront: if is_preview { None } else { cloudfront },
         })
     }
+}
+
+/// `lint.allow`: the checks to skip, by name.
+fn lint_allow(config: &DeployConfig) -> Vec<String> {
+    config
+        .lint
+        .as_ref()
+        .map(|l| l.allow.iter().map(|c| c.0.clone()).collect())
+        .unwrap_or_default()
 }
 
 /// The release lifecycle and the lock: flags > deploy.yaml > defaults.

@@ -185,3 +185,379 @@ fn an_unchanged_build_is_never_uploaded_again() {
     let object = head(&site.client(), &site.bucket, "assets/app.4f2a1c9e.js");
     assert_eq!(object.content_encoding(), Some("br"));
 }
+
+/// The rules of the request table below: every redirect status, a rewrite, placeholders and
+/// splats, the SPA fallback, clean URLs, variants and response headers, from deploy.yaml and
+/// from the build's `_redirects` and `_headers`.
+const EDGE: &str = r#"
+source: site
+spa: /index.html
+clean_urls: true
+rules:
+  - match: "assets/**"
+    cache_control: "public, max-age=31536000, immutable"
+    immutable: true
+    compress: variants
+  - match: "*.html"
+    cache_control: "public, max-age=60"
+redirects:
+  - { from: /old, to: /new-page }
+  - { from: /temp, to: /elsewhere, status: 302 }
+  - { from: /see, to: /other, status: 303 }
+  - { from: /tmp307, to: /t, status: 307 }
+  - { from: /perm, to: /p, status: 308 }
+  - { from: /external, to: "https://example.com/x" }
+  - { from: "/users/:id/profile", to: "/u/:id" }
+  - { from: "/shop/*", to: "/store/:splat" }
+  - { from: "/app/*", to: /index.html, status: 200 }
+  - { from: /contact, to: /nope }
+response_headers:
+  - match: "/*"
+    headers:
+      X-Frame-Options: DENY
+      Strict-Transport-Security: "max-age=63072000"
+"#;
+
+const EDGE_FILES: &[(&str, &str)] = &[
+    ("index.html", "<p>app</p>"),
+    ("about/index.html", "<p>about</p>"),
+    ("contact.html", "<p>contact</p>"),
+    ("docs/guide/index.html", "<p>guide</p>"),
+    ("blog/existing.html", "<p>an existing post</p>"),
+    (
+        "assets/app.1a2b3c4d.js",
+        "console.log('app'); // some text to compress",
+    ),
+    ("assets/logo.4d3c2b1a.png", "png"),
+    ("LICENSE", "MIT"),
+    ("favicon.ico", "ico"),
+    (
+        "_redirects",
+        "# moved\n/blog/* /posts/:splat 301\n/legacy/:year/:slug /archive/:year/:slug 308\n/forced /forced-target 302!\n/geo/* /de/:splat 302 Country=de\n",
+    ),
+    (
+        "_headers",
+        "/assets/*\n  ! X-Frame-Options\n/embed/*\n  Content-Security-Policy: frame-ancestors 'self'\n",
+    ),
+];
+
+/// Runs the generated functions under Node.js (tests/support/cloudfront-functions.mjs).
+fn run_functions(dir: &std::path::Path, cases: &serde_json::Value) -> serde_json::Value {
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/support/cloudfront-functions.mjs"
+    );
+    let mut child = std::process::Command::new("node")
+        .arg(script)
+        .arg(dir)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("node runs (Node.js is needed for the edge function tests)");
+    std::io::Write::write_all(
+        &mut child.stdin.take().expect("stdin"),
+        cases.to_string().as_bytes(),
+    )
+    .expect("write cases");
+    let output = child.wait_with_output().expect("node ends");
+    assert!(
+        output.status.success(),
+        "the harness failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).expect("the harness prints JSON")
+}
+
+/// What one request should come to: a redirect (`"301 /new"`) or the object key asked of the
+/// origin (`"/about/index.html"`).
+fn outcome(result: &serde_json::Value) -> String {
+    match result["status"].as_u64() {
+        Some(status) => format!("{status} {}", result["location"].as_str().unwrap()),
+        None => result["uri"].as_str().unwrap().to_string(),
+    }
+}
+
+/// The generated CloudFront Functions, run under Node.js with CloudFront's event objects,
+/// against a table of requests: every redirect status, placeholders and splats, a rewrite,
+/// SPA fallback hits and misses (a missing hashed asset stays a 404), clean URLs both ways,
+/// `Accept-Encoding` choosing br, gzip or identity, and the response headers.
+#[test]
+fn the_edge_function_answers_a_table_of_requests() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    crate::util::write_tree(&dir.path().join("site"), EDGE_FILES);
+    std::fs::write(
+        dir.path().join("deploy.yaml"),
+        format!("{EDGE}\ntarget: s3://example-bucket/\n"),
+    )
+    .expect("deploy.yaml");
+    let out = dir.path().join("edge");
+    let ran = crate::util::Hoist::new(dir.path())
+        .args(["edge", "build", "--out"])
+        .arg(out.display().to_string())
+        .success();
+    // What the build files say that a static edge cannot honour, and the shadowed rule.
+    assert!(
+        ran.stderr
+            .contains("_redirects line 5: conditions (`Country=de`) cannot be honoured"),
+        "{}",
+        ran.stderr
+    );
+    assert!(
+        ran.stderr.contains(
+            "deploy.yaml redirects[9]: never applies, the build has `contact.html` at `/contact`"
+        ),
+        "{}",
+        ran.stderr
+    );
+    assert!(out.join("viewer-response.js").exists());
+    assert!(!out.join("kvs.json").exists(), "small tables stay inline");
+
+    let br = Some("gzip, deflate, br");
+    #[rustfmt::skip]
+    let table: &[(&str, Option<&str>, Option<&str>, &str)] = &[
+        // (path, query, Accept-Encoding, outcome)
+        ("/", None, None, "/index.html"),
+        ("/index.html", None, None, "301 /"),
+        ("/about", None, None, "/about/index.html"),
+        ("/about/", None, None, "301 /about"),
+        ("/about/index.html", None, None, "301 /about"),
+        ("/about/", Some("lang=de"), None, "301 /about?lang=de"),
+        ("/contact", None, None, "/contact.html"),
+        ("/contact.html", None, None, "301 /contact"),
+        ("/docs/guide", None, None, "/docs/guide/index.html"),
+        ("/docs/guide/", Some("x=1"), None, "301 /docs/guide?x=1"),
+        ("/old", None, None, "301 /new-page"),
+        ("/old/", None, None, "301 /new-page"),
+        ("/old", Some("utm=a&b=2"), None, "301 /new-page?utm=a&b=2"),
+        ("/old", Some("tag=a&tag=b"), None, "301 /new-page?tag=a&tag=b"),
+        ("/temp", None, None, "302 /elsewhere"),
+        ("/see", None, None, "303 /other"),
+        ("/tmp307", None, None, "307 /t"),
+        ("/perm", None, None, "308 /p"),
+        ("/external", None, None, "301 https://example.com/x"),
+        ("/users/42/profile", None, None, "301 /u/42"),
+        ("/users/42/profile/", None, None, "301 /u/42"),
+        ("/users//profile", None, None, "/index.html"),
+        ("/shop/a/b", None, None, "301 /store/a/b"),
+        ("/shop", None, None, "301 /store/"),
+        ("/app/settings", None, None, "/index.html"),
+        ("/blog/hello-world", None, None, "301 /posts/hello-world"),
+        ("/blog/existing", None, None, "/blog/existing.html"),
+        ("/blog/existing.html", None, None, "301 /blog/existing"),
+        ("/legacy/2020/post", None, None, "308 /archive/2020/post"),
+        ("/forced", None, None, "302 /forced-target"),
+        ("/geo/page", None, None, "/index.html"),
+        ("/dashboard", None, None, "/index.html"),
+        ("/dashboard/settings/", None, None, "/index.html"),
+        ("/missing.png", None, None, "/missing.png"),
+        ("/assets/app.1a2b3c4d.js", None, br, "/assets/app.1a2b3c4d.js.br"),
+        ("/assets/app.1a2b3c4d.js", None, Some("gzip, deflate"), "/assets/app.1a2b3c4d.js.gz"),
+        ("/assets/app.1a2b3c4d.js", None, Some("br;q=0, gzip"), "/assets/app.1a2b3c4d.js.gz"),
+        ("/assets/app.1a2b3c4d.js", None, Some("identity"), "/assets/app.1a2b3c4d.js"),
+        ("/assets/app.1a2b3c4d.js", None, None, "/assets/app.1a2b3c4d.js"),
+        ("/assets/app.1a2b3c4d.js", None, Some("*"), "/assets/app.1a2b3c4d.js.br"),
+        ("/assets/logo.4d3c2b1a.png", None, br, "/assets/logo.4d3c2b1a.png"),
+        ("/assets/missing-0000.js", None, br, "/assets/missing-0000.js"),
+        ("/assets/chunk", None, None, "/assets/chunk"),
+        ("/LICENSE", None, None, "/LICENSE"),
+        ("/favicon.ico", None, None, "/favicon.ico"),
+        ("/embed/widget", None, None, "/index.html"),
+    ];
+    let cases: Vec<serde_json::Value> = table
+        .iter()
+        .map(|(uri, query, encoding, _)| {
+            let mut headers = serde_json::Map::new();
+            if let Some(encoding) = encoding {
+                headers.insert("Accept-Encoding".into(), (*encoding).into());
+            }
+            serde_json::json!({"uri": uri, "query": query, "headers": headers})
+        })
+        .collect();
+    let ran = run_functions(&out, &serde_json::Value::Array(cases));
+    let results = ran["results"].as_array().expect("results");
+    let mut wrong = Vec::new();
+    for ((uri, query, encoding, want), result) in table.iter().zip(results) {
+        let got = outcome(result);
+        if got != *want {
+            wrong.push(format!(
+                "{uri} ?{query:?} [{encoding:?}]: want {want}, got {got}"
+            ));
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "{} of {}:\n{}",
+        wrong.len(),
+        table.len(),
+        wrong.join("\n")
+    );
+    assert!(table.len() >= 40);
+    assert!(ran["sizes"]["request"].as_u64().unwrap() < 10_240);
+
+    // The headers: every path gets HSTS and X-Frame-Options, but `/assets/*` removes the
+    // latter (`_headers`), `/embed/*` adds a CSP, and a variant is served with Vary.
+    let headers = |index: usize| results[index]["headers"].clone();
+    let about = headers(2);
+    assert_eq!(about["x-frame-options"], "DENY");
+    assert_eq!(about["strict-transport-security"], "max-age=63072000");
+    assert_eq!(about["vary"], serde_json::Value::Null);
+    let asset = headers(34);
+    assert_eq!(asset["x-frame-options"], serde_json::Value::Null, "{asset}");
+    assert_eq!(asset["strict-transport-security"], "max-age=63072000");
+    assert_eq!(asset["vary"], "Accept-Encoding");
+    let embed = headers(table.len() - 1);
+    assert_eq!(embed["content-security-policy"], "frame-ancestors 'self'");
+    assert_eq!(embed["x-frame-options"], "DENY");
+}
+
+/// A 2,000-line `_redirects`: the function stays under CloudFront's 10,240 bytes by moving
+/// the exact paths to a KeyValueStore (kvs.json in CloudFront's import format), and answers
+/// from it; the pattern rules stay in the code.
+#[test]
+fn a_large_redirect_table_moves_to_a_key_value_store() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut redirects: String = (0..2000)
+        .map(|i| format!("/old/page-{i} /new/page-{i} 301\n"))
+        .collect();
+    redirects.push_str("/blog/* /posts/:splat 302\n");
+    crate::util::write_tree(
+        &dir.path().join("site"),
+        &[("index.html", "<p>home</p>"), ("_redirects", &redirects)],
+    );
+    std::fs::write(
+        dir.path().join("deploy.yaml"),
+        "source: site\ntarget: s3://example-bucket/\n",
+    )
+    .expect("deploy.yaml");
+    let out = dir.path().join("edge");
+    let ran = crate::util::Hoist::new(dir.path())
+        .args(["edge", "build", "--output", "json", "--out"])
+        .arg(out.display().to_string())
+        .success();
+    let report: serde_json::Value = serde_json::from_str(&ran.stdout).expect("JSON");
+    assert_eq!(report["kvs_entries"], 2000, "{report:#}");
+    let kvs: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("kvs.json")).expect("kvs.json"))
+            .expect("kvs.json is JSON");
+    let data = kvs["data"].as_array().expect("data");
+    assert_eq!(data.len(), 2000);
+    assert!(
+        data.iter()
+            .all(|e| e["key"].is_string() && e["value"].is_string())
+    );
+    let code = std::fs::read_to_string(out.join("viewer-request.js")).expect("code");
+    assert!(code.len() < 10_240, "{} bytes", code.len());
+    assert!(code.contains("import cf from 'cloudfront';"));
+    let cases = serde_json::json!([
+        {"uri": "/old/page-0"},
+        {"uri": "/old/page-1999/"},
+        {"uri": "/old/page-2000"},
+        {"uri": "/blog/x"},
+        {"uri": "/"},
+    ]);
+    let ran = run_functions(&out, &cases);
+    let got: Vec<String> = ran["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(outcome)
+        .collect();
+    assert_eq!(
+        got,
+        [
+            "301 /new/page-0",
+            "301 /new/page-1999",
+            "/old/page-2000",
+            "302 /posts/x",
+            "/index.html"
+        ]
+    );
+    assert!(ran["reads"].as_u64().unwrap() > 0, "the store was read");
+}
+
+/// For the S3 website endpoint: each exact redirect is a zero-byte object carrying
+/// `x-amz-website-redirect-location` (at `old` and `old/index.html`), the plan says what the
+/// endpoint cannot express, a second deploy sends no PutObject, and a redirect taken out of
+/// deploy.yaml takes its objects with it.
+#[test]
+fn exact_redirects_become_website_redirect_objects() {
+    let Some(server) = Server::moto() else { return };
+    let moto = server.moto_server().expect("moto");
+    let config = r#"
+source: site
+spa: /index.html
+redirects:
+  - { from: /old, to: /new }
+  - { from: /moved/, to: "https://example.com/", status: 302 }
+  - { from: "/blog/*", to: "/posts/:splat" }
+  - { from: /about, to: /nowhere }
+"#;
+    let site = Site::with_config(
+        &server,
+        &[
+            ("index.html", "<p>home</p>"),
+            ("about.html", "<p>about</p>"),
+            ("new.html", "<p>new</p>"),
+        ],
+        config,
+        "",
+    );
+    let ran = site.deploy().success();
+    assert!(
+        ran.stderr.contains(
+            "S3 website endpoint: 3 redirect(s) as 6 zero-byte object(s) with \
+             x-amz-website-redirect-location"
+        ),
+        "{}",
+        ran.stderr
+    );
+    assert!(
+        ran.stderr
+            .contains("deploy.yaml redirects[2] (`/blog/*`: a pattern)")
+            && ran.stderr.contains(
+                "deploy.yaml redirects[1] (status 302: the website endpoint answers 301)"
+            )
+            && ran.stderr.contains("spa (set the bucket's error document"),
+        "{}",
+        ran.stderr
+    );
+    let client = site.client();
+    for (key, to) in [
+        ("old", "/new"),
+        ("old/index.html", "/new"),
+        ("moved", "https://example.com/"),
+        ("moved/index.html", "https://example.com/"),
+        // The website endpoint serves `/about` from the key `about`, not from about.html.
+        ("about", "/nowhere"),
+        ("about/index.html", "/nowhere"),
+    ] {
+        let object = head(&client, &site.bucket, key);
+        assert_eq!(object.website_redirect_location(), Some(to), "{key}");
+        assert_eq!(object.content_length(), Some(0), "{key}");
+    }
+    let contents = site.contents();
+    assert_eq!(
+        contents.get("about.html").map(Vec::as_slice),
+        Some(&b"<p>about</p>"[..])
+    );
+
+    moto.start_recording();
+    site.deploy().success();
+    moto.stop_recording();
+    let uploaded: Vec<String> = uploads(&moto.recording(), &site.bucket)
+        .into_iter()
+        .filter(|k| !k.contains(".hoist/"))
+        .collect();
+    assert!(uploaded.is_empty(), "{uploaded:?}");
+
+    site.write_config(&config.replace("  - { from: /old, to: /new }\n", ""));
+    site.deploy().success();
+    let contents = site.contents();
+    assert!(
+        !contents.contains_key("old") && !contents.contains_key("old/index.html"),
+        "{:?}",
+        contents.keys().collect::<Vec<_>>()
+    );
+    assert!(contents.contains_key("moved"));
+}
