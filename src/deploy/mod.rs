@@ -683,20 +683,24 @@ impl Deploy<'_> {
         for note in &gathered.notes {
             self.printer.status(note);
         }
+        let edge = gathered.notes.clone();
         self.check_saved(&gathered, &plan)?;
         let changes = changes_to_invalidate(self, &plan, gathered.manifest.as_ref());
         if settings.dryrun {
             // A reviewer sees the whole plan, then the guard's verdict.
-            let report = self
+            let mut report = self
                 .dry_run(&plan, &changes, gathered.warnings.clone())
                 .await?;
+            report.edge = edge;
             return match guard(settings, &plan, self.store) {
                 Ok(()) => Ok(report),
                 Err(refused) => Err(Failure::with_report(refused.into(), report)),
             };
         }
         guard(settings, &plan, self.store)?;
-        self.publish(&plan, &changes, gathered, origin).await
+        let mut report = self.publish(&plan, &changes, gathered, origin).await?;
+        report.edge = edge;
+        Ok(report)
     }
 
     /// `--dryrun`: prints the plan and the exact invalidation paths; sends only List, Get and

@@ -46,6 +46,10 @@ pub(crate) struct DeployReport {
     /// line says so.
     #[serde(skip)]
     pub(crate) pruned: bool,
+    /// What the edge compilers produced (redirect objects, the CloudFront Function's size
+    /// and tables), one line each.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub(crate) edge: Vec<String>,
     warnings: Vec<String>,
     /// One entry per failure, short: the key and phase when there is one.
     errors: Vec<JsonError>,
@@ -139,6 +143,7 @@ impl DeployReport {
             verified: None,
             preview: None,
             pruned: false,
+            edge: Vec::new(),
             warnings,
             errors: Vec::new(),
         }

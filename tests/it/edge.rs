@@ -503,6 +503,22 @@ redirects:
         config,
         "",
     );
+    // The plan says what each compiler produced, in the JSON a script reads too.
+    let dry = site.deploy_json().arg("--dryrun").success().json();
+    let edge: Vec<&str> = dry["edge"]
+        .as_array()
+        .expect("edge lines")
+        .iter()
+        .filter_map(|line| line.as_str())
+        .collect();
+    assert!(
+        edge.iter()
+            .any(|l| l.starts_with("S3 website endpoint: 3 redirect(s)"))
+            && edge
+                .iter()
+                .any(|l| l.starts_with("CloudFront Function (hoist edge build): viewer-request")),
+        "{edge:#?}"
+    );
     let ran = site.deploy().success();
     assert!(
         ran.stderr.contains(
