@@ -282,6 +282,20 @@ pub(crate) struct CloudFrontConfig {
     pub(crate) endpoint_url: Option<String>,
     /// Whether to invalidate at all when a distribution is configured (default true).
     pub(crate) invalidate: Option<bool>,
+    /// The CloudFront Functions `hoist deploy` publishes from the edge rules.
+    pub(crate) function: Option<FunctionConfig>,
+}
+
+/// `cloudfront.function`: publish the generated functions with each deploy.
+#[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct FunctionConfig {
+    /// The viewer-request function's name (the viewer-response one is `NAME-response`).
+    pub(crate) name: String,
+    /// Create or update, publish and associate the functions on each deploy, before the HTML;
+    /// `hoist rollback` restores the release's functions.
+    #[serde(default)]
+    pub(crate) manage: bool,
 }
 
 impl DeployConfig {

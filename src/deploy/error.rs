@@ -152,14 +152,7 @@ impl DeployError {
 
     /// The report's `errors`: one short entry per failure.
     pub(crate) fn json_errors(&self) -> Vec<JsonError> {
-        let one = |code: &str, message: String| {
-            vec![JsonError {
-                key: None,
-                phase: None,
-                code: code.to_string(),
-                message,
-            }]
-        };
+        let one = |code: &str, message: String| vec![JsonError::new(code, message)];
         let chain = || crate::error::ErrorChain(self).to_string();
         let each = |code: &str, messages: &[String]| {
             messages
@@ -206,6 +199,9 @@ impl DeployError {
                     .collect(),
                 super::verify::VerifyError::Client(_) => one("VerifyFailed", chain()),
             },
+            DeployError::Execute(ExecuteError::Function { .. }) => {
+                one("CloudFrontFunction", chain())
+            }
             DeployError::Store(error) => one(error.code(), chain()),
             DeployError::Settings(_) => one("InvalidConfig", chain()),
             DeployError::Scan(_) => one("UnpublishableSource", chain()),
@@ -286,6 +282,11 @@ impl DeployError {
             DeployError::Execute(ExecuteError::Interrupted { .. } | ExecuteError::LockLost { .. }) => {
                 Some("run the same command again to finish the deploy".into())
             }
+            DeployError::Execute(ExecuteError::Function { .. }) => Some(
+                "the site still serves the previous pages and functions; fix the cause and run \
+                 the same command again, or attach the functions by hand (`hoist edge build`)"
+                    .into(),
+            ),
             DeployError::Execute(ExecuteError::Verify { .. }) => Some(
                 "the new pages are live and every old file is still there: `hoist rollback` \
                  serves the previous release again (with releases on), or fix the build and \

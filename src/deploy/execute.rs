@@ -62,6 +62,8 @@ pub(crate) struct Executed {
     pub(crate) warnings: Vec<String>,
     /// What `verify:` checked, when it ran.
     pub(crate) verified: Option<super::verify::Verified>,
+    /// What publishing the CloudFront Functions did, a line per step.
+    pub(crate) functions: Vec<String>,
 }
 
 /// What one write left: the object's ETag, and its size when it is not the file's.
@@ -117,6 +119,17 @@ pub(crate) enum ExecuteError {
     Verify {
         #[source]
         source: super::verify::VerifyError,
+        not_started: Vec<&'static str>,
+    },
+    /// Publishing the CloudFront Functions failed after the assets and other files, before
+    /// the HTML: the site still serves the old pages with the old functions.
+    #[error(
+        "the CloudFront Functions could not be published; {} not started",
+        list(not_started)
+    )]
+    Function {
+        #[source]
+        source: super::edge::manage::ManageError,
         not_started: Vec<&'static str>,
     },
 }
@@ -208,6 +221,8 @@ pub(crate) struct Executor<'a> {
     pub(crate) lock_lost: Option<&'a std::sync::atomic::AtomicBool>,
     /// `verify:`, run after the HTML phase and before the deletes, with this run's nonce.
     pub(crate) verify: Option<(&'a super::verify::VerifySettings, &'a str)>,
+    /// The CloudFront Functions to publish before the HTML phase, and where.
+    pub(crate) functions: Option<(&'a crate::aws::cloudfront::CloudFront, &'a str)>,
 }
 
 impl Executor<'_> {
@@ -233,6 +248,9 @@ impl Executor<'_> {
                             not_started: not_started_after(Phase::Html, self.after),
                         })?,
                 );
+            }
+            if phase == Phase::Html {
+                executed.functions = self.publish_functions(plan).await?;
             }
             let actions: Vec<&Action> = plan.phase(phase).collect();
             if actions.is_empty() {
@@ -327,6 +345,23 @@ impl Executor<'_> {
         }
         failed.sort_by(|a, b| a.key.cmp(&b.key));
         failed
+    }
+
+    /// Before the HTML phase: the CloudFront Functions the new pages need, when the plan
+    /// changes them (a failure stops the run with the old pages and functions serving).
+    async fn publish_functions(&self, plan: &Plan) -> Result<Vec<String>, ExecuteError> {
+        let Some((client, distribution)) = self.functions else {
+            return Ok(Vec::new());
+        };
+        if !plan.publish_functions || self.interrupt.is_set() {
+            return Ok(Vec::new());
+        }
+        super::edge::manage::publish(client, distribution, &plan.functions)
+            .await
+            .map_err(|source| ExecuteError::Function {
+                source,
+                not_started: not_started_after(Phase::Other, self.after),
+            })
     }
 
     async fn write_one(

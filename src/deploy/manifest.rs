@@ -54,6 +54,9 @@ pub(crate) struct Manifest {
     /// blake3 of bytes kept under `.hoist/objects/` → the newest release that needs them.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub(crate) blobs: BTreeMap<Digest, u64>,
+    /// The CloudFront Functions hoist publishes, by name → the digest of the code they serve.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub(crate) functions: BTreeMap<String, Digest>,
 }
 
 /// Reads a JSON object into a map built in bulk (full nodes) rather than by one insert per key
@@ -148,6 +151,7 @@ impl Manifest {
             releases: Vec::new(),
             live: None,
             blobs: BTreeMap::new(),
+            functions: BTreeMap::new(),
         }
     }
 
@@ -187,6 +191,7 @@ impl Manifest {
             && self.releases == other.releases
             && self.live == other.live
             && self.blobs == other.blobs
+            && self.functions == other.functions
     }
 
     /// What hoist last knew of a key, in the site or kept stale, if the listing still shows

@@ -206,7 +206,7 @@ async fn deploy_with(
                 };
                 let (scanned, listed) = tokio::join!(scanning, list_target(deploy.store));
                 let gathered = gather(scanned?, listed?);
-                deploy.plan_and_apply(gathered, &origin).await
+                Box::pin(deploy.plan_and_apply(gathered, &origin)).await
             },
         )
         .await;
@@ -223,7 +223,7 @@ async fn deploy_with(
         "deploy",
         async |deploy: &Deploy<'_>| {
             let gathered = gather(scanned, list_target(deploy.store).await?);
-            deploy.plan_and_apply(gathered, &origin).await
+            Box::pin(deploy.plan_and_apply(gathered, &origin)).await
         },
     )
     .await
@@ -249,6 +249,12 @@ where
     let cloudfront = match (&settings.cloudfront, &session) {
         (Some(cloudfront), Some(session)) => {
             Some(session.cloudfront(cloudfront.endpoint_url.as_deref()))
+        }
+        _ => None,
+    };
+    let functions = match (&settings.function, &session) {
+        (Some(function), Some(session)) => {
+            Some(session.cloudfront(function.endpoint_url.as_deref()))
         }
         _ => None,
     };
@@ -281,6 +287,7 @@ where
         settings,
         store: store.as_ref(),
         cloudfront: cloudfront.as_ref(),
+        functions: functions.as_ref(),
         printer: &printer,
         interrupt,
         started,
@@ -369,6 +376,8 @@ pub(crate) struct Gathered {
     warnings: Vec<String>,
     /// What the edge compilers produced (status lines, not warnings).
     notes: Vec<String>,
+    /// The CloudFront Functions to serve the site with, when hoist manages them.
+    functions: Vec<edge::manage::ManagedFunction>,
 }
 
 /// The uploads killed runs left: begun more than `after` ago. Looked for only when the plan
@@ -416,6 +425,8 @@ pub(crate) struct Scanned {
     twins: Vec<(Key, Key)>,
     /// What the edge compilers produced, for the plan.
     notes: Vec<String>,
+    /// The CloudFront Functions to serve the build with, when hoist manages them.
+    functions: Vec<edge::manage::ManagedFunction>,
     /// With `--strict`, what the lint found (the deploy is then refused); else empty, the
     /// findings being warnings.
     lint: Vec<lint::Finding>,
@@ -438,7 +449,13 @@ async fn scan_source(settings: &DeploySettings) -> Result<Scanned, DeployError> 
         .edge
         .load(&settings.source)
         .map_err(settings::SettingsError::from)?;
-    let notes = compile_edge(&edge_rules, &mut files, &settings.rules);
+    let notes = compile_edge(
+        &edge_rules,
+        &mut files,
+        &settings.rules,
+        settings.function.as_ref().map(|f| f.name.as_str()),
+    )
+    .map_err(settings::SettingsError::from)?;
     let unreachable = plan::unreachable_keys(&files);
     let mut warnings = unreachable.warnings();
     warnings.extend(edge_notes);
@@ -459,6 +476,7 @@ async fn scan_source(settings: &DeploySettings) -> Result<Scanned, DeployError> 
         files,
         warnings,
         notes: notes.summary,
+        functions: notes.functions,
         twins: unreachable.twins,
         lint: if settings.lint_strict {
             findings
@@ -472,21 +490,44 @@ async fn scan_source(settings: &DeploySettings) -> Result<Scanned, DeployError> 
 struct EdgeNotes {
     summary: Vec<String>,
     warnings: Vec<String>,
+    /// With `cloudfront.function.manage`, the functions to publish.
+    functions: Vec<edge::manage::ManagedFunction>,
 }
 
 /// The edge rules' two compilers, run on every deploy: the website endpoint's redirect
 /// objects join the files; the CloudFront Function is compiled to check it fits and to say
-/// what it would hold (`hoist edge build` writes it).
+/// what it would hold (`hoist edge build` writes it). With `managed` (the function's name),
+/// the functions are the deploy's to publish, and one that cannot be built, or needs a
+/// KeyValueStore, is an error before anything happens.
 fn compile_edge(
     rules: &edge::EdgeRules,
     files: &mut Vec<LocalFile>,
     file_rules: &rules::Rules,
-) -> EdgeNotes {
+    managed: Option<&str>,
+) -> Result<EdgeNotes, edge::EdgeError> {
     let website = edge::website::compile(rules, files);
     let mut notes = EdgeNotes {
         summary: website.summary,
         warnings: Vec::new(),
+        functions: Vec::new(),
     };
+    if let Some(name) = managed {
+        let fail = |message: String| edge::EdgeError {
+            origin: "deploy.yaml cloudfront.function".into(),
+            message,
+        };
+        let compiled = edge::function::compile(rules, files, file_rules)
+            .map_err(|error| fail(error.to_string()))?;
+        if let Some(entries) = &compiled.kvs {
+            return Err(fail(format!(
+                "manage: true cannot publish a function whose tables need a KeyValueStore \
+                 ({} entries) yet; write it with `hoist edge build` and import kvs.json, or \
+                 set manage: false",
+                entries.len()
+            )));
+        }
+        notes.functions = edge::manage::functions(name, &compiled);
+    }
     // The function is compiled for the build alone: redirect objects are not pages.
     if !rules.is_empty() {
         match edge::function::compile(rules, files, file_rules) {
@@ -506,7 +547,7 @@ fn compile_edge(
         files.extend(website.objects);
         files.sort_unstable_by(|a, b| a.key.cmp(&b.key));
     }
-    notes
+    Ok(notes)
 }
 
 /// Hashes every walked file (blake3, on all cores).
@@ -530,6 +571,7 @@ fn gather(scanned: Scanned, listed: Listed) -> Gathered {
         manifest,
         warnings,
         notes: scanned.notes,
+        functions: scanned.functions,
     }
 }
 
@@ -624,6 +666,8 @@ struct Deploy<'a> {
     store: &'a dyn Store,
     /// The CloudFront client, when the deploy invalidates.
     cloudfront: Option<&'a CloudFront>,
+    /// The CloudFront client for `cloudfront.function.manage`.
+    functions: Option<&'a CloudFront>,
     printer: &'a Printer,
     interrupt: &'a Interrupt,
     started: Instant,
@@ -650,6 +694,7 @@ impl Deploy<'_> {
         )
         .await?;
         gathered.warnings.extend(lifecycle_warnings);
+        decide_functions(&mut plan, &gathered);
         // Previews are nested sites by design: not worth a warning on every production deploy.
         let previews = settings
             .preview
@@ -719,6 +764,20 @@ impl Deploy<'_> {
         }
         for kept in &plan.kept {
             self.printer.line(&report::kept_line(kept, true));
+        }
+        if plan.publish_functions
+            && let Some(function) = &self.settings.function
+        {
+            for managed in &plan.functions {
+                self.printer.line(&format!(
+                    "(dryrun) publish CloudFront Function {} ({}, {} bytes) on {} before the \
+                     HTML",
+                    managed.name,
+                    managed.event.as_str(),
+                    managed.code.len(),
+                    function.distribution_id
+                ));
+            }
         }
         let invalidation = match (&self.settings.cloudfront, self.cloudfront) {
             (Some(settings), Some(client)) => Some(
@@ -802,6 +861,11 @@ impl Deploy<'_> {
         // Nothing is owed any more, unless invalidation is off for this run
         // (`--no-invalidate`), which leaves what an earlier run owed.
         let mut next = next_manifest(plan, &files, &executed);
+        next.functions = plan
+            .functions
+            .iter()
+            .map(|f| (f.name.clone(), f.digest()))
+            .collect();
         if self.settings.cloudfront.is_none()
             && let Some(old) = &remote_manifest
         {
@@ -904,6 +968,9 @@ impl Deploy<'_> {
     /// What the executor did besides the plan's actions: aborted uploads, warnings, what
     /// `verify:` checked.
     fn show_executed(&self, executed: &Executed, warnings: &mut Vec<String>) {
+        for line in &executed.functions {
+            self.printer.line(line);
+        }
         for upload in &executed.aborted {
             self.printer.line(&report::abort_line(upload, false));
         }
@@ -1010,6 +1077,7 @@ impl Deploy<'_> {
             version: release::RECORD_VERSION,
             summary: summary.clone(),
             objects,
+            functions: plan.functions.clone(),
         };
         put_state(
             self.store,
@@ -1065,6 +1133,10 @@ impl Deploy<'_> {
                 .verify
                 .as_ref()
                 .map(|settings| (settings, nonce.as_str())),
+            functions: match (self.functions, &self.settings.function) {
+                (Some(client), Some(function)) => Some((client, function.distribution_id.as_str())),
+                _ => None,
+            },
         };
         let executed = executor.run(plan).await;
         printer.finish_progress();
@@ -1132,6 +1204,24 @@ pub(crate) async fn fetch_manifest(
         },
         Err(store::Error::NotFound { .. }) => Ok((None, None)),
         Err(error) => Err(error),
+    }
+}
+
+/// With `cloudfront.function.manage`: the functions the plan serves the site with, and
+/// whether they must be published (the manifest records another code for a name, or none).
+/// Publishing makes the run a release, so a rollback can restore the functions too.
+fn decide_functions(plan: &mut Plan, gathered: &Gathered) {
+    plan.functions.clone_from(&gathered.functions);
+    if plan.functions.is_empty() {
+        return;
+    }
+    let published = gathered.manifest.as_ref().map(|m| &m.functions);
+    plan.publish_functions = plan
+        .functions
+        .iter()
+        .any(|f| published.and_then(|p| p.get(&f.name)) != Some(&f.digest()));
+    if plan.publish_functions {
+        plan.creates_release = true;
     }
 }
 

@@ -332,6 +332,11 @@ pub(crate) struct Plan {
     pub(crate) known: Vec<(usize, ObjectRecord)>,
     /// Multipart uploads a killed run left under the target, aborted after the deletes.
     pub(crate) stale_uploads: Vec<crate::store::Upload>,
+    /// The CloudFront Functions the site is served with (`cloudfront.function.manage`).
+    pub(crate) functions: Vec<super::edge::manage::ManagedFunction>,
+    /// Whether they differ from what the manifest says is published: then they are
+    /// published before the HTML phase.
+    pub(crate) publish_functions: bool,
 }
 
 impl Plan {

@@ -42,7 +42,16 @@ pub(crate) async fn previews(
             older_than,
             target,
             change,
-        } => prune(names, older_than.as_deref(), target, change, interrupt).await,
+        } => {
+            Box::pin(prune(
+                names,
+                older_than.as_deref(),
+                target,
+                change,
+                interrupt,
+            ))
+            .await
+        }
     }
 }
 

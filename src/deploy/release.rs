@@ -57,6 +57,9 @@ pub(crate) struct Release {
     pub(crate) version: u32,
     pub(crate) summary: ReleaseSummary,
     pub(crate) objects: BTreeMap<Key, ReleasedObject>,
+    /// The CloudFront Functions it published (`cloudfront.function.manage`), for rollback.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) functions: Vec<super::edge::manage::ManagedFunction>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

@@ -76,6 +76,18 @@ pub(crate) struct JsonError {
     pub(crate) message: String,
 }
 
+impl JsonError {
+    /// An error of no key and no phase.
+    pub(crate) fn new(code: &str, message: String) -> JsonError {
+        JsonError {
+            key: None,
+            phase: None,
+            code: code.to_string(),
+            message,
+        }
+    }
+}
+
 #[derive(Debug, Default, serde::Serialize)]
 struct Summary {
     uploaded: usize,

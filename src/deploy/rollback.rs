@@ -36,7 +36,7 @@ pub(crate) async fn rollback(
     interrupt: &Interrupt,
 ) -> Result<(), DeployError> {
     let started = std::time::Instant::now();
-    let result = restore(args, interrupt).await;
+    let result = Box::pin(restore(args, interrupt)).await;
     super::outcome(&args.target, &args.change, started, result)
 }
 
@@ -56,6 +56,13 @@ async fn restore(args: &RollbackArgs, interrupt: &Interrupt) -> Result<DeployRep
             let (manifest, id) = choose(deploy, manifest, wanted)?;
             let record = fetch_record(deploy.store, id).await?;
             let files = restore_files(&record, &objects, &manifest)?;
+            // The release's functions, when hoist manages them (a release published before
+            // that has none, and leaves the live functions alone).
+            let functions = if deploy.settings.function.is_some() {
+                record.functions.clone()
+            } else {
+                Vec::new()
+            };
             let origin = Origin {
                 kind: "rollback",
                 restores: Some(id),
@@ -84,8 +91,9 @@ async fn restore(args: &RollbackArgs, interrupt: &Interrupt) -> Result<DeployRep
                 manifest: Some(manifest),
                 warnings,
                 notes: Vec::new(),
+                functions,
             };
-            deploy.plan_and_apply(gathered, &origin).await
+            Box::pin(deploy.plan_and_apply(gathered, &origin)).await
         },
     )
     .await

@@ -213,6 +213,16 @@ pub(crate) struct DeploySettings {
     pub(crate) message: Option<String>,
     /// deploy.yaml's edge rules (the build's `_redirects` and `_headers` join them at scan).
     pub(crate) edge: super::edge::ConfiguredEdge,
+    /// The CloudFront Functions this deploy publishes, when it manages them.
+    pub(crate) function: Option<FunctionSettings>,
+}
+
+/// `cloudfront.function` with `manage: true`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct FunctionSettings {
+    pub(crate) name: String,
+    pub(crate) distribution_id: String,
+    pub(crate) endpoint_url: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -253,6 +263,7 @@ impl DeploySettings {
         let is_preview = preview.is_some();
         let rules = Rules::from_config(&config)?;
         let edge = super::edge::ConfiguredEdge::from_config(&config)?;
+        let function = resolve_function(args, &config)?;
         let profile = args.target.profile.clone().or(config.profile.clone());
         // A local target needs no AWS configuration at all.
         if matches!(target, Target::S3 { .. }) {
@@ -262,6 +273,8 @@ impl DeploySettings {
         let (lifecycle, lock) = resolve_lifecycle(args, &config)?;
         Ok(DeploySettings {
             edge,
+            // A preview serves from its own prefix; production's functions are production's.
+            function: if is_preview { None } else { function },
             config_path,
             lifecycle,
             lock,
@@ -530,6 +543,50 @@ fn base_of(path: &Path) -> PathBuf {
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."))
         .to_path_buf()
+}
+
+/// `cloudfront.function` with `manage: true`: a valid name and a distribution to attach to.
+fn resolve_function(
+    args: &DeployArgs,
+    config: &DeployConfig,
+) -> Result<Option<FunctionSettings>, SettingsError> {
+    let Some(section) = config.cloudfront.as_ref() else {
+        return Ok(None);
+    };
+    let Some(function) = section.function.as_ref().filter(|f| f.manage) else {
+        return Ok(None);
+    };
+    let invalid = |message: String| {
+        SettingsError::Edge(super::edge::EdgeError {
+            origin: "deploy.yaml cloudfront.function".into(),
+            message,
+        })
+    };
+    let name = &function.name;
+    // CloudFront's rule for names, with room for `-response`.
+    if name.is_empty()
+        || name.len() > 55
+        || !name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
+        return Err(invalid(format!(
+            "name `{name}`: 1 to 55 letters, digits, `-` and `_`"
+        )));
+    }
+    let distribution_id = args
+        .change
+        .distribution_id
+        .clone()
+        .or_else(|| section.distribution_id.clone())
+        .ok_or_else(|| {
+            invalid("manage: true needs cloudfront.distribution_id to associate with".into())
+        })?;
+    Ok(Some(FunctionSettings {
+        name: name.clone(),
+        distribution_id,
+        endpoint_url: section.endpoint_url.clone(),
+    }))
 }
 
 fn resolve_cloudfront(

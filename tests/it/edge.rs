@@ -577,3 +577,168 @@ redirects:
     );
     assert!(contents.contains_key("moved"));
 }
+
+/// `cloudfront.function: {manage: true}` against moto's CloudFront, as far as moto goes: a dry
+/// run sends no CloudFront request that changes anything and says what it would publish; a
+/// deploy uploads the assets, then creates the function with exactly the code `hoist edge
+/// build` writes, then publishes it before any HTML is written. moto implements
+/// CreateFunction, DescribeFunction and GetFunction but not PublishFunction (nor
+/// UpdateFunction, nor function associations), so here the publish fails: the deploy stops
+/// with exit 1 and `CloudFrontFunction`, and the HTML phase never starts, which leaves the
+/// site serving its old pages (the safety this order is for).
+#[test]
+fn managed_functions_go_out_after_the_assets_and_before_the_html() {
+    let Some(server) = Server::moto() else { return };
+    let moto = server.moto_server().expect("moto");
+    let client = crate::cdn::cloudfront(&server);
+    let files = [
+        ("index.html", "<p>home</p>"),
+        ("about/index.html", "<p>about</p>"),
+        ("assets/app.1a2b3c4d.js", "console.log(1)"),
+    ];
+    let site = Site::with_config(&server, &files, "source: site\n", "");
+    let id = crate::cdn::create_distribution(&client, &site.bucket, "");
+    let config = format!(
+        r#"
+source: site
+clean_urls: true
+rules:
+  - match: "assets/**"
+    immutable: true
+    cache_control: "public, max-age=31536000, immutable"
+redirects:
+  - {{ from: /old, to: /about }}
+response_headers:
+  - {{ match: "/*", headers: {{ X-Frame-Options: DENY }} }}
+cloudfront:
+  distribution_id: {id}
+  endpoint_url: {}
+  function: {{ name: site-edge, manage: true }}
+"#,
+        server.endpoint().url
+    );
+    site.write_config(&config);
+    let function_requests = |recording: &[crate::servers::Recorded]| -> Vec<String> {
+        recording
+            .iter()
+            .filter(|r| r.path().starts_with("/2020-05-31/function"))
+            .map(|r| format!("{} {}", r.method, r.path()))
+            .collect()
+    };
+
+    moto.start_recording();
+    let dry = site.deploy().arg("--dryrun").success();
+    moto.stop_recording();
+    assert!(
+        dry.stdout
+            .contains("(dryrun) publish CloudFront Function site-edge (viewer-request, ")
+            && dry
+                .stdout
+                .contains("(dryrun) publish CloudFront Function site-edge-response"),
+        "{}",
+        dry.stdout
+    );
+    let recording = moto.recording();
+    assert!(
+        function_requests(&recording).is_empty(),
+        "{:?}",
+        function_requests(&recording)
+    );
+    assert!(recording.iter().all(|r| !r.is_mutating()));
+
+    moto.start_recording();
+    let ran = site.deploy_json().run();
+    moto.stop_recording();
+    assert_eq!(ran.code(), Some(1), "{}\n{}", ran.stdout, ran.stderr);
+    let report = ran.json();
+    assert_eq!(
+        report["errors"][0]["code"], "CloudFrontFunction",
+        "{report:#}"
+    );
+    assert!(
+        report["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("publishing CloudFront Function `site-edge` failed"),
+        "{report:#}"
+    );
+    let recording = moto.recording();
+    let order: Vec<String> = recording
+        .iter()
+        .filter_map(|r| {
+            if r.path().starts_with("/2020-05-31/function") {
+                Some(format!("{} function", r.method))
+            } else {
+                crate::deploy::object_key(r, &site.bucket)
+                    .filter(|k| r.method == "PUT" && !k.starts_with(".hoist/"))
+                    .map(|k| format!("PUT {k}"))
+            }
+        })
+        .collect();
+    let create = order
+        .iter()
+        .position(|r| r == "POST function")
+        .unwrap_or_else(|| panic!("no CreateFunction: {order:?}"));
+    let asset = order
+        .iter()
+        .position(|r| r == "PUT assets/app.1a2b3c4d.js")
+        .unwrap_or_else(|| panic!("no asset upload: {order:?}"));
+    assert!(asset < create, "{order:?}");
+    assert!(
+        !order
+            .iter()
+            .any(|r| r == "PUT index.html" || r == "PUT about/index.html"),
+        "HTML written although the function was not published: {order:?}"
+    );
+
+    // What moto stored is exactly what `hoist edge build` writes.
+    let out = site.root().join("edge");
+    crate::util::Hoist::on(site.root(), &server.endpoint())
+        .args(["edge", "build", "--out"])
+        .arg(out.display().to_string())
+        .success();
+    let stored = crate::util::block_on(async {
+        client
+            .get_function()
+            .name("site-edge")
+            .send()
+            .await
+            .expect("GetFunction")
+    });
+    assert_eq!(
+        stored.function_code().map(|b| b.as_ref().to_vec()),
+        Some(std::fs::read(out.join("viewer-request.js")).unwrap())
+    );
+}
+
+/// A managed function whose tables need a KeyValueStore is refused before any request that
+/// changes anything (exit 2, naming the setting), since hoist does not yet fill the store.
+#[test]
+fn a_managed_function_that_needs_a_key_value_store_is_refused() {
+    let Some(server) = Server::moto() else { return };
+    let moto = server.moto_server().expect("moto");
+    let redirects: String = (0..2000)
+        .map(|i| format!("/old/page-{i} /new/page-{i} 301\n"))
+        .collect();
+    let site = Site::with_config(
+        &server,
+        &[("index.html", "<p>home</p>"), ("_redirects", &redirects)],
+        "source: site\n",
+        "",
+    );
+    site.write_config(&format!(
+        "source: site\ncloudfront:\n  distribution_id: E123\n  endpoint_url: {}\n  function: {{ name: big, manage: true }}\n",
+        server.endpoint().url
+    ));
+    moto.start_recording();
+    let ran = site.deploy().run();
+    moto.stop_recording();
+    assert_eq!(ran.code(), Some(2), "{}", ran.stderr);
+    assert!(
+        ran.stderr.contains("deploy.yaml cloudfront.function: manage: true cannot publish a function whose tables need a KeyValueStore (2000 entries)"),
+        "{}",
+        ran.stderr
+    );
+    assert!(moto.recording().iter().all(|r| !r.is_mutating()));
+    assert!(site.contents().is_empty());
+}

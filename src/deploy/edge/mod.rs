@@ -19,6 +19,7 @@
 
 mod build;
 pub(crate) mod function;
+pub(crate) mod manage;
 pub(crate) mod netlify;
 pub(crate) mod website;
 
