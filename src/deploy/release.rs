@@ -561,4 +561,37 @@ mod tests {
         let kept: BTreeSet<Digest> = next.blobs.keys().copied().collect();
         assert_eq!(kept, BTreeSet::from([adopted, recent]));
     }
+
+    #[test]
+    fn records_keep_functions_and_read_without_them() {
+        let record = Release {
+            version: RECORD_VERSION,
+            summary: ReleaseSummary {
+                id: 4,
+                created: crate::clock::Timestamp::now(),
+                commit: None,
+                message: None,
+                kind: "deploy".into(),
+                restores: None,
+                files: 0,
+                bytes: 0,
+            },
+            objects: BTreeMap::new(),
+            functions: vec![super::super::edge::manage::ManagedFunction {
+                name: "site".into(),
+                event: crate::aws::cloudfront::FunctionEvent::ViewerRequest,
+                code: "function handler(e) { return e.request; }".into(),
+            }],
+        };
+        let text = String::from_utf8(record.to_bytes()).unwrap();
+        assert!(text.contains(r#""event":"viewer-request""#), "{text}");
+        assert_eq!(Release::parse(text.as_bytes()).unwrap(), record);
+        let older = text.split(r#","functions""#).next().unwrap().to_string() + "}";
+        assert!(
+            Release::parse(older.as_bytes())
+                .unwrap()
+                .functions
+                .is_empty()
+        );
+    }
 }

@@ -742,3 +742,62 @@ fn a_managed_function_that_needs_a_key_value_store_is_refused() {
     assert!(moto.recording().iter().all(|r| !r.is_mutating()));
     assert!(site.contents().is_empty());
 }
+
+/// Releases of compressed pages: a page stored gzip-compressed and its variants are kept
+/// for rollback under their own identity (not the source's digest, which the plain file
+/// shares), and `hoist rollback` brings back bytes that decode to the first release's page,
+/// with its Content-Encoding.
+#[test]
+fn rollback_restores_compressed_pages() {
+    let Some(server) = Server::moto() else { return };
+    let config = r#"
+source: site
+rules:
+  - match: "*.html"
+    cache_control: "no-cache"
+    compress: variants
+  - match: "**"
+    compress: gzip
+"#;
+    let v1 = "<p>release one</p>\n".repeat(40);
+    let site = Site::with_config(
+        &server,
+        &[("index.html", &v1), ("notes.txt", &"one\n".repeat(100))],
+        config,
+        "",
+    );
+    site.deploy().success();
+    site.write("index.html", &"<p>release two</p>\n".repeat(40));
+    site.write("notes.txt", &"two\n".repeat(100));
+    site.deploy().success();
+    assert_eq!(
+        unbrotli(&site.contents()["index.html.br"]),
+        "<p>release two</p>\n".repeat(40).as_bytes()
+    );
+    let report = crate::util::Hoist::on(site.root(), &server.endpoint())
+        .args(["rollback", "--output", "json"])
+        .success()
+        .json();
+    assert_eq!(report["release"]["restores"], 1, "{report:#}");
+    let contents = site.contents();
+    assert_eq!(contents["index.html"], v1.as_bytes());
+    assert_eq!(gunzip(&contents["index.html.gz"]), v1.as_bytes());
+    assert_eq!(unbrotli(&contents["index.html.br"]), v1.as_bytes());
+    assert_eq!(
+        gunzip(&contents["notes.txt"]),
+        "one\n".repeat(100).as_bytes()
+    );
+    let client = site.client();
+    assert_eq!(
+        head(&client, &site.bucket, "notes.txt").content_encoding(),
+        Some("gzip")
+    );
+    assert_eq!(
+        head(&client, &site.bucket, "index.html.br").content_encoding(),
+        Some("br")
+    );
+    assert_eq!(
+        head(&client, &site.bucket, "index.html").content_encoding(),
+        None
+    );
+}
