@@ -511,27 +511,22 @@ fn compile_edge(
         warnings: Vec::new(),
         functions: Vec::new(),
     };
-    if let Some(name) = managed {
-        let fail = |message: String| edge::EdgeError {
-            origin: "deploy.yaml cloudfront.function".into(),
-            message,
-        };
-        let compiled = edge::function::compile(rules, files, file_rules)
-            .map_err(|error| fail(error.to_string()))?;
-        if let Some(entries) = &compiled.kvs {
-            return Err(fail(format!(
-                "manage: true cannot publish a function whose tables need a KeyValueStore \
-                 ({} entries) yet; write it with `hoist edge build` and import kvs.json, or \
-                 set manage: false",
-                entries.len()
-            )));
-        }
-        notes.functions = edge::manage::functions(name, &compiled);
-    }
     // The function is compiled for the build alone: redirect objects are not pages.
-    if !rules.is_empty() {
-        match edge::function::compile(rules, files, file_rules) {
-            Ok(compiled) => {
+    // Without rules or a function to publish there is nothing to compile.
+    if managed.is_some() || !rules.is_empty() {
+        match (edge::function::compile(rules, files, file_rules), managed) {
+            (Ok(compiled), managed) => {
+                if let Some(name) = managed {
+                    if let Some(entries) = &compiled.kvs {
+                        return Err(managed_error(format!(
+                            "manage: true cannot publish a function whose tables need a \
+                             KeyValueStore ({} entries) yet; write it with `hoist edge build` \
+                             and import kvs.json, or set manage: false",
+                            entries.len()
+                        )));
+                    }
+                    notes.functions = edge::manage::functions(name, &compiled);
+                }
                 notes.summary.extend(
                     compiled
                         .summary
@@ -540,7 +535,8 @@ fn compile_edge(
                 );
                 notes.warnings.extend(compiled.notes);
             }
-            Err(error) => notes.warnings.push(error.to_string()),
+            (Err(error), Some(_)) => return Err(managed_error(error.to_string())),
+            (Err(error), None) => notes.warnings.push(error.to_string()),
         }
     }
     if !website.objects.is_empty() {
@@ -548,6 +544,13 @@ fn compile_edge(
         files.sort_unstable_by(|a, b| a.key.cmp(&b.key));
     }
     Ok(notes)
+}
+
+fn managed_error(message: String) -> edge::EdgeError {
+    edge::EdgeError {
+        origin: "deploy.yaml cloudfront.function".into(),
+        message,
+    }
 }
 
 /// Hashes every walked file (blake3, on all cores).

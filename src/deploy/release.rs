@@ -568,7 +568,7 @@ mod tests {
             version: RECORD_VERSION,
             summary: ReleaseSummary {
                 id: 4,
-                created: crate::clock::Timestamp::now(),
+                created: Timestamp::now(),
                 commit: None,
                 message: None,
                 kind: "deploy".into(),
