@@ -74,6 +74,15 @@ pub(crate) struct FunctionState {
     pub(crate) etag: String,
 }
 
+/// The stage asked for: live, or development.
+fn stage(live: bool) -> FunctionStage {
+    if live {
+        FunctionStage::Live
+    } else {
+        FunctionStage::Development
+    }
+}
+
 /// Which event a function is associated with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -228,16 +237,11 @@ impl CloudFront {
         name: &str,
         live: bool,
     ) -> Result<Option<FunctionState>, CloudFrontError> {
-        let stage = if live {
-            FunctionStage::Live
-        } else {
-            FunctionStage::Development
-        };
         match self
             .client
             .describe_function()
             .name(name)
-            .stage(stage)
+            .stage(stage(live))
             .send()
             .await
         {
@@ -270,16 +274,11 @@ impl CloudFront {
         name: &str,
         live: bool,
     ) -> Result<Vec<u8>, CloudFrontError> {
-        let stage = if live {
-            FunctionStage::Live
-        } else {
-            FunctionStage::Development
-        };
         let output = self
             .client
             .get_function()
             .name(name)
-            .stage(stage)
+            .stage(stage(live))
             .send()
             .await?;
         Ok(output

@@ -40,6 +40,18 @@ fn files() -> Vec<(&'static str, String)> {
     ]
 }
 
+/// The site's keys a deploy uploads (PutObject or parts), hoist's own state left out, in
+/// the order moto received them.
+fn deploy_uploads(moto: &crate::servers::Moto, site: &Site) -> Vec<String> {
+    moto.start_recording();
+    site.deploy().success();
+    moto.stop_recording();
+    uploads(&moto.recording(), &site.bucket)
+        .into_iter()
+        .filter(|k| !k.contains(".hoist/"))
+        .collect()
+}
+
 fn gunzip(bytes: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
     flate2::read::GzDecoder::new(bytes)
@@ -163,24 +175,12 @@ fn an_unchanged_build_is_never_uploaded_again() {
     assert!(site_uploads.is_empty(), "{site_uploads:?}\n{}", ran.stderr);
 
     site.write("index.html", "<!doctype html><p>home, changed</p>\n");
-    moto.start_recording();
-    site.deploy().success();
-    moto.stop_recording();
-    let mut uploaded: Vec<String> = uploads(&moto.recording(), &site.bucket)
-        .into_iter()
-        .filter(|k| !k.contains(".hoist/"))
-        .collect();
+    let mut uploaded = deploy_uploads(moto, &site);
     uploaded.sort();
     assert_eq!(uploaded, ["index.html", "index.html.br", "index.html.gz"]);
 
     site.write_config(&COMPRESS.replace("compress: gzip", "compress: br"));
-    moto.start_recording();
-    site.deploy().success();
-    moto.stop_recording();
-    let uploaded: Vec<String> = uploads(&moto.recording(), &site.bucket)
-        .into_iter()
-        .filter(|k| !k.contains(".hoist/"))
-        .collect();
+    let uploaded = deploy_uploads(moto, &site);
     assert_eq!(uploaded, ["assets/app.4f2a1c9e.js"]);
     let object = head(&site.client(), &site.bucket, "assets/app.4f2a1c9e.js");
     assert_eq!(object.content_encoding(), Some("br"));
@@ -558,13 +558,7 @@ redirects:
         Some(&b"<p>about</p>"[..])
     );
 
-    moto.start_recording();
-    site.deploy().success();
-    moto.stop_recording();
-    let uploaded: Vec<String> = uploads(&moto.recording(), &site.bucket)
-        .into_iter()
-        .filter(|k| !k.contains(".hoist/"))
-        .collect();
+    let uploaded = deploy_uploads(moto, &site);
     assert!(uploaded.is_empty(), "{uploaded:?}");
 
     site.write_config(&config.replace("  - { from: /old, to: /new }\n", ""));
