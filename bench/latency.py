@@ -6,8 +6,11 @@
 
 Loopback answers in well under a millisecond, so `bench/run` measures CPU; deploys from CI
 cross 10-50 ms, where the number of requests in flight decides the time. Here every client
-talks to `rclone serve s3` through `bench/delay_proxy.py`, which holds each byte for half the
-RTT in each direction (and a new connection's first bytes for one RTT, its handshake). Each
+talks to `rclone serve s3` through a delay proxy, which holds each byte for half the RTT in
+each direction (and a new connection's first bytes for one RTT, its handshake): by default
+`bench/delay-proxy` (Rust, one thread, built into bench/.cache on first use), or with `--proxy
+python` `bench/delay_proxy.py` (the same model; it relays every byte in Python, which takes a
+share of the two cores the tools and the server need, as no real network does). Each
 tool runs twice per scenario: at its own defaults (what users get) and at an equal
 concurrency (`--concurrency`, what the engine can do).
 
@@ -147,6 +150,20 @@ def run(argv, env, timeout):
             "stderr": p.stderr.decode("utf-8", "replace")[-2000:]}
 
 
+PROXY_NAMES = {"rust": "`bench/delay-proxy` (Rust)", "python": "`bench/delay_proxy.py`"}
+
+
+def proxy_argv(kind):
+    """The delay proxy's command: the Rust one is built (release) into bench/.cache first."""
+    if kind == "python":
+        return [sys.executable, os.path.join(BENCH, "delay_proxy.py")]
+    target = os.path.join(BENCH, ".cache", "delay-proxy-target")
+    subprocess.run(["cargo", "build", "--release", "--quiet", "--manifest-path",
+                    os.path.join(BENCH, "delay-proxy", "Cargo.toml"), "--target-dir", target],
+                   check=True)
+    return [os.path.join(target, "release", "hoist-bench-delay-proxy")]
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rtt-ms", type=float, default=20)
@@ -160,6 +177,10 @@ def main():
     ap.add_argument("--hoist", default=os.path.join(bench.REPO, "target", "release", "hoist"))
     ap.add_argument("--no-install", action="store_true", help="do not cargo install s3sync")
     ap.add_argument("--timeout", type=float, default=900)
+    ap.add_argument("--proxy", choices=["rust", "python"], default="rust",
+                    help="the delay proxy: bench/delay-proxy (Rust, cheap on CPU; default) or "
+                         "bench/delay_proxy.py (the same model, dearer: it takes a share of the "
+                         "cores the tools and the server need)")
     args = ap.parse_args()
     tools = [t for t in args.tools.split(",") if t]
     wanted = [s for s in args.only.split(",") if s]
@@ -181,7 +202,7 @@ def main():
     server = bench.Service("rclone", [clients.rclone, "serve", "s3", "--addr", "127.0.0.1:{PORT}",
                                       "--auth-key", f"{bench.KEY},{bench.SECRET}", data],
                            bench.clean_env(), logdir)
-    proxy = bench.Service("delay", [sys.executable, os.path.join(BENCH, "delay_proxy.py"),
+    proxy = bench.Service("delay", [*proxy_argv(args.proxy),
                                     "--upstream", server.endpoint.replace("http://", ""),
                                     "--listen", "127.0.0.1:{PORT}", "--rtt-ms", str(args.rtt_ms)],
                           bench.clean_env(), logdir)
@@ -257,6 +278,8 @@ def main():
                               lambda: bench.compare_listing(store.listing(c), site_listing))
                     finally:
                         store.delete(c)
+    args.proxy_cpu = proxy.cpu()
+    args.server_cpu = server.cpu()
     proxy.stop()
     server.stop()
     shutil.rmtree(work, ignore_errors=True)
@@ -276,11 +299,14 @@ def report(args, fx, tools, settings, wanted, results, clients):
         f"# hoist latency benchmark, {datetime.date.today()}",
         "",
         f"{len(fx['site'])} files ({site_mb:.0f} MB), rclone serve s3 on loopback behind "
-        f"`bench/delay_proxy.py` adding {args.rtt_ms:g} ms of round trip (half each way; one "
+        f"{PROXY_NAMES[args.proxy]} adding {args.rtt_ms:g} ms of round trip (half each way; one "
         f"more RTT per new connection), {args.rounds} rounds, median wall seconds "
         f"(client CPU seconds). Machine: {os.cpu_count()} cores, load "
         f"{os.getloadavg()[0]:.2f} at the end. Ratio: hoist over the best peer at the same "
         "setting.",
+        "",
+        f"CPU seconds over the whole run: the delay proxy {args.proxy_cpu or 0:.1f}, the server "
+        f"{args.server_cpu or 0:.1f}.",
         "",
     ]
     for conc in settings:

@@ -209,7 +209,7 @@ pub struct ChangeArgs {
     #[arg(long, help_heading = "Safety")]
     pub no_delete: bool,
 
-    /// Requests in flight at once [default: 64]
+    /// Requests in flight at once [default: 128]
     #[arg(long, value_name = "N", help_heading = "Transfer")]
     pub concurrency: Option<NonZeroUsize>,
 

@@ -112,7 +112,7 @@ pub(crate) struct DeployConfig {
     pub(crate) delete: Option<bool>,
     /// A plan deleting more keys than this fails before changing anything, unless `--force`.
     pub(crate) max_deletes: Option<usize>,
-    /// Requests in flight at once (64 by default).
+    /// Requests in flight at once (128 by default).
     pub(crate) concurrency: Option<NonZeroUsize>,
     /// Publish what symlinks that lead outside `source` point to (refused by default).
     pub(crate) follow_symlinks: Option<bool>,

@@ -25,8 +25,9 @@ fn slow_puts(server: &Server, hold: Duration) -> FaultProxy {
     )
 }
 
-/// How long the proxy holds a PUT when the test is about the default of 64 in flight.
-const HOLD_FOR_64: Duration = Duration::from_secs(2);
+/// How long the proxy holds a PUT when the test is about the default of 128 in flight: long
+/// enough for a busy two-core machine to open every allowed connection.
+const HOLD_FOR_DEFAULT: Duration = Duration::from_secs(3);
 
 /// How long it holds one when the test is about a small setting.
 const HOLD_FOR_FEW: Duration = Duration::from_millis(300);
@@ -76,14 +77,14 @@ fn sync_in_flight(
     Some(proxy.stats.max_in_flight.load(Ordering::SeqCst))
 }
 
-/// The default user: 64 uploads in flight (aws-cli keeps 10), so a deploy across 20 ms of
+/// The default user: 128 uploads in flight (aws-cli keeps 10), so a deploy across 20 ms of
 /// round trip is not bound by one request at a time per slot.
 #[test]
-fn sync_keeps_64_requests_in_flight_by_default() {
-    let Some(most) = sync_in_flight(150, HOLD_FOR_64, &[], None) else {
+fn sync_keeps_128_requests_in_flight_by_default() {
+    let Some(most) = sync_in_flight(150, HOLD_FOR_DEFAULT, &[], None) else {
         return;
     };
-    assert!((60..=64).contains(&most), "{most} PUTs in flight at once");
+    assert!((120..=128).contains(&most), "{most} PUTs in flight at once");
 }
 
 /// `--concurrency` and the profile's `s3.max_concurrent_requests` still win over the default.
@@ -98,9 +99,9 @@ fn concurrency_settings_win_over_the_default() {
     assert_eq!(most, 7, "max_concurrent_requests = 7");
 }
 
-/// `hoist deploy` at its defaults keeps 64 uploads in flight too; `concurrency:` wins.
+/// `hoist deploy` at its defaults keeps 128 uploads in flight too; `concurrency:` wins.
 #[test]
-fn deploy_keeps_64_requests_in_flight_by_default() {
+fn deploy_keeps_128_requests_in_flight_by_default() {
     let Some(server) = Server::moto() else {
         return;
     };
@@ -117,7 +118,7 @@ fn deploy_keeps_64_requests_in_flight_by_default() {
         .map(|(p, c)| (p.as_str(), c.as_str()))
         .collect();
     for (config, want, hold) in [
-        ("source: site\n", 60..=64, HOLD_FOR_64),
+        ("source: site\n", 120..=128, HOLD_FOR_DEFAULT),
         ("source: site\nconcurrency: 5\n", 5..=5, HOLD_FOR_FEW),
     ] {
         let site = Site::with_config(&server, &refs, config, "");
