@@ -248,31 +248,24 @@ fn template(rule: &Redirect) -> serde_json::Value {
     let names: Vec<String> = rule.from.captures_names().map(str::to_string).collect();
     let mut parts: Vec<serde_json::Value> = Vec::new();
     let mut literal = String::new();
-    let mut rest = rule.to.as_str();
-    while let Some(at) = rest.find(':') {
-        let after = &rest[at + 1..];
-        let end = after
-            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
-            .unwrap_or(after.len());
-        let name = &after[..end];
-        let index = if end > 0 && after.as_bytes()[0].is_ascii_alphabetic() {
-            names.iter().position(|n| n == name)
-        } else {
-            None
-        };
-        if let Some(index) = index {
-            literal.push_str(&rest[..at]);
-            if !literal.is_empty() {
-                parts.push(std::mem::take(&mut literal).into());
+    for part in super::to_parts(&rule.to) {
+        // `redirect` checked that `from` captures every placeholder.
+        match part {
+            super::ToPart::Placeholder(name)
+                if let Some(index) = names.iter().position(|n| n == name) =>
+            {
+                if !literal.is_empty() {
+                    parts.push(std::mem::take(&mut literal).into());
+                }
+                parts.push((index + 1).into());
             }
-            parts.push((index + 1).into());
-            rest = &after[end..];
-        } else {
-            literal.push_str(&rest[..=at]);
-            rest = after;
+            super::ToPart::Placeholder(name) => {
+                literal.push(':');
+                literal.push_str(name);
+            }
+            super::ToPart::Text(text) => literal.push_str(text),
         }
     }
-    literal.push_str(rest);
     if !literal.is_empty() {
         parts.push(literal.into());
     }

@@ -328,20 +328,47 @@ pub(crate) fn redirect(
 
 /// The `:name` placeholders of a `to`.
 fn placeholders_in(to: &str) -> Vec<&str> {
-    let mut out = Vec::new();
+    to_parts(to)
+        .into_iter()
+        .filter_map(|part| match part {
+            ToPart::Placeholder(name) => Some(name),
+            ToPart::Text(_) => None,
+        })
+        .collect()
+}
+
+/// One piece of a `to`: text, or a `:name` placeholder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ToPart<'a> {
+    Text(&'a str),
+    Placeholder(&'a str),
+}
+
+/// A `to` split into text and `:name` placeholders (a name starts with a letter: the colon of
+/// `https://` is text). Used by the checks here and by the function compiler.
+pub(crate) fn to_parts(to: &str) -> Vec<ToPart<'_>> {
+    let mut parts = Vec::new();
     let mut rest = to;
     while let Some(at) = rest.find(':') {
         let after = &rest[at + 1..];
         let end = after
             .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
             .unwrap_or(after.len());
-        // `https://` has a colon followed by `/`: not a placeholder.
         if end > 0 && after.as_bytes()[0].is_ascii_alphabetic() {
-            out.push(&after[..end]);
+            if at > 0 {
+                parts.push(ToPart::Text(&rest[..at]));
+            }
+            parts.push(ToPart::Placeholder(&after[..end]));
+            rest = &after[end..];
+        } else {
+            parts.push(ToPart::Text(&rest[..=at]));
+            rest = after;
         }
-        rest = &after[end..];
     }
-    out
+    if !rest.is_empty() {
+        parts.push(ToPart::Text(rest));
+    }
+    parts
 }
 
 fn header_name(name: &str) -> Result<String, String> {

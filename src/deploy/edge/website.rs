@@ -46,14 +46,15 @@ pub(crate) fn redirect_object(key: Key, to: &str) -> LocalFile {
     }
 }
 
-/// Compiles the rules for the website endpoint, next to the build's `files`: a rule whose
-/// key the build already has a file at is left to the file (and said).
+/// Compiles the rules for the website endpoint, next to the build's `files` (sorted by key): a
+/// rule whose key the build already has a file at is left to the file (and said).
 pub(crate) fn compile(rules: &EdgeRules, files: &[LocalFile]) -> Website {
     let mut out = Website::default();
     if !rules.redirect_objects {
         return out;
     }
-    let has = |key: &str| files.iter().any(|f| f.key.as_str() == key);
+    // The scan's files are sorted by key.
+    let has = |key: &str| files.binary_search_by(|f| f.key.as_str().cmp(key)).is_ok();
     let mut unsupported: Vec<String> = Vec::new();
     let mut made = 0;
     let mut seen = std::collections::BTreeSet::new();
