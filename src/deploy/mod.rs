@@ -61,7 +61,7 @@ use crate::report::{Printer, escape};
 use crate::store::local::LocalStore;
 use crate::store::retry::Retrier;
 use crate::store::s3::{Multipart, RequestOptions};
-use crate::store::{self, Body, Listing, ObjectMeta, Store};
+use crate::store::{self, Body, LIST_PAGE, ListHint, Listing, ObjectMeta, Store};
 
 pub(crate) use edge::edge_build;
 pub(crate) use previews::previews;
@@ -192,19 +192,21 @@ async fn deploy_with(
         message,
     };
     if settings.dryrun {
-        // A dry run takes no lock and changes nothing, so the whole scan (walk and hashes)
-        // runs beside the listing: a no-op plan costs about the longer of the two.
+        // A dry run takes no lock and changes nothing, so the hashes run beside the listing,
+        // which the walk's keys let list its pages at once: a no-op plan costs the walk and
+        // about the longer of the other two.
         return locked(
             &settings,
             interrupt,
             "deploy",
             async |deploy: &Deploy<'_>| {
-                let scanning = async {
-                    let scanned = scan_source(&settings).await?;
+                let scanned = scan_source(&settings).await?;
+                let hint = listing_hint(&scanned.files);
+                let hashing = async {
                     guard_source(&settings, &scanned)?;
                     hash_source(scanned).await
                 };
-                let (scanned, listed) = tokio::join!(scanning, list_target(deploy.store));
+                let (scanned, listed) = tokio::join!(hashing, list_target(deploy.store, hint));
                 let gathered = gather(scanned?, listed?);
                 Box::pin(deploy.plan_and_apply(gathered, &origin)).await
             },
@@ -222,7 +224,8 @@ async fn deploy_with(
         interrupt,
         "deploy",
         async |deploy: &Deploy<'_>| {
-            let gathered = gather(scanned, list_target(deploy.store).await?);
+            let hint = listing_hint(&scanned.files);
+            let gathered = gather(scanned, list_target(deploy.store, hint).await?);
             Box::pin(deploy.plan_and_apply(gathered, &origin)).await
         },
     )
@@ -581,9 +584,14 @@ fn gather(scanned: Scanned, listed: Listed) -> Gathered {
 /// What [`list_target`] read: the objects, the manifest, and warnings about the listing.
 pub(crate) type Listed = (Vec<ObjectMeta>, Option<Manifest>, Vec<String>);
 
+/// Where the target's listing pages would end if it held exactly the build's keys.
+fn listing_hint(files: &[LocalFile]) -> ListHint {
+    ListHint::from_sorted(files.iter().map(|file| file.key.as_str()), LIST_PAGE)
+}
+
 /// The listing and the manifest, read at once; objects hoist cannot name are warned about.
-pub(crate) async fn list_target(store: &dyn Store) -> Result<Listed, DeployError> {
-    let listing = store.list().try_collect::<Vec<Listing>>();
+pub(crate) async fn list_target(store: &dyn Store, hint: ListHint) -> Result<Listed, DeployError> {
+    let listing = store.list(hint).try_collect::<Vec<Listing>>();
     let (listing, manifest) = tokio::join!(listing, fetch_manifest(store));
     let (manifest, warning) = manifest?;
     let mut warnings: Vec<String> = warning.into_iter().collect();

@@ -17,7 +17,7 @@ use crate::cli::{BuildArgs, ChangeArgs, DeployArgs, OutputFormat, PreviewsAction
 use crate::interrupt::Interrupt;
 use crate::key::Key;
 use crate::report::{Printer, escape};
-use crate::store::{Listing, Store};
+use crate::store::{ListHint, Listing, Store};
 
 /// One preview of the target.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -75,7 +75,7 @@ async fn find(settings: &DeploySettings, store: &dyn Store) -> Result<Vec<Found>
     let marker = "/.hoist/manifest.json";
     let prefix = settings.previews.prefix.as_str();
     let mut found = BTreeMap::new();
-    let mut listing = store.list();
+    let mut listing = store.list(ListHint::none());
     while let Some(entry) = listing.next().await {
         let Listing::Object(meta) = entry? else {
             continue;
@@ -245,7 +245,7 @@ fn older(preview: &Found, limit: Duration) -> bool {
 /// deploy's guard and delete phase; its lock goes last, with the unlock.
 async fn delete_all(deploy: &Deploy<'_>) -> Result<super::report::DeployReport, Failure> {
     let mut plan = Plan::default();
-    let mut listing = deploy.store.list();
+    let mut listing = deploy.store.list(ListHint::none());
     while let Some(entry) = listing.next().await {
         let Listing::Object(meta) = entry.map_err(DeployError::from)? else {
             continue;

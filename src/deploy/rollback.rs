@@ -28,7 +28,7 @@ use crate::digest::Digest;
 use crate::interrupt::Interrupt;
 use crate::key::Key;
 use crate::report::{Printer, escape, human_bytes};
-use crate::store::{ObjectMeta, Store};
+use crate::store::{ListHint, ObjectMeta, Store};
 
 /// Runs `hoist rollback`.
 pub(crate) async fn rollback(
@@ -52,7 +52,7 @@ async fn restore(args: &RollbackArgs, interrupt: &Interrupt) -> Result<DeployRep
         interrupt,
         "rollback",
         async |deploy: &Deploy<'_>| {
-            let (objects, manifest, warnings) = list_target(deploy.store).await?;
+            let (objects, manifest, warnings) = list_target(deploy.store, ListHint::none()).await?;
             let (manifest, id) = choose(deploy, manifest, wanted)?;
             let record = fetch_record(deploy.store, id).await?;
             let files = restore_files(&record, &objects, &manifest)?;

@@ -16,7 +16,8 @@ use futures::stream::{self, BoxStream};
 use md5::{Digest, Md5};
 
 use super::{
-    Body, Condition, Error, Listing, ObjectInfo, ObjectMeta, PutResult, Store, Upload, hex,
+    Body, Condition, Error, ListHint, Listing, ObjectInfo, ObjectMeta, PutResult, Store, Upload,
+    hex,
 };
 use crate::headers::Headers;
 use crate::key::Key;
@@ -318,7 +319,8 @@ impl Store for LocalStore {
         }
     }
 
-    fn list(&self) -> BoxStream<'_, Result<Listing, Error>> {
+    /// A directory is listed in one walk: the hint has nothing to save.
+    fn list(&self, _hint: ListHint) -> BoxStream<'_, Result<Listing, Error>> {
         let this = self.clone();
         stream::once(async move { blocking(move || this.list_blocking()).await })
             .flat_map(|result| match result {

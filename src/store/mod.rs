@@ -39,6 +39,50 @@ pub struct ObjectMeta {
     pub last_modified: Option<SystemTime>,
 }
 
+/// The keys of a full ListObjectsV2 page, S3's default and most.
+pub const LIST_PAGE: usize = 1000;
+
+/// Where the caller expects a listing's pages to end: every `stride`-th of the names (relative
+/// to the prefix) it would find if the target held exactly what the caller holds, such as the
+/// local tree a sync or a deploy is about to compare with it.
+///
+/// A listing is a chain of pages, each asking for the keys after the last one seen, so over a
+/// network it costs one round trip per 1,000 keys. With split points a store may list each
+/// stretch between two of them at once (`StartAfter` the lower one, up to the higher one) and
+/// join the stretches in order. The result is the same listing whatever the target holds: a
+/// wrong guess costs requests, not keys.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ListHint {
+    splits: Vec<String>,
+}
+
+impl ListHint {
+    /// No expectation: the listing goes page after page.
+    #[must_use]
+    pub fn none() -> ListHint {
+        ListHint::default()
+    }
+
+    /// Every `stride`-th of `names`, which must be sorted in UTF-8 byte order (as listings
+    /// are): the names that would end each page of `stride` keys.
+    pub fn from_sorted<'a>(names: impl IntoIterator<Item = &'a str>, stride: usize) -> ListHint {
+        let stride = stride.max(1);
+        let mut splits: Vec<String> = Vec::new();
+        for (i, name) in names.into_iter().enumerate() {
+            if (i + 1) % stride == 0 && splits.last().is_none_or(|last| last.as_str() < name) {
+                splits.push(name.to_string());
+            }
+        }
+        ListHint { splits }
+    }
+
+    /// The split points, strictly increasing.
+    #[must_use]
+    pub fn splits(&self) -> &[String] {
+        &self.splits
+    }
+}
+
 /// One entry of a listing.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Listing {
@@ -281,8 +325,9 @@ pub trait Store: Send + Sync + Debug {
     /// or a local path.
     fn url(&self, key: Option<&Key>) -> String;
 
-    /// Every object under the prefix, in key order.
-    fn list(&self) -> BoxStream<'_, Result<Listing, Error>>;
+    /// Every object under the prefix, in key order; `hint` may make it faster, never
+    /// different.
+    fn list(&self, hint: ListHint) -> BoxStream<'_, Result<Listing, Error>>;
 
     async fn head(&self, key: &Key) -> Result<ObjectInfo, Error>;
 
@@ -410,7 +455,9 @@ pub trait NamedStore: Store {
     /// How a name is shown to the user: `s3://bucket/prefix/name`.
     fn named_url(&self, name: &str) -> String;
 
-    fn list_names(&self) -> BoxStream<'_, Result<NamedObject, Error>>;
+    /// Every object under the prefix with its raw name; `hint` may make it faster, never
+    /// different.
+    fn list_names(&self, hint: ListHint) -> BoxStream<'_, Result<NamedObject, Error>>;
 
     async fn put_single(
         &self,
@@ -449,4 +496,22 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
         out.push(char::from(DIGITS[usize::from(byte & 0xf)]));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ListHint;
+
+    #[test]
+    fn a_hint_keeps_the_name_that_ends_each_page() {
+        let names: Vec<String> = (0..2500).map(|i| format!("f/{i:04}")).collect();
+        let hint = ListHint::from_sorted(names.iter().map(String::as_str), 1000);
+        assert_eq!(hint.splits(), ["f/0999", "f/1999"]);
+        let few = ListHint::from_sorted(["a", "b", "c"], 1000);
+        assert!(few.splits().is_empty(), "one page: nothing to split");
+        // Out of order or repeated names are skipped: split points only ever increase.
+        let odd = ListHint::from_sorted(["b", "a", "a", "c"], 1);
+        assert_eq!(odd.splits(), ["b", "c"]);
+        assert_eq!(ListHint::from_sorted(["a"], 0).splits(), ["a"]);
+    }
 }

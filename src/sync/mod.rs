@@ -81,9 +81,9 @@ use crate::error::ExitCode;
 use crate::headers::Headers;
 use crate::interrupt::Interrupt;
 use crate::key::Prefix;
-use crate::store::NamedStore;
 use crate::store::s3::requests::{ChecksumKind, CustomerKey, Grants, RequestOptions};
 use crate::store::s3::{MAX_SINGLE_COPY, Multipart};
+use crate::store::{LIST_PAGE, ListHint, NamedStore};
 
 use compare::{Direction, Listed, Strategy, micros};
 use filters::{FilterKind, Filters};
@@ -536,15 +536,13 @@ pub(crate) async fn run(args: &SyncArgs, interrupt: &Interrupt) -> Result<Outcom
         return Ok(output.outcome(false));
     }
 
-    let (source, destination) = futures::join!(
-        list_side(&settings.source, source_store.as_ref(), &settings, &output),
-        list_side(
-            &settings.destination,
-            destination_store.as_ref(),
-            &settings,
-            &output
-        ),
-    );
+    let (source, destination) = list_sides(
+        &settings,
+        source_store.as_ref(),
+        destination_store.as_ref(),
+        &output,
+    )
+    .await;
     let (source, destination) = match (source, destination) {
         (Ok(s), Ok(d)) => (s, d),
         (Err(e), _) | (_, Err(e)) => {
@@ -608,11 +606,65 @@ async fn open_store(
     ))
 }
 
+/// What [`list_sides`] found on each side.
+type Sides = (
+    Result<Side, crate::store::Error>,
+    Result<Side, crate::store::Error>,
+);
+
+/// Lists both sides. Between a directory and a bucket the walk goes first: its names tell the
+/// listing where its pages would end if the bucket held the same files, so the listing asks for
+/// them at once instead of one round trip per page ([`ListHint`]); two buckets are listed at
+/// once, page after page.
+async fn list_sides(
+    settings: &SyncSettings,
+    source_store: Option<&Arc<dyn NamedStore>>,
+    destination_store: Option<&Arc<dyn NamedStore>>,
+    output: &transfer::Output<'_>,
+) -> Sides {
+    let side = |location, store, hint| list_side(location, store, hint, settings, output);
+    let none = ListHint::none;
+    match (&settings.source, &settings.destination) {
+        (Location::Local { .. }, Location::S3 { .. }) => {
+            let source = side(&settings.source, None, none()).await;
+            let hint = source
+                .as_ref()
+                .map_or_else(|_| none(), |s| hint_of(s, settings));
+            let destination = side(&settings.destination, destination_store, hint).await;
+            (source, destination)
+        }
+        (Location::S3 { .. }, Location::Local { .. }) => {
+            let destination = side(&settings.destination, None, none()).await;
+            let hint = destination
+                .as_ref()
+                .map_or_else(|_| none(), |d| hint_of(d, settings));
+            let source = side(&settings.source, source_store, hint).await;
+            (source, destination)
+        }
+        _ => {
+            futures::join!(
+                side(&settings.source, source_store, none()),
+                side(&settings.destination, destination_store, none()),
+            )
+        }
+    }
+}
+
+/// The split points of a local side's names, one per `--page-size` page.
+fn hint_of(side: &Side, settings: &SyncSettings) -> ListHint {
+    let stride = settings
+        .page_size
+        .and_then(|size| usize::try_from(size).ok())
+        .map_or(LIST_PAGE, |size| size.min(LIST_PAGE));
+    ListHint::from_sorted(side.entries.iter().map(|entry| entry.name.as_str()), stride)
+}
+
 /// Lists one side: walk or ListObjectsV2, zero-byte `dir/` markers dropped, filters applied,
 /// sorted by name.
 async fn list_side(
     location: &Location,
     store: Option<&Arc<dyn NamedStore>>,
+    hint: ListHint,
     settings: &SyncSettings,
     output: &transfer::Output<'_>,
 ) -> Result<Side, crate::store::Error> {
@@ -636,7 +688,7 @@ async fn list_side(
             }
         }
         (Location::S3 { bucket, prefix, .. }, Some(store)) => {
-            let mut objects: Vec<_> = store.list_names().try_collect().await?;
+            let mut objects: Vec<_> = store.list_names(hint).try_collect().await?;
             objects.sort_by(|a, b| a.name.cmp(&b.name));
             for object in objects {
                 if object.size == 0 && (object.name.is_empty() || object.name.ends_with('/')) {

@@ -132,3 +132,124 @@ fn deploy_keeps_128_requests_in_flight_by_default() {
         assert!(want.contains(&most), "{config:?}: {most} PUTs in flight");
     }
 }
+
+/// A proxy that holds every ListObjectsV2 for `hold`, so the pages asked for at once pile up.
+fn slow_listings(server: &Server, hold: Duration) -> FaultProxy {
+    FaultProxy::start(
+        &server.endpoint().url,
+        Plan::new().rule(
+            |request| request.method == "GET" && request.target.contains("list-type=2"),
+            Fault::Delay(hold),
+            None,
+        ),
+    )
+}
+
+/// How long the proxy holds a listing page: long enough that pages asked for one after the
+/// other never overlap, and ones asked for at once always do, on a loaded machine.
+const HOLD_LISTING: Duration = Duration::from_secs(1);
+
+/// A no-op sync of 2,001 files at the defaults lists its three pages at once: the local names
+/// say where each page of 1,000 would begin, so over 20 ms of round trip the listing costs one
+/// round trip, not one per page. The listing is still the whole listing: keys only the bucket
+/// has, before, between and after the split points (one makes the first stretch a page and a
+/// key longer than 1,000), are the ones `--delete` deletes, and nothing else moves.
+#[test]
+fn a_no_op_sync_lists_its_pages_at_once() {
+    let Some(server) = Server::moto() else {
+        return;
+    };
+    let bucket = crate::util::fresh_bucket("list");
+    server.create_bucket(&bucket);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let root = dir.path().join("local");
+    std::fs::create_dir_all(&root).expect("mkdir");
+    for i in 0..2001 {
+        std::fs::write(
+            root.join(format!("page-{i:04}.html")),
+            format!("<p>{i}</p>"),
+        )
+        .expect("write");
+    }
+    let target = format!("s3://{bucket}/p/");
+    let sync = |endpoint: &str, extra: &[&str]| {
+        Hoist::on(dir.path(), &server.endpoint())
+            .args(["sync", "local", &target, "--no-progress"])
+            .args(["--endpoint-url", endpoint])
+            .args(extra)
+            .run()
+    };
+    let first = sync(&server.endpoint().url, &[]);
+    assert_eq!(first.code(), Some(0), "{}", first.stderr);
+    assert_eq!(first.stdout.lines().count(), 2001);
+    let extras = [
+        "a.html",
+        "page-0999a.html",
+        "page-1500-old.html",
+        "page-1999a.html",
+        "zz.html",
+    ];
+    let client = server.endpoint().client();
+    for extra in extras {
+        crate::util::put_object(&client, &bucket, &format!("p/{extra}"), "old");
+    }
+
+    let proxy = slow_listings(&server, HOLD_LISTING);
+    let ran = sync(&proxy.endpoint(), &["--delete"]);
+    assert_eq!(ran.code(), Some(0), "{}", ran.stderr);
+    let mut lines: Vec<&str> = ran.stdout.lines().collect();
+    lines.sort_unstable();
+    let want: Vec<String> = extras
+        .iter()
+        .map(|extra| format!("delete: {target}{extra}"))
+        .collect();
+    assert_eq!(lines, want, "exactly the bucket's own keys are deleted");
+    let most = proxy.stats.max_in_flight.load(Ordering::SeqCst);
+    assert_eq!(most, 3, "listing pages in flight at once");
+
+    let proxy = slow_listings(&server, HOLD_LISTING);
+    let again = sync(&proxy.endpoint(), &["--delete"]);
+    assert_eq!(again.code(), Some(0), "{}", again.stderr);
+    assert_eq!(again.stdout, "", "a no-op");
+    assert_eq!(proxy.stats.max_in_flight.load(Ordering::SeqCst), 3);
+    assert_eq!(
+        proxy.stats.requests.load(Ordering::SeqCst),
+        3,
+        "one request a page"
+    );
+}
+
+/// `hoist deploy` lists at once too: a no-op deploy of 2,001 files asks for its three pages
+/// together (beside the manifest's GET), where page after page keeps one in flight.
+#[test]
+fn a_no_op_deploy_lists_its_pages_at_once() {
+    let Some(server) = Server::moto() else {
+        return;
+    };
+    let files: Vec<(String, String)> = (0..2001)
+        .map(|i| {
+            (
+                format!("static/chunk-{i:04}.js"),
+                format!("console.log({i})"),
+            )
+        })
+        .collect();
+    let refs: Vec<(&str, &str)> = files
+        .iter()
+        .map(|(p, c)| (p.as_str(), c.as_str()))
+        .collect();
+    let site = Site::with_config(&server, &refs, "source: site\n", "");
+    let first = site.deploy().run();
+    assert_eq!(first.code(), Some(0), "{}", first.stderr);
+    for dry in [true, false] {
+        let proxy = slow_listings(&server, HOLD_LISTING);
+        let mut run = site.deploy().args(["--endpoint-url", &proxy.endpoint()]);
+        if dry {
+            run = run.arg("--dryrun");
+        }
+        let ran = run.run();
+        assert_eq!(ran.code(), Some(0), "{}", ran.stderr);
+        let most = proxy.stats.max_in_flight.load(Ordering::SeqCst);
+        assert!(most >= 3, "dry run {dry}: {most} requests in flight");
+    }
+}

@@ -15,7 +15,8 @@ use hoist::key::{Key, Prefix};
 use hoist::store::local::LocalStore;
 use hoist::store::s3::{Multipart, S3Store};
 use hoist::store::{
-    Body, Condition, Error, Listing, MetadataDirective, NamedObject, NamedStore, ObjectMeta, Store,
+    Body, Condition, Error, ListHint, Listing, MetadataDirective, NamedObject, NamedStore,
+    ObjectMeta, Store,
 };
 
 use crate::backends::Server;
@@ -26,8 +27,12 @@ fn key(k: &str) -> Key {
 }
 
 async fn listed(store: &dyn Store) -> Vec<ObjectMeta> {
+    listed_with(store, ListHint::none()).await
+}
+
+async fn listed_with(store: &dyn Store, hint: ListHint) -> Vec<ObjectMeta> {
     store
-        .list()
+        .list(hint)
         .try_collect::<Vec<_>>()
         .await
         .expect("list")
@@ -118,6 +123,76 @@ async fn list_is_sorted_and_normalized(store: &dyn Store) {
             );
         }
         assert!(meta.last_modified.is_some(), "{}", meta.key);
+    }
+}
+
+/// Hints of every kind: right, off by some keys, naming keys that do not exist, past the end,
+/// before the start, one per key.
+fn hints(names: &[&str]) -> Vec<(String, ListHint)> {
+    let mut sorted = names.to_vec();
+    sorted.sort_unstable();
+    let half: Vec<&str> = sorted.iter().step_by(2).copied().collect();
+    let absent = ["!", "a", "a-b", "about", "m", "n/0015x", "zz", "~~~~"];
+    vec![
+        (
+            "every key".into(),
+            ListHint::from_sorted(sorted.iter().copied(), 1),
+        ),
+        (
+            "every third key".into(),
+            ListHint::from_sorted(sorted.iter().copied(), 3),
+        ),
+        (
+            "half the keys".into(),
+            ListHint::from_sorted(half.iter().copied(), 2),
+        ),
+        (
+            "keys that do not exist".into(),
+            ListHint::from_sorted(absent, 1),
+        ),
+        ("past the end".into(), ListHint::from_sorted(["~~~~"], 1)),
+        ("before the start".into(), ListHint::from_sorted(["!"], 1)),
+    ]
+}
+
+/// Keys where byte order and a directory walk's order differ, and a run of numbered ones.
+fn hinted_names() -> Vec<String> {
+    let mut names: Vec<String> = [
+        "a b.txt",
+        "a-b.txt",
+        "a/b.txt",
+        "about.html",
+        "about/index.html",
+        "Z.txt",
+        "caf\u{e9}.txt",
+        "sub/x+y.txt",
+    ]
+    .iter()
+    .map(ToString::to_string)
+    .collect();
+    names.extend((0..24).map(|i| format!("n/{i:04}")));
+    names
+}
+
+/// A hint may make a listing faster, never different: the same keys, sizes and ETags whatever
+/// the hint says (each stretch between its split points is bounded on both sides).
+async fn a_hint_never_changes_the_listing(store: &dyn Store) {
+    let names = hinted_names();
+    let headers = Headers::default();
+    let keys: Vec<Key> = names.iter().map(|name| key(name)).collect();
+    futures::future::try_join_all(
+        keys.iter()
+            .map(|k| store.put(k, bytes(k.as_str()), &headers)),
+    )
+    .await
+    .expect("puts");
+    let want = listed(store).await;
+    let mut sorted: Vec<&str> = names.iter().map(String::as_str).collect();
+    sorted.sort_unstable();
+    let got: Vec<&str> = want.iter().map(|m| m.key.as_str()).collect();
+    assert_eq!(got, sorted, "the plain listing");
+    for (what, hint) in hints(&sorted) {
+        assert_eq!(listed_with(store, hint).await, want, "hint: {what}");
     }
 }
 
@@ -365,6 +440,7 @@ conformance!(
     awkward_keys_round_trip,
     large_file_streams_in_parts,
     copy_to_another_key_sets_headers_and_keeps_the_source,
+    a_hint_never_changes_the_listing,
 );
 
 /// The contract of conditional writes: a store honours every condition, or (rclone serve s3)
@@ -503,9 +579,40 @@ async fn put_raw(case: &S3Case, name: &str, body: &[u8]) {
 }
 
 async fn names(store: &S3Store) -> Vec<NamedObject> {
-    let mut names: Vec<NamedObject> = store.list_names().try_collect().await.expect("list");
+    names_with(store, ListHint::none()).await
+}
+
+async fn names_with(store: &S3Store, hint: ListHint) -> Vec<NamedObject> {
+    let mut names: Vec<NamedObject> = store.list_names(hint).try_collect().await.expect("list");
     names.sort_by(|a, b| a.name.cmp(&b.name));
     names
+}
+
+/// With pages of three keys every stretch between two split points takes pages of its own,
+/// and a wrong hint leaves stretches that run past their bound: the raw-name listing is the
+/// same whatever the hint says, folder markers and doubled slashes included.
+async fn a_hinted_listing_is_the_listing_across_pages(case: &S3Case) {
+    let store = case.store.clone().with_page_size(Some(3));
+    let mut raw = hinted_names();
+    if !case.filesystem {
+        raw.extend(["dir/".to_string(), "odd//name".to_string()]);
+    }
+    for name in &raw {
+        put_raw(case, name, name.as_bytes()).await;
+    }
+    let want = names(&store).await;
+    assert_eq!(want.len(), raw.len(), "the plain listing");
+    let sorted: Vec<&str> = want.iter().map(|n| n.name.as_str()).collect();
+    for (what, hint) in hints(&sorted) {
+        let got = names_with(&store, hint).await;
+        let pairs = |listed: &[NamedObject]| -> Vec<(String, u64, Option<String>)> {
+            listed
+                .iter()
+                .map(|n| (n.name.clone(), n.size, n.etag.clone()))
+                .collect()
+        };
+        assert_eq!(pairs(&got), pairs(&want), "hint: {what}");
+    }
 }
 
 async fn names_are_listed_verbatim(case: &S3Case) {
@@ -843,6 +950,7 @@ named_conformance!(
     a_copy_in_parts_is_the_same_object,
     delete_names_takes_raw_names_and_tolerates_missing,
     stale_uploads_are_listed_and_aborted,
+    a_hinted_listing_is_the_listing_across_pages,
 );
 
 /// A store over a fresh bucket, created through the binary's own client construction.

@@ -34,7 +34,9 @@ use futures::stream::{self, BoxStream};
 use futures::{StreamExt, TryStreamExt};
 use tokio::sync::Semaphore;
 
-use super::{Body, BoxError, Error, Listing, NamedStore, ObjectInfo, ObjectMeta, PutResult, Store};
+use super::{
+    Body, BoxError, Error, ListHint, Listing, NamedStore, ObjectInfo, ObjectMeta, PutResult, Store,
+};
 use crate::headers::Headers;
 use crate::key::{Key, Prefix};
 use errors::map_sdk_error;
@@ -362,9 +364,9 @@ impl Store for S3Store {
 
     /// The server's listing, sorted here: the contract promises UTF-8 byte order, and some
     /// S3-compatible stores list in another.
-    fn list(&self) -> BoxStream<'_, Result<Listing, Error>> {
+    fn list(&self, hint: ListHint) -> BoxStream<'_, Result<Listing, Error>> {
         stream::once(async move {
-            let mut named: Vec<super::NamedObject> = self.list_raw().try_collect().await?;
+            let mut named: Vec<super::NamedObject> = self.list_raw(hint).try_collect().await?;
             named.sort_unstable_by(|a, b| a.name.cmp(&b.name));
             Ok::<_, Error>(named)
         })

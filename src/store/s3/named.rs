@@ -7,19 +7,127 @@ use std::path::Path;
 use std::time::SystemTime;
 
 use async_trait::async_trait;
-use aws_sdk_s3::types::{Delete, EncodingType, ObjectIdentifier};
+use aws_sdk_s3::types::{Delete, EncodingType, Object, ObjectIdentifier};
 use bytes::Bytes;
-use futures::StreamExt;
 use futures::stream::{self, BoxStream};
+use futures::{StreamExt, TryStreamExt};
 
 use super::{S3Store, decode_key, normalize_etag, to_system_time};
 use crate::headers::Headers;
 use crate::key::Key;
-use crate::store::{Error, MetadataDirective, NamedObject, NamedStore, PutResult};
+use crate::store::{Error, ListHint, MetadataDirective, NamedObject, NamedStore, PutResult};
+
+/// Stretches of a hinted listing in flight at once.
+const STRETCHES_IN_FLIGHT: usize = 32;
+
+/// S3's longest key, in bytes: a split point beyond it cannot be a `StartAfter`.
+const MAX_KEY_BYTES: usize = 1024;
 
 impl S3Store {
-    /// Every object under the prefix with its raw name, in the order the server lists them.
-    pub(super) fn list_raw(&self) -> BoxStream<'_, Result<NamedObject, Error>> {
+    /// Every object under the prefix with its raw name. Without split points, page after page
+    /// in the order the server lists them; with them, see [`Self::list_stretches`].
+    pub(super) fn list_raw(&self, hint: ListHint) -> BoxStream<'_, Result<NamedObject, Error>> {
+        if hint.splits().is_empty() {
+            return self.list_pages();
+        }
+        stream::once(self.list_stretches(hint))
+            .flat_map(|listed| match listed {
+                Ok(named) => stream::iter(named.into_iter().map(Ok)).boxed(),
+                Err(e) => stream::iter([Err(e)]).boxed(),
+            })
+            .boxed()
+    }
+
+    /// The listing as stretches between the hint's split points, listed at once (up to
+    /// [`STRETCHES_IN_FLIGHT`]) and joined in order: the first from the start up to the first
+    /// split point, each next one `StartAfter` a split point up to the next, the last to the
+    /// end. Each stretch reads whole pages until one passes its upper bound, and keeps only
+    /// the keys within it, so the stretches neither overlap nor leave a gap whatever the
+    /// target holds. This needs the server to list in UTF-8 byte order, as S3 does; a stretch
+    /// that sees a key out of that order (or one not after its `StartAfter`) makes the whole
+    /// listing start again page after page, in the server's own order.
+    async fn list_stretches(&self, hint: ListHint) -> Result<Vec<NamedObject>, Error> {
+        let room = MAX_KEY_BYTES.saturating_sub(self.prefix.as_str().len());
+        let splits: Vec<String> = hint
+            .splits()
+            .iter()
+            .filter(|split| split.len() <= room)
+            .cloned()
+            .collect();
+        let bounds: Vec<(Option<String>, Option<String>)> = (0..=splits.len())
+            .map(|i| {
+                let after = i.checked_sub(1).map(|j| splits[j].clone());
+                (after, splits.get(i).cloned())
+            })
+            .collect();
+        let stretches: Vec<Option<Vec<NamedObject>>> = stream::iter(bounds)
+            .map(|(after, until)| self.list_stretch(after, until))
+            .buffered(STRETCHES_IN_FLIGHT)
+            .try_collect()
+            .await?;
+        if stretches.iter().any(Option::is_none) {
+            tracing::debug!("the server does not list in byte order: listing page after page");
+            return self.list_pages().try_collect().await;
+        }
+        Ok(stretches.into_iter().flatten().flatten().collect())
+    }
+
+    /// The keys after `after` (from the start when `None`) up to and including `until` (to
+    /// the end when `None`), page after page; `None` when the server lists a key out of byte
+    /// order.
+    async fn list_stretch(
+        &self,
+        after: Option<String>,
+        until: Option<String>,
+    ) -> Result<Option<Vec<NamedObject>>, Error> {
+        let until = until.as_deref();
+        let mut pages = self
+            .client
+            .list_objects_v2()
+            .bucket(&self.bucket)
+            .prefix(self.prefix.as_str())
+            .encoding_type(EncodingType::Url)
+            .set_max_keys(self.page_size)
+            .set_start_after(
+                after
+                    .as_ref()
+                    .map(|after| format!("{}{after}", self.prefix)),
+            )
+            .into_paginator()
+            .send();
+        let mut kept = Vec::new();
+        let mut last = after;
+        let mut passed = false;
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| self.error("ListObjectsV2", None, e))?;
+            let encoded = page.encoding_type() == Some(&EncodingType::Url);
+            // The whole page is read, so an order the stretches cannot rely on shows itself.
+            for object in page.contents() {
+                let Some(named) = self.named_object(object, encoded) else {
+                    continue;
+                };
+                if last
+                    .as_deref()
+                    .is_some_and(|last| named.name.as_str() <= last)
+                {
+                    return Ok(None);
+                }
+                last = Some(named.name.clone());
+                if until.is_some_and(|until| named.name.as_str() > until) {
+                    passed = true;
+                } else {
+                    kept.push(named);
+                }
+            }
+            if passed || until.is_some_and(|until| last.as_deref() == Some(until)) {
+                break;
+            }
+        }
+        Ok(Some(kept))
+    }
+
+    /// Every object page after page, in the order the server lists them.
+    fn list_pages(&self) -> BoxStream<'_, Result<NamedObject, Error>> {
         let pages = self
             .client
             .list_objects_v2()
@@ -39,17 +147,7 @@ impl S3Store {
             Ok(page
                 .contents()
                 .iter()
-                .filter_map(|object| {
-                    let full = decode_key(object.key()?, encoded);
-                    let name = self.prefix.strip(&full)?.to_string();
-                    Some(NamedObject {
-                        name,
-                        size: object.size().unwrap_or(0).max(0) as u64,
-                        last_modified: to_system_time(object.last_modified()),
-                        storage_class: object.storage_class().map(|c| c.as_str().to_string()),
-                        etag: object.e_tag().map(normalize_etag).filter(|e| !e.is_empty()),
-                    })
-                })
+                .filter_map(|object| self.named_object(object, encoded))
                 .collect())
         })
         .flat_map(|page| match page {
@@ -57,6 +155,19 @@ impl S3Store {
             Err(e) => stream::iter([Err(e)]).boxed(),
         })
         .boxed()
+    }
+
+    /// A listed object by its name under the prefix (`None` for a key outside it).
+    fn named_object(&self, object: &Object, encoded: bool) -> Option<NamedObject> {
+        let full = decode_key(object.key()?, encoded);
+        let name = self.prefix.strip(&full)?.to_string();
+        Some(NamedObject {
+            name,
+            size: object.size().unwrap_or(0).max(0) as u64,
+            last_modified: to_system_time(object.last_modified()),
+            storage_class: object.storage_class().map(|c| c.as_str().to_string()),
+            etag: object.e_tag().map(normalize_etag).filter(|e| !e.is_empty()),
+        })
     }
 }
 
@@ -66,8 +177,8 @@ impl NamedStore for S3Store {
         format!("s3://{}/{}{}", self.bucket, self.prefix, name)
     }
 
-    fn list_names(&self) -> BoxStream<'_, Result<NamedObject, Error>> {
-        self.list_raw()
+    fn list_names(&self, hint: ListHint) -> BoxStream<'_, Result<NamedObject, Error>> {
+        self.list_raw(hint)
     }
 
     async fn put_single(
