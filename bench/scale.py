@@ -7,7 +7,10 @@ For each N (default 10,000, 50,000 and 100,000 files of 32-200 bytes in nested d
   3. `hoist deploy --dryrun` against the populated bucket (a paginated listing of N keys,
      the manifest GET and the plan): the no-op case users run every day;
   4. the listing alone, through the same client (`hoist sync` of the bucket into an empty
-     directory with every key excluded): the floor step 3 cannot go below.
+     directory with every key excluded): page after page, the floor of a listing that cannot
+     guess where its pages begin;
+  5. the same listing with the tree as the other side: the walk, then every page at once,
+     which is how step 3 lists (the floor of a plan that walks before it lists).
 It prints a markdown table: wall seconds, client CPU seconds and peak RSS (from
 /usr/bin/time), so linear growth and the 200 MB bound can be read off. A script run by
 hand, not a test; servers run on 127.0.0.1 only.
@@ -112,12 +115,18 @@ def main():
                 os.makedirs(empty, exist_ok=True)
                 floor = [args.hoist, "sync", f"s3://{bucket}/", empty, "--endpoint-url",
                          f"http://127.0.0.1:{port}", "--dryrun", "--exclude", "*", "--quiet"]
+                # The same listing with its pages asked for at once, as a deploy asks for
+                # them: the sync walks the tree (every key excluded afterwards) and its names
+                # say where each page begins.
+                at_once = [args.hoist, "sync", f"s3://{bucket}/", tree, "--endpoint-url",
+                           f"http://127.0.0.1:{port}", "--dryrun", "--exclude", "*", "--quiet"]
                 # The first plan after the upload meets rclone's cold directory caches; the
                 # second is the steady state a daily deploy sees, measured beside the floor.
                 steps += [("deploy (upload all)", base),
                           ("plan, populated (no-op), first", base + ["--dryrun"]),
                           ("plan, populated (no-op)", base + ["--dryrun"]),
-                          ("listing alone (the floor)", floor)]
+                          ("listing alone (the floor)", floor),
+                          ("walk + listing at once", at_once)]
             for name, cmd in steps:
                 wall, cpu, rss, code, err = timed(cmd, env)
                 messages = [l for l in err.strip().splitlines() if not l.startswith("TIME ")]

@@ -64,14 +64,21 @@ impl ListHint {
     }
 
     /// Every `stride`-th of `names`, which must be sorted in UTF-8 byte order (as listings
-    /// are): the names that would end each page of `stride` keys.
+    /// are): the names that would end each page of `stride` keys. The last name is never one
+    /// (the stretch after it would hold nothing but keys the caller does not have).
     pub fn from_sorted<'a>(names: impl IntoIterator<Item = &'a str>, stride: usize) -> ListHint {
         let stride = stride.max(1);
         let mut splits: Vec<String> = Vec::new();
+        let mut ended_on_split = false;
         for (i, name) in names.into_iter().enumerate() {
+            ended_on_split = false;
             if (i + 1) % stride == 0 && splits.last().is_none_or(|last| last.as_str() < name) {
                 splits.push(name.to_string());
+                ended_on_split = true;
             }
+        }
+        if ended_on_split {
+            splits.pop();
         }
         ListHint { splits }
     }
@@ -507,11 +514,15 @@ mod tests {
         let names: Vec<String> = (0..2500).map(|i| format!("f/{i:04}")).collect();
         let hint = ListHint::from_sorted(names.iter().map(String::as_str), 1000);
         assert_eq!(hint.splits(), ["f/0999", "f/1999"]);
+        // 3,000 names are three pages: the stretch after the last name would be a fourth.
+        let names: Vec<String> = (0..3000).map(|i| format!("f/{i:04}")).collect();
+        let hint = ListHint::from_sorted(names.iter().map(String::as_str), 1000);
+        assert_eq!(hint.splits(), ["f/0999", "f/1999"]);
         let few = ListHint::from_sorted(["a", "b", "c"], 1000);
         assert!(few.splits().is_empty(), "one page: nothing to split");
         // Out of order or repeated names are skipped: split points only ever increase.
-        let odd = ListHint::from_sorted(["b", "a", "a", "c"], 1);
+        let odd = ListHint::from_sorted(["b", "a", "a", "c", "d"], 1);
         assert_eq!(odd.splits(), ["b", "c"]);
-        assert_eq!(ListHint::from_sorted(["a"], 0).splits(), ["a"]);
+        assert!(ListHint::from_sorted(["a"], 0).splits().is_empty());
     }
 }

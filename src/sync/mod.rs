@@ -494,6 +494,9 @@ pub(crate) struct Side {
     pub(crate) storage_classes: Vec<Option<String>>,
     /// Local side: directories that could not be listed.
     pub(crate) walk_incomplete: local::Unlisted,
+    /// Local side: where the other side's listing pages would end if it held every walked
+    /// file, filtered or not (a listing lists them all).
+    pub(crate) hint: ListHint,
 }
 
 /// Runs `hoist sync` with parsed flags: resolves them, builds the clients, lists both sides and
@@ -627,9 +630,7 @@ async fn list_sides(
     match (&settings.source, &settings.destination) {
         (Location::Local { .. }, Location::S3 { .. }) => {
             let source = side(&settings.source, None, none()).await;
-            let hint = source
-                .as_ref()
-                .map_or_else(|_| none(), |s| hint_of(s, settings));
+            let hint = source.as_ref().map_or_else(|_| none(), |s| s.hint.clone());
             let destination = side(&settings.destination, destination_store, hint).await;
             (source, destination)
         }
@@ -637,7 +638,7 @@ async fn list_sides(
             let destination = side(&settings.destination, None, none()).await;
             let hint = destination
                 .as_ref()
-                .map_or_else(|_| none(), |d| hint_of(d, settings));
+                .map_or_else(|_| none(), |d| d.hint.clone());
             let source = side(&settings.source, source_store, hint).await;
             (source, destination)
         }
@@ -650,13 +651,16 @@ async fn list_sides(
     }
 }
 
-/// The split points of a local side's names, one per `--page-size` page.
-fn hint_of(side: &Side, settings: &SyncSettings) -> ListHint {
+/// The split points of a walk's names, one per `--page-size` page.
+fn hint_of(walk: &local::Walk, settings: &SyncSettings) -> ListHint {
     let stride = settings
         .page_size
         .and_then(|size| usize::try_from(size).ok())
         .map_or(LIST_PAGE, |size| size.min(LIST_PAGE));
-    ListHint::from_sorted(side.entries.iter().map(|entry| entry.name.as_str()), stride)
+    ListHint::from_sorted(
+        walk.files.iter().map(|file| file.entry.name.as_str()),
+        stride,
+    )
 }
 
 /// Lists one side: walk or ListObjectsV2, zero-byte `dir/` markers dropped, filters applied,
@@ -679,6 +683,7 @@ async fn list_side(
             for warning in &walk.warnings {
                 output.warn(warning);
             }
+            side.hint = hint_of(&walk, settings);
             side.walk_incomplete = walk.incomplete;
             for file in walk.files {
                 if settings.filters.includes(&file.path.to_string_lossy()) {

@@ -171,6 +171,9 @@ fn a_no_op_sync_lists_its_pages_at_once() {
         )
         .expect("write");
     }
+    // LastModified has whole seconds: an upload in the second the files were written would
+    // leave them looking newer than their objects.
+    std::thread::sleep(Duration::from_millis(1100));
     let target = format!("s3://{bucket}/p/");
     let sync = |endpoint: &str, extra: &[&str]| {
         Hoist::on(dir.path(), &server.endpoint())
@@ -216,6 +219,63 @@ fn a_no_op_sync_lists_its_pages_at_once() {
         proxy.stats.requests.load(Ordering::SeqCst),
         3,
         "one request a page"
+    );
+}
+
+/// A store that ignores `StartAfter` answers every stretch from the start: hoist sees a key it
+/// has already passed, lists again page after page, and the listing is still the listing.
+#[test]
+fn a_store_that_ignores_start_after_still_lists_everything() {
+    let Some(server) = Server::moto() else {
+        return;
+    };
+    let bucket = crate::util::fresh_bucket("list");
+    server.create_bucket(&bucket);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let root = dir.path().join("local");
+    std::fs::create_dir_all(&root).expect("mkdir");
+    for i in 0..1100 {
+        std::fs::write(
+            root.join(format!("page-{i:04}.html")),
+            format!("<p>{i}</p>"),
+        )
+        .expect("write");
+    }
+    std::thread::sleep(Duration::from_millis(1100));
+    let target = format!("s3://{bucket}/p/");
+    let sync = |endpoint: &str| {
+        Hoist::on(dir.path(), &server.endpoint())
+            .args(["sync", "local", &target, "--no-progress", "--delete"])
+            .args(["--endpoint-url", endpoint])
+            .run()
+    };
+    let first = sync(&server.endpoint().url);
+    assert_eq!(first.code(), Some(0), "{}", first.stderr);
+    let client = server.endpoint().client();
+    crate::util::put_object(&client, &bucket, "p/page-1050-old.html", "old");
+    std::fs::remove_file(root.join("page-0005.html")).expect("rm");
+    let proxy = FaultProxy::start(
+        &server.endpoint().url,
+        Plan::new().rule(
+            |request| request.target.contains("start-after="),
+            Fault::DropStartAfter,
+            None,
+        ),
+    );
+    let ran = sync(&proxy.endpoint());
+    assert_eq!(ran.code(), Some(0), "{}", ran.stderr);
+    let mut lines: Vec<&str> = ran.stdout.lines().collect();
+    lines.sort_unstable();
+    assert_eq!(
+        lines,
+        [
+            format!("delete: {target}page-0005.html"),
+            format!("delete: {target}page-1050-old.html"),
+        ]
+    );
+    assert!(
+        proxy.stats.faults.load(Ordering::SeqCst) >= 1,
+        "the stretch after the split point was asked for"
     );
 }
 

@@ -133,7 +133,7 @@ fn hints(names: &[&str]) -> Vec<(String, ListHint)> {
     sorted.sort_unstable();
     let half: Vec<&str> = sorted.iter().step_by(2).copied().collect();
     let absent = ["!", "a", "a-b", "about", "m", "n/0015x", "zz", "~~~~"];
-    vec![
+    let hints: Vec<(String, ListHint)> = vec![
         (
             "every key".into(),
             ListHint::from_sorted(sorted.iter().copied(), 1),
@@ -150,9 +150,20 @@ fn hints(names: &[&str]) -> Vec<(String, ListHint)> {
             "keys that do not exist".into(),
             ListHint::from_sorted(absent, 1),
         ),
-        ("past the end".into(), ListHint::from_sorted(["~~~~"], 1)),
-        ("before the start".into(), ListHint::from_sorted(["!"], 1)),
-    ]
+        // (A hint never splits at its last name: the second is there to keep the first.)
+        (
+            "past the end".into(),
+            ListHint::from_sorted(["~~~~", "~~~~~"], 1),
+        ),
+        (
+            "before the start".into(),
+            ListHint::from_sorted(["!", "!!"], 1),
+        ),
+    ];
+    for (what, hint) in &hints {
+        assert!(!hint.splits().is_empty(), "the hint {what} splits nothing");
+    }
+    hints
 }
 
 /// Keys where byte order and a directory walk's order differ, and a run of numbered ones.

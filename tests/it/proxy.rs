@@ -38,6 +38,8 @@ pub enum Fault {
     Stall(Duration),
     /// Forward normally after this long.
     Delay(Duration),
+    /// Forward without the query's `start-after` (a store that ignores `StartAfter`).
+    DropStartAfter,
     /// Send the response head and the first `fast` bytes of the body at once, then the rest at
     /// `per_second` bytes a second.
     Trickle {
@@ -504,6 +506,11 @@ async fn serve_connection(client: TcpStream, state: Arc<State>) -> std::io::Resu
             stream: TcpStream::connect(state.upstream).await?,
             buffer: Vec::new(),
         };
+        let start = if fault == Some(Fault::DropStartAfter) {
+            without_start_after(&start)
+        } else {
+            start.to_string()
+        };
         let mut forwarded = format!("{start}\r\n");
         for (name, value) in &headers {
             if name.eq_ignore_ascii_case("expect") || name.eq_ignore_ascii_case("connection") {
@@ -595,4 +602,22 @@ fn status_of(head: &[u8]) -> u16 {
         .nth(1)
         .and_then(|s| s.parse().ok())
         .unwrap_or(0)
+}
+
+/// A request line without its query's `start-after` parameter.
+fn without_start_after(start: &str) -> String {
+    let mut parts = start.splitn(3, ' ');
+    let (method, target, version) = (
+        parts.next().unwrap_or(""),
+        parts.next().unwrap_or(""),
+        parts.next().unwrap_or(""),
+    );
+    let Some((path, query)) = target.split_once('?') else {
+        return start.to_string();
+    };
+    let query: Vec<&str> = query
+        .split('&')
+        .filter(|param| !param.starts_with("start-after="))
+        .collect();
+    format!("{method} {path}?{} {version}", query.join("&"))
 }
