@@ -42,6 +42,12 @@ pub enum KeyError {
 impl Key {
     pub fn new(key: impl Into<String>) -> Result<Key, KeyError> {
         let key = key.into();
+        Key::check(&key)?;
+        Ok(Key(key))
+    }
+
+    /// Whether `key` may name an object, and if not why (what [`Key::new`] checks).
+    pub fn check(key: &str) -> Result<(), KeyError> {
         if key.is_empty() {
             return Err(KeyError::Empty);
         }
@@ -61,7 +67,7 @@ impl Key {
                 _ => {}
             }
         }
-        Ok(Key(key))
+        Ok(())
     }
 
     pub fn as_str(&self) -> &str {

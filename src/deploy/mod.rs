@@ -97,9 +97,11 @@ pub(crate) fn outcome(
         Err(Failure { error, report }) => {
             let report = report.map(|report| *report);
             if printer.is_human()
+                && matches!(error, DeployError::Guard(_))
                 && let Some(report) = report.as_ref().filter(|r| r.is_dryrun())
             {
-                // A refused dry run still shows the whole plan's summary.
+                // A refused dry run still shows the whole plan's summary (one that failed
+                // has no plan: its summary would read as an empty target).
                 report.print(&printer);
             }
             if !printer.is_human() || summary.is_some() {

@@ -187,6 +187,17 @@ fn no_credentials_exit_1_with_a_hint() {
         &ran.stderr,
         &["no AWS credentials", "hint:", "AWS_ACCESS_KEY_ID"],
     );
+    // A dry run that never listed the target has no plan to summarize: no "would deploy ...
+    // 0 unchanged" line that reads as if the target were empty.
+    let dry = site
+        .deploy()
+        .arg("--dryrun")
+        .remove_env("AWS_ACCESS_KEY_ID")
+        .remove_env("AWS_SECRET_ACCESS_KEY")
+        .run()
+        .exit(1);
+    assert_error(&dry.stderr, &["no AWS credentials", "hint:"]);
+    assert_eq!(dry.stdout, "", "a failed dry run prints no summary");
 }
 
 #[test]

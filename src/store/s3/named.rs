@@ -17,8 +17,10 @@ use crate::headers::Headers;
 use crate::key::Key;
 use crate::store::{Error, ListHint, MetadataDirective, NamedObject, NamedStore, PutResult};
 
-/// Stretches of a hinted listing in flight at once.
-const STRETCHES_IN_FLIGHT: usize = 32;
+/// Stretches of a hinted listing in flight at once: each holds a page of up to 1,000 keys
+/// (about half a megabyte as XML and again as parsed objects) while it is read, so this bounds
+/// the listing's memory beside the round trips it saves (100,000 keys: 7 rounds, not 100).
+const STRETCHES_IN_FLIGHT: usize = 16;
 
 /// S3's longest key, in bytes: a split point beyond it cannot be a `StartAfter`.
 const MAX_KEY_BYTES: usize = 1024;
@@ -36,6 +38,15 @@ impl S3Store {
                 Err(e) => stream::iter([Err(e)]).boxed(),
             })
             .boxed()
+    }
+
+    /// The whole listing in one vector (what [`Self::list_raw`] streams).
+    pub(super) async fn list_all(&self, hint: ListHint) -> Result<Vec<NamedObject>, Error> {
+        if hint.splits().is_empty() {
+            self.list_pages().try_collect().await
+        } else {
+            self.list_stretches(hint).await
+        }
     }
 
     /// The listing as stretches between the hint's split points, listed at once (up to
@@ -69,7 +80,13 @@ impl S3Store {
             tracing::debug!("the server does not list in byte order: listing page after page");
             return self.list_pages().try_collect().await;
         }
-        Ok(stretches.into_iter().flatten().flatten().collect())
+        // Moved stretch by stretch into one exact allocation: never two copies of the listing.
+        let total = stretches.iter().flatten().map(Vec::len).sum();
+        let mut listed = Vec::with_capacity(total);
+        for stretch in stretches.into_iter().flatten() {
+            listed.extend(stretch);
+        }
+        Ok(listed)
     }
 
     /// The keys after `after` (from the start when `None`) up to and including `until` (to
