@@ -933,11 +933,11 @@ impl Deploy<'_> {
                 && entry.blake3 == file.blake3
                 && (file.resolved.encode.is_some() || entry.size == file.size)
             {
-                file.from_origin = Some(scan::OriginCopy {
+                file.from_origin = Some(Box::new(scan::OriginCopy {
                     key: file.key.clone(),
                     etag: entry.etag.as_ref().map(ToString::to_string),
                     size: entry.size,
-                });
+                }));
             }
         }
         Ok(())

@@ -31,8 +31,8 @@ pub(crate) struct LocalFile {
     /// then unused). `None` for files of a build.
     pub(crate) copy_from: Option<Key>,
     /// For a preview: the origin site's object with the same bytes, copied server-side
-    /// instead of uploaded.
-    pub(crate) from_origin: Option<OriginCopy>,
+    /// instead of uploaded (boxed: most files have none, and every file carries the field).
+    pub(crate) from_origin: Option<Box<OriginCopy>>,
 }
 
 /// An object of the origin site (a preview's production) that holds a file's bytes.
