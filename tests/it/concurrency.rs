@@ -149,6 +149,24 @@ fn slow_listings(server: &Server, hold: Duration) -> FaultProxy {
 /// other never overlap, and ones asked for at once always do, on a loaded machine.
 const HOLD_LISTING: Duration = Duration::from_secs(1);
 
+/// `count` pages `local/page-NNNN.html` in a temporary directory, written over a second before
+/// they are first synced: LastModified has whole seconds, and an upload in the second the
+/// files were written would leave them looking newer than their objects.
+fn numbered_pages(count: usize) -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let root = dir.path().join("local");
+    std::fs::create_dir_all(&root).expect("mkdir");
+    for i in 0..count {
+        std::fs::write(
+            root.join(format!("page-{i:04}.html")),
+            format!("<p>{i}</p>"),
+        )
+        .expect("write");
+    }
+    std::thread::sleep(Duration::from_millis(1100));
+    (dir, root)
+}
+
 /// A no-op sync of 2,001 files at the defaults lists its three pages at once: the local names
 /// say where each page of 1,000 would begin, so over 20 ms of round trip the listing costs one
 /// round trip, not one per page. The listing is still the whole listing: keys only the bucket
@@ -161,19 +179,7 @@ fn a_no_op_sync_lists_its_pages_at_once() {
     };
     let bucket = crate::util::fresh_bucket("list");
     server.create_bucket(&bucket);
-    let dir = tempfile::tempdir().expect("temp dir");
-    let root = dir.path().join("local");
-    std::fs::create_dir_all(&root).expect("mkdir");
-    for i in 0..2001 {
-        std::fs::write(
-            root.join(format!("page-{i:04}.html")),
-            format!("<p>{i}</p>"),
-        )
-        .expect("write");
-    }
-    // LastModified has whole seconds: an upload in the second the files were written would
-    // leave them looking newer than their objects.
-    std::thread::sleep(Duration::from_millis(1100));
+    let (dir, _) = numbered_pages(2001);
     let target = format!("s3://{bucket}/p/");
     let sync = |endpoint: &str, extra: &[&str]| {
         Hoist::on(dir.path(), &server.endpoint())
@@ -231,17 +237,7 @@ fn a_store_that_ignores_start_after_still_lists_everything() {
     };
     let bucket = crate::util::fresh_bucket("list");
     server.create_bucket(&bucket);
-    let dir = tempfile::tempdir().expect("temp dir");
-    let root = dir.path().join("local");
-    std::fs::create_dir_all(&root).expect("mkdir");
-    for i in 0..1100 {
-        std::fs::write(
-            root.join(format!("page-{i:04}.html")),
-            format!("<p>{i}</p>"),
-        )
-        .expect("write");
-    }
-    std::thread::sleep(Duration::from_millis(1100));
+    let (dir, root) = numbered_pages(1100);
     let target = format!("s3://{bucket}/p/");
     let sync = |endpoint: &str| {
         Hoist::on(dir.path(), &server.endpoint())

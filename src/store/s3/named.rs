@@ -99,12 +99,7 @@ impl S3Store {
     ) -> Result<Option<Vec<NamedObject>>, Error> {
         let until = until.as_deref();
         let mut pages = self
-            .client
-            .list_objects_v2()
-            .bucket(&self.bucket)
-            .prefix(self.prefix.as_str())
-            .encoding_type(EncodingType::Url)
-            .set_max_keys(self.page_size)
+            .list_request()
             .set_start_after(
                 after
                     .as_ref()
@@ -145,15 +140,7 @@ impl S3Store {
 
     /// Every object page after page, in the order the server lists them.
     fn list_pages(&self) -> BoxStream<'_, Result<NamedObject, Error>> {
-        let pages = self
-            .client
-            .list_objects_v2()
-            .bucket(&self.bucket)
-            .prefix(self.prefix.as_str())
-            .encoding_type(EncodingType::Url)
-            .set_max_keys(self.page_size)
-            .into_paginator()
-            .send();
+        let pages = self.list_request().into_paginator().send();
         stream::unfold(pages, |mut pages| async move {
             let page = pages.next().await?;
             Some((page, pages))
@@ -172,6 +159,18 @@ impl S3Store {
             Err(e) => stream::iter([Err(e)]).boxed(),
         })
         .boxed()
+    }
+
+    /// A ListObjectsV2 of the prefix, keys URL-encoded, in `--page-size` pages.
+    fn list_request(
+        &self,
+    ) -> aws_sdk_s3::operation::list_objects_v2::builders::ListObjectsV2FluentBuilder {
+        self.client
+            .list_objects_v2()
+            .bucket(&self.bucket)
+            .prefix(self.prefix.as_str())
+            .encoding_type(EncodingType::Url)
+            .set_max_keys(self.page_size)
     }
 
     /// A listed object by its name under the prefix (`None` for a key outside it).
