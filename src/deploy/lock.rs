@@ -272,7 +272,7 @@ async fn confirm_conditions(
 /// The lock's holder and ETag, or `None` when there is no lock. A lock object hoist cannot
 /// read (written by hand, or truncated) counts as expired, so it does not block forever.
 async fn read(store: &dyn Store, key: &Key) -> Result<Option<(Holder, String)>, store::Error> {
-    match store.get_tagged(key).await {
+    match store::get_tagged(store, key).await {
         Ok((bytes, etag)) => {
             let holder = serde_json::from_slice(&bytes).unwrap_or_else(|_| Holder {
                 id: "unreadable".into(),

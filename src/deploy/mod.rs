@@ -1210,11 +1210,13 @@ async fn put_state(store: &dyn Store, key: &Key, bytes: Vec<u8>) -> Result<(), s
 pub(crate) async fn fetch_manifest(
     store: &dyn Store,
 ) -> Result<(Option<Manifest>, Option<String>), store::Error> {
-    match store.get(&manifest::manifest_key()).await {
-        Ok(bytes) => match Manifest::parse(&bytes) {
-            Ok(manifest) => Ok((Some(manifest), None)),
-            Err(error) => Ok((None, Some(ErrorChain(&error).to_string()))),
-        },
+    match store::read(store, &manifest::manifest_key(), |opened| {
+        Manifest::read(opened.body)
+    })
+    .await
+    {
+        Ok((Ok(manifest), _)) => Ok((Some(manifest), None)),
+        Ok((Err(error), _)) => Ok((None, Some(ErrorChain(&error).to_string()))),
         Err(store::Error::NotFound { .. }) => Ok((None, None)),
         Err(error) => Err(error),
     }

@@ -16,8 +16,8 @@ use futures::stream::{self, BoxStream};
 use md5::{Digest, Md5};
 
 use super::{
-    Body, Condition, Error, ListHint, Listing, ObjectInfo, ObjectMeta, PutResult, Store, Upload,
-    hex,
+    Body, Condition, Error, ListHint, Listing, ObjectInfo, ObjectMeta, Opened, PutResult, Store,
+    Upload, hex,
 };
 use crate::headers::Headers;
 use crate::key::Key;
@@ -391,10 +391,27 @@ impl Store for LocalStore {
         Ok(())
     }
 
-    async fn get_tagged(&self, key: &Key) -> Result<(Bytes, Option<String>), Error> {
-        let bytes = self.get(key).await?;
-        let etag = self.head(key).await?.meta.etag;
-        Ok((bytes, etag))
+    /// The whole file in one chunk: a local target's manifest is read from the disk at once.
+    async fn open(&self, key: &Key, if_match: Option<&str>) -> Result<Opened, Error> {
+        let this = self.clone();
+        let key = key.clone();
+        let if_match = if_match.map(str::to_string);
+        blocking(move || {
+            let path = this.path(&key)?;
+            let bytes = std::fs::read(&path).map_err(|e| this.not_found_or_io(&key, &path, e))?;
+            let etag = this.etag_of(&key, &path)?;
+            if if_match.is_some_and(|expected| expected != etag) {
+                return Err(Error::PreconditionFailed {
+                    url: this.url(Some(&key)),
+                });
+            }
+            Ok(Opened {
+                etag: Some(etag),
+                length: Some(bytes.len() as u64),
+                body: stream::iter([Ok(Bytes::from(bytes))]).boxed(),
+            })
+        })
+        .await
     }
 
     async fn put_if(
@@ -442,7 +459,7 @@ impl Store for LocalStore {
             });
         };
         let origin = LocalStore::new(root.clone());
-        let (bytes, etag) = origin.get_tagged(from).await?;
+        let (bytes, etag) = super::get_tagged(&origin, from).await?;
         if let Some(expected) = from_etag
             && etag.as_deref() != Some(expected)
         {

@@ -348,8 +348,12 @@ pub trait Store: Send + Sync + Debug {
     /// Deletes the keys; returns the ones that failed.
     async fn delete_batch(&self, keys: &[Key]) -> Vec<(Key, Error)>;
 
-    /// The whole object and its normalized ETag, for hoist's own state objects.
-    async fn get_tagged(&self, key: &Key) -> Result<(Bytes, Option<String>), Error>;
+    /// The object's body as it arrives, with its normalized ETag and length; with `if_match`
+    /// (a normalized ETag), only while the object still has it, else
+    /// [`Error::PreconditionFailed`] (a store that ignores the condition, as rclone serve s3
+    /// does, answers with the object's other ETag: callers compare). A body that breaks off is
+    /// not retried here: [`read`] and [`get_tagged`] read it again.
+    async fn open(&self, key: &Key, if_match: Option<&str>) -> Result<Opened, Error>;
 
     /// Stores small bytes only if `condition` holds, else [`Error::PreconditionFailed`]. A store
     /// that ignores the condition writes anyway: callers that depend on it detect that.
@@ -394,6 +398,136 @@ pub trait Store: Send + Sync + Debug {
 
     /// Aborts one of [`Store::stale_uploads`], freeing its parts.
     async fn abort_upload(&self, upload: &Upload) -> Result<(), Error>;
+}
+
+/// An object's body as it arrives ([`Store::open`]).
+pub struct Opened {
+    /// Normalized, when the store gave one.
+    pub etag: Option<String>,
+    /// `Content-Length`, when the store gave one.
+    pub length: Option<u64>,
+    pub body: BoxStream<'static, Result<Bytes, BoxError>>,
+}
+
+impl Debug for Opened {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Opened")
+            .field("etag", &self.etag)
+            .field("length", &self.length)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why a reader given to [`read`] stopped before the end of a body.
+#[derive(Debug)]
+pub enum Consumed<E> {
+    /// The body broke off (or was longer or shorter than its length): [`read`] reads the
+    /// object again.
+    Broken(BoxError),
+    /// The reader refused what it read (a manifest that is not JSON): final.
+    Refused(E),
+}
+
+/// How many times [`read`] issues the GET of one object whose body keeps breaking off.
+const READ_ATTEMPTS: u32 = 5;
+
+/// Reads `key` with `consume` as its body arrives, so a large object (the manifest) is never
+/// held whole unless the reader wants it so. The SDK retries a failed request but not a body
+/// that breaks off (docs/s3-facts.md): then the GET is issued again, pinned to the first
+/// answer's ETag so two versions are never mixed (a changed object fails with
+/// [`Error::PreconditionFailed`]), up to [`READ_ATTEMPTS`] times in all. A body shorter or
+/// longer than its `Content-Length` counts as broken. Returns what `consume` made of the body
+/// or why it refused it, and the object's ETag.
+pub async fn read<T, E, F, Fut>(
+    store: &dyn Store,
+    key: &Key,
+    mut consume: F,
+) -> Result<(Result<T, E>, Option<String>), Error>
+where
+    F: FnMut(Opened) -> Fut,
+    Fut: Future<Output = Result<T, Consumed<E>>>,
+{
+    let mut pinned: Option<String> = None;
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let mut opened = store.open(key, pinned.as_deref()).await?;
+        if pinned.is_some() && opened.etag != pinned {
+            // A store that ignores If-Match on a GET (rclone serve s3) shows it by the ETag.
+            return Err(Error::PreconditionFailed {
+                url: store.url(Some(key)),
+            });
+        }
+        pinned = pinned.or_else(|| opened.etag.clone());
+        if let Some(expected) = opened.length {
+            opened.body = exactly(opened.body, expected);
+        }
+        let error = match consume(opened).await {
+            Ok(value) => return Ok((Ok(value), pinned)),
+            Err(Consumed::Refused(refused)) => return Ok((Err(refused), pinned)),
+            Err(Consumed::Broken(error)) => error,
+        };
+        if attempt >= READ_ATTEMPTS {
+            return Err(Error::Other {
+                op: "GetObject",
+                url: store.url(Some(key)),
+                source: error,
+            });
+        }
+        tracing::debug!(
+            "reading {} failed ({error}); retrying",
+            store.url(Some(key))
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200 * u64::from(attempt))).await;
+    }
+}
+
+/// A body that ends in an error unless it has exactly `expected` bytes.
+fn exactly(
+    body: BoxStream<'static, Result<Bytes, BoxError>>,
+    expected: u64,
+) -> BoxStream<'static, Result<Bytes, BoxError>> {
+    use futures::StreamExt;
+    let wrong = move |seen: u64| -> BoxError {
+        format!("body was {seen} bytes or more, expected {expected}").into()
+    };
+    futures::stream::unfold(Some((body, 0u64)), move |state| async move {
+        let (mut body, seen) = state?;
+        match body.next().await {
+            Some(Ok(chunk)) => {
+                let seen = seen + chunk.len() as u64;
+                if seen > expected {
+                    Some((Err(wrong(seen)), None))
+                } else {
+                    Some((Ok(chunk), Some((body, seen))))
+                }
+            }
+            Some(Err(error)) => Some((Err(error), None)),
+            None if seen == expected => None,
+            None => Some((Err(wrong(seen)), None)),
+        }
+    })
+    .boxed()
+}
+
+/// The most a body read whole is sized for up front from its `Content-Length`.
+const MAX_PREALLOCATED: u64 = 256 << 20;
+
+/// The whole object and its normalized ETag, for hoist's own small state objects (the lock,
+/// release records): [`read`] into one buffer sized from the body's length.
+pub async fn get_tagged(store: &dyn Store, key: &Key) -> Result<(Bytes, Option<String>), Error> {
+    use futures::StreamExt;
+    let (bytes, etag) = read(store, key, |opened| async move {
+        let capacity = opened.length.unwrap_or(0).min(MAX_PREALLOCATED);
+        let mut buffer = Vec::with_capacity(usize::try_from(capacity).unwrap_or(0));
+        let mut body = opened.body;
+        while let Some(chunk) = body.next().await {
+            buffer.extend_from_slice(&chunk.map_err(Consumed::Broken)?);
+        }
+        Ok::<_, Consumed<std::convert::Infallible>>(Bytes::from(buffer))
+    })
+    .await?;
+    Ok((bytes.unwrap_or_else(|never| match never {}), etag))
 }
 
 /// The precondition of [`Store::put_if`].

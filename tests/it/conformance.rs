@@ -229,6 +229,47 @@ async fn get_returns_the_bytes(store: &dyn Store) {
     assert_eq!(&got[..], body.as_bytes());
 }
 
+/// [`Store::open`]: the body as it arrives (several chunks for a large object on a server),
+/// its length and the ETag a HEAD reports; pinned to that ETag it opens, pinned to another it
+/// fails as a precondition, and a missing key is not found.
+async fn open_streams_the_body_pinned_to_its_etag(store: &dyn Store) {
+    let body: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+    let name = key("state/streamed.json");
+    store
+        .put(&name, Body::Bytes(body.clone().into()), &Headers::default())
+        .await
+        .expect("put");
+    let etag = store.head(&name).await.expect("head").meta.etag;
+    assert!(etag.is_some(), "a head names the ETag");
+    let opened = store.open(&name, None).await.expect("open");
+    assert_eq!(opened.etag, etag);
+    assert_eq!(opened.length, Some(body.len() as u64));
+    let chunks: Vec<Bytes> = opened.body.try_collect().await.expect("body");
+    assert!(chunks.concat() == body, "the bytes as stored");
+    let pinned = store
+        .open(&name, etag.as_deref())
+        .await
+        .expect("pinned open");
+    let chunks: Vec<Bytes> = pinned.body.try_collect().await.expect("body");
+    assert!(chunks.concat() == body);
+    let other = "0123456789abcdef0123456789abcdef";
+    // Pinned to an ETag the object does not have: refused, or (a store that ignores If-Match
+    // on a GET, rclone serve s3) answered with the object's own ETag, which `read` refuses.
+    match store.open(&name, Some(other)).await {
+        Err(Error::PreconditionFailed { .. }) => {}
+        Ok(ignored) => assert_eq!(ignored.etag, etag, "the condition ignored, detectably"),
+        Err(error) => panic!("pinned to another ETag: {error:?}"),
+    }
+    assert!(matches!(
+        store.open(&key("state/missing.json"), None).await,
+        Err(Error::NotFound { .. })
+    ));
+    // The free function reads the same bytes and ETag.
+    let (read, read_etag) = hoist::store::get_tagged(store, &name).await.expect("get");
+    assert!(read[..] == body[..]);
+    assert_eq!(read_etag, etag);
+}
+
 async fn copy_replaces_headers_and_keeps_bytes(store: &dyn Store) {
     store
         .put(&key("style.css"), bytes("body{}"), &full_headers())
@@ -283,8 +324,7 @@ async fn copy_to_another_key_sets_headers_and_keeps_the_source(store: &dyn Store
         Some("application/octet-stream")
     );
     assert_eq!(copied.etag, info.meta.etag);
-    let (body, etag) = store
-        .get_tagged(&key(".hoist/objects/abc"))
+    let (body, etag) = hoist::store::get_tagged(store, &key(".hoist/objects/abc"))
         .await
         .expect("get");
     assert_eq!(&body[..], b"<p>v1</p>");
@@ -452,10 +492,12 @@ conformance!(
     large_file_streams_in_parts,
     copy_to_another_key_sets_headers_and_keeps_the_source,
     a_hint_never_changes_the_listing,
+    open_streams_the_body_pinned_to_its_etag,
 );
 
-/// The contract of conditional writes: a store honours every condition, or (rclone serve s3)
-/// ignores them all, which the second `Absent` write shows. Returns whether it honours them.
+/// The contract of conditional writes (and of a GET pinned by `If-Match`): a store honours
+/// every condition, or (rclone serve s3) ignores them all, which the second `Absent` write
+/// shows. Returns whether it honours them.
 async fn conditional_writes(store: &dyn Store) -> bool {
     let lock = key(".hoist/lock.json");
     let first = store
@@ -483,10 +525,19 @@ async fn conditional_writes(store: &dyn Store) -> bool {
     if !honoured {
         return false;
     }
-    let (body, etag) = store.get_tagged(&lock).await.expect("get");
+    let (body, etag) = hoist::store::get_tagged(store, &lock).await.expect("get");
     assert_eq!(&body[..], b"one");
     assert_eq!(etag, first.etag);
     let etag = etag.expect("an etag");
+    assert!(
+        matches!(
+            store
+                .open(&lock, Some("0123456789abcdef0123456789abcdef"))
+                .await,
+            Err(Error::PreconditionFailed { .. })
+        ),
+        "a GET pinned to another ETag"
+    );
     let stale = Condition::Matches("0123456789abcdef0123456789abcdef".into());
     assert!(matches!(
         store

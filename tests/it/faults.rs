@@ -947,3 +947,84 @@ fn a_read_timeout_is_called_one() {
     );
     assert!(!ran.stderr.contains("Could not connect"), "{}", ran.stderr);
 }
+
+fn is_manifest_get(request: &RequestHead) -> bool {
+    request.method == "GET" && request.path().ends_with("/.hoist/manifest.json")
+}
+
+/// The manifest is parsed as its body arrives: a body that breaks off halfway (cut cleanly or
+/// reset) is read again, pinned to its ETag, and the deploy still trusts it: a no-op that
+/// sends no HEAD and warns of nothing.
+#[test]
+fn a_manifest_whose_body_breaks_off_is_read_again() {
+    let Some(server) = Server::moto() else { return };
+    for fault in [Fault::TruncatedBody, Fault::ResetMidResponse] {
+        let site = Site::with_config(&server, &[], FAULT_CONFIG, "");
+        write_files(&site, &site_files("v1"));
+        site.deploy().success();
+        let proxy = FaultProxy::start(
+            &server.endpoint().url,
+            Plan::new()
+                .rule(is_manifest_get, fault, Some(1))
+                // Counted, not harmed: a HEAD would mean the manifest was not trusted.
+                .rule(|r| r.method == "HEAD", Fault::Delay(Duration::ZERO), None),
+        );
+        let ran = via(&site, &proxy).args(["--output", "json"]).success();
+        assert!(ran.actions().is_empty(), "{fault:?}: {}", ran.stdout);
+        assert!(
+            !ran.stderr.contains("not readable"),
+            "{fault:?}: {}",
+            ran.stderr
+        );
+        let log = proxy.stats.log.lock().expect("log").clone();
+        assert_eq!(log.len(), 1, "{fault:?}: one broken GET, no HEAD: {log:?}");
+        assert!(log[0].contains("manifest.json"), "{log:?}");
+    }
+}
+
+/// A manifest that is not JSON from its first bytes is refused as they arrive, not after its
+/// whole body: here 1 MiB trickling at 2 KiB a second (8 minutes whole) while the deploy
+/// warns, falls back to the objects and rewrites the manifest within seconds.
+#[test]
+fn a_manifest_that_is_not_json_is_refused_without_waiting_for_its_body() {
+    let Some(server) = Server::moto() else { return };
+    let site = Site::with_config(&server, &[], FAULT_CONFIG, "");
+    let files = site_files("v1");
+    write_files(&site, &files);
+    site.deploy().success();
+    let page = format!("<html>{}</html>", " ".repeat(1 << 20));
+    site.put(".hoist/manifest.json", &page);
+    let proxy = FaultProxy::start(
+        &server.endpoint().url,
+        Plan::new().rule(
+            is_manifest_get,
+            Fault::Trickle {
+                fast: 64,
+                per_second: 2048,
+            },
+            Some(1),
+        ),
+    );
+    let started = Instant::now();
+    let ran = via(&site, &proxy)
+        .args(["--output", "json"])
+        .spawn()
+        .wait(Duration::from_secs(60));
+    assert_eq!(ran.code(), Some(0), "{}", ran.stderr);
+    assert!(
+        ran.stderr.contains("the manifest is not readable"),
+        "{}",
+        ran.stderr
+    );
+    // The objects were hoist's: recognised by their ETags, nothing uploaded.
+    assert!(ran.actions().is_empty(), "{}", ran.stdout);
+    assert_eq!(proxy.faults(), 1);
+    let manifest = &site.contents()[".hoist/manifest.json"];
+    assert!(manifest.starts_with(b"{"), "manifest rewritten");
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_published(&site, &files);
+}

@@ -35,7 +35,8 @@ use futures::stream::{self, BoxStream};
 use tokio::sync::Semaphore;
 
 use super::{
-    Body, BoxError, Error, ListHint, Listing, NamedStore, ObjectInfo, ObjectMeta, PutResult, Store,
+    Body, BoxError, Error, ListHint, Listing, NamedStore, ObjectInfo, ObjectMeta, Opened,
+    PutResult, Store,
 };
 use crate::headers::Headers;
 use crate::key::{Key, Prefix};
@@ -342,26 +343,6 @@ pub fn copy_source(bucket: &str, key: &str) -> String {
     )
 }
 
-/// The most a body read into memory is sized for up front from its `Content-Length`.
-const MAX_PREALLOCATED: usize = 256 << 20;
-
-/// A whole body, read into one buffer sized from its length as the chunks arrive (a 100,000-file
-/// manifest is 18 MB: collecting the chunks and then joining them held it twice).
-async fn read_body(
-    mut body: aws_smithy_types::byte_stream::ByteStream,
-    length: Option<i64>,
-) -> Result<Bytes, aws_smithy_types::byte_stream::error::Error> {
-    let capacity = length
-        .and_then(|n| usize::try_from(n).ok())
-        .unwrap_or(0)
-        .min(MAX_PREALLOCATED);
-    let mut buffer = Vec::with_capacity(capacity);
-    while let Some(chunk) = body.try_next().await? {
-        buffer.extend_from_slice(&chunk);
-    }
-    Ok(Bytes::from(buffer))
-}
-
 fn decode_key(raw: &str, url_encoded: bool) -> String {
     if !url_encoded {
         return raw.to_string();
@@ -433,7 +414,7 @@ impl Store for S3Store {
     }
 
     async fn get(&self, key: &Key) -> Result<Bytes, Error> {
-        Ok(self.get_tagged(key).await?.0)
+        Ok(super::get_tagged(self, key).await?.0)
     }
 
     async fn put(&self, key: &Key, body: Body, headers: &Headers) -> Result<PutResult, Error> {
@@ -534,49 +515,24 @@ impl Store for S3Store {
         }
     }
 
-    async fn get_tagged(&self, key: &Key) -> Result<(Bytes, Option<String>), Error> {
-        // The SDK retries failed requests but not an error while reading a body stream
-        // (docs/s3-facts.md): re-issue the GET, pinned to the first answer's ETag.
-        const ATTEMPTS: u32 = 5;
-        let mut etag: Option<String> = None;
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            let output = self
-                .client
-                .get_object()
-                .bucket(&self.bucket)
-                .key(self.full(key))
-                .set_if_match(etag.clone())
-                .send()
-                .await
-                .map_err(|e| self.error("GetObject", Some(key), e))?;
-            etag = etag.or_else(|| output.e_tag().map(str::to_string));
-            let expected = output.content_length();
-            let error: BoxError = match read_body(output.body, expected).await {
-                Ok(bytes) => {
-                    if expected.is_none_or(|n| n == bytes.len() as i64) {
-                        return Ok((bytes, etag.as_deref().map(normalize_etag)));
-                    }
-                    format!(
-                        "body was {} bytes, expected {}",
-                        bytes.len(),
-                        expected.unwrap_or_default()
-                    )
-                    .into()
-                }
-                Err(e) => Box::new(e),
-            };
-            if attempt >= ATTEMPTS {
-                return Err(Error::Other {
-                    op: "GetObject",
-                    url: self.url(Some(key)),
-                    source: error,
-                });
-            }
-            tracing::debug!("reading {} failed ({error}); retrying", self.url(Some(key)));
-            tokio::time::sleep(std::time::Duration::from_millis(200 * u64::from(attempt))).await;
-        }
+    async fn open(&self, key: &Key, if_match: Option<&str>) -> Result<Opened, Error> {
+        let output = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(self.full(key))
+            .set_if_match(if_match.map(|etag| format!("\"{etag}\"")))
+            .send()
+            .await
+            .map_err(|e| self.error("GetObject", Some(key), e))?;
+        let etag = output.e_tag().map(normalize_etag);
+        let length = output.content_length().and_then(|n| u64::try_from(n).ok());
+        let body = stream::try_unfold(output.body, |mut body| async move {
+            let chunk = body.try_next().await.map_err(BoxError::from)?;
+            Ok(chunk.map(|chunk| (chunk, body)))
+        })
+        .boxed();
+        Ok(Opened { etag, length, body })
     }
 
     async fn put_if(
