@@ -16,6 +16,11 @@ It prints a markdown table: wall seconds, client CPU seconds and peak RSS (from
 hand, not a test; servers run on 127.0.0.1 only.
 
     bench/scale.py [--hoist target/release/hoist] [--sizes 10000,50000,100000] [--plan-only]
+                   [--baseline OTHER_HOIST] [--rounds 3]
+
+With --baseline, the steady no-op plan is also run with another build (the previous main),
+alternating with this one for --rounds rounds over the same bucket, so a change is measured
+beside what it replaces in the same run.
 """
 
 import argparse
@@ -71,6 +76,8 @@ def main():
     parser.add_argument("--hoist", default=os.path.join(ROOT, "target", "release", "hoist"))
     parser.add_argument("--sizes", default="10000,50000,100000")
     parser.add_argument("--plan-only", action="store_true", help="skip the uploads")
+    parser.add_argument("--baseline", help="another hoist build to run the no-op plan with")
+    parser.add_argument("--rounds", type=int, default=1, help="rounds of the steady no-op plan")
     args = parser.parse_args()
     rclone = os.path.join(VENV, "rclone")
     if not os.path.exists(rclone):
@@ -123,16 +130,20 @@ def main():
                 # The first plan after the upload meets rclone's cold directory caches; the
                 # second is the steady state a daily deploy sees, measured beside the floor.
                 steps += [("deploy (upload all)", base),
-                          ("plan, populated (no-op), first", base + ["--dryrun"]),
-                          ("plan, populated (no-op)", base + ["--dryrun"]),
-                          ("listing alone (the floor)", floor),
+                          ("plan, populated (no-op), first", base + ["--dryrun"])]
+                for _ in range(args.rounds):
+                    steps.append(("plan, populated (no-op)", base + ["--dryrun"]))
+                    if args.baseline:
+                        steps.append(("plan, populated (no-op), baseline",
+                                      [args.baseline] + base[1:] + ["--dryrun"]))
+                steps += [("listing alone (the floor)", floor),
                           ("walk + listing at once", at_once)]
             for name, cmd in steps:
                 wall, cpu, rss, code, err = timed(cmd, env)
                 messages = [l for l in err.strip().splitlines() if not l.startswith("TIME ")]
                 status = "ok" if code == 0 else f"exit {code}: {messages[-1:]}"
                 rows.append((n, name, wall, cpu, rss, status))
-                print(f"{n:>7} {name:<26} {wall:7.2f}s cpu {cpu:6.2f}s rss {rss:6.1f} MB {status}", flush=True)
+                print(f"{n:>7} {name:<34} {wall:7.2f}s cpu {cpu:6.2f}s rss {rss:6.1f} MB {status}", flush=True)
             shutil.rmtree(tree)
     finally:
         server.send_signal(signal.SIGTERM)

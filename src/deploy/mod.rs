@@ -592,6 +592,8 @@ fn listing_hint(files: &[LocalFile]) -> ListHint {
 }
 
 /// The listing and the manifest, read at once; objects hoist cannot name are warned about.
+/// The objects come back in key order, which [`plan::classify`] relies on, even from a store
+/// that lists in another.
 pub(crate) async fn list_target(store: &dyn Store, hint: ListHint) -> Result<Listed, DeployError> {
     let listing = store.list(hint).try_collect::<Vec<Listing>>();
     let (listing, manifest) = tokio::join!(listing, fetch_manifest(store));
@@ -605,6 +607,10 @@ pub(crate) async fn list_target(store: &dyn Store, hint: ListHint) -> Result<Lis
                 warnings.push(format!("leaving `{}` alone: {reason}", escape(&name)));
             }
         }
+    }
+    if !objects.is_sorted_by(|a: &ObjectMeta, b: &ObjectMeta| a.key <= b.key) {
+        // Stable: a key listed twice keeps its entries' order.
+        objects.sort_by(|a, b| a.key.cmp(&b.key));
     }
     Ok((objects, manifest, warnings))
 }

@@ -204,7 +204,7 @@ pub(crate) struct Comparison {
 }
 
 /// Compares scanned files with the listing, trusting manifest entries the listing confirms.
-/// Both inputs must be sorted by key (scan and list guarantee it).
+/// Both inputs must be sorted by key (scan and [`super::list_target`] guarantee it).
 pub(crate) fn classify(
     files: &[LocalFile],
     listing: &[ObjectMeta],
@@ -215,24 +215,27 @@ pub(crate) fn classify(
         known: Vec::with_capacity(manifest.map_or(0, |m| m.objects.len().min(files.len()))),
         ..Comparison::default()
     };
-    let remote: BTreeMap<&Key, usize> = listing
-        .iter()
-        .enumerate()
-        .map(|(at, m)| (&m.key, at))
-        .collect();
-    // Which listed keys a local file claims (a bit each, not a set of 100,000 keys).
+    debug_assert!(
+        listing.is_sorted_by(|a, b| a.key <= b.key),
+        "listing in key order"
+    );
+    // Which listed keys a local file claims (a bit each, not a set of 100,000 keys). The
+    // listing is searched in place (a map of it was 3 MB at 100,000 keys).
     let mut claimed = vec![false; listing.len()];
     // Each distinct set of headers is fingerprinted once, not once per file (rules intern
     // them, so files of one rule share one `Arc`).
     let mut prints: std::collections::HashMap<*const crate::headers::Headers, Fingerprint> =
         std::collections::HashMap::new();
     for (index, file) in files.iter().enumerate() {
-        let Some(&at) = remote.get(&file.key) else {
+        // Every entry of the key (a listing may repeat one) is claimed; the last decides.
+        let start = listing.partition_point(|m| m.key < file.key);
+        let end = start + listing[start..].partition_point(|m| m.key == file.key);
+        if start == end {
             out.decided.push((index, Decision::New));
             continue;
-        };
-        claimed[at] = true;
-        let listed = &listing[at];
+        }
+        claimed[start..end].fill(true);
+        let listed = &listing[end - 1];
         match manifest.and_then(|m| m.known_entry(listed)) {
             Some(entry) => {
                 // A compressed object's size is not its file's; its identity covers both.
@@ -259,11 +262,11 @@ pub(crate) fn classify(
             }),
         }
     }
-    // By key, not by position: a key a listing repeats is claimed wherever it appears.
     out.remote_only = listing
         .iter()
-        .filter(|m| !remote.get(&m.key).is_some_and(|&at| claimed[at]))
-        .cloned()
+        .zip(&claimed)
+        .filter(|(_, claimed)| !**claimed)
+        .map(|(m, _)| m.clone())
         .collect();
     out
 }
@@ -609,6 +612,10 @@ mod tests {
         manifest: Option<&Manifest>,
         delete: bool,
     ) -> (Plan, Vec<Pending>) {
+        // In key order, as `list_target` returns it.
+        let mut listing = listing.to_vec();
+        listing.sort_by(|a, b| a.key.cmp(&b.key));
+        let listing = &listing[..];
         let comparison = classify(files, listing, manifest);
         let exclude = |k: &str| std::path::Path::new(k).extension() == Some("keep".as_ref());
         let fate = |_: &ObjectMeta| Fate::Delete { immutable: false };
