@@ -595,19 +595,25 @@ fn listing_hint(files: &[LocalFile]) -> ListHint {
 /// The objects come back in key order, which [`plan::classify`] relies on, even from a store
 /// that lists in another.
 pub(crate) async fn list_target(store: &dyn Store, hint: ListHint) -> Result<Listed, DeployError> {
-    let listing = store.list(hint).try_collect::<Vec<Listing>>();
-    let (listing, manifest) = tokio::join!(listing, fetch_manifest(store));
-    let (manifest, warning) = manifest?;
-    let mut warnings: Vec<String> = warning.into_iter().collect();
-    let mut objects = Vec::new();
-    for entry in listing? {
-        match entry {
-            Listing::Object(meta) => objects.push(meta),
-            Listing::Unnamed { name, reason } => {
-                warnings.push(format!("leaving `{}` alone: {reason}", escape(&name)));
+    // Each entry is moved into place as it comes: the listing is never held twice.
+    let listing = async {
+        let mut objects = Vec::new();
+        let mut unnamed = Vec::new();
+        let mut entries = store.list(hint);
+        while let Some(entry) = entries.try_next().await? {
+            match entry {
+                Listing::Object(meta) => objects.push(meta),
+                Listing::Unnamed { name, reason } => {
+                    unnamed.push(format!("leaving `{}` alone: {reason}", escape(&name)));
+                }
             }
         }
-    }
+        Ok::<_, store::Error>((objects, unnamed))
+    };
+    let (listing, manifest) = tokio::join!(listing, fetch_manifest(store));
+    let (manifest, warning) = manifest?;
+    let (mut objects, unnamed) = listing?;
+    let warnings: Vec<String> = warning.into_iter().chain(unnamed).collect();
     if !objects.is_sorted_by(|a: &ObjectMeta, b: &ObjectMeta| a.key <= b.key) {
         // Stable: a key listed twice keeps its entries' order.
         objects.sort_by(|a, b| a.key.cmp(&b.key));

@@ -366,30 +366,27 @@ impl Store for S3Store {
     /// The server's listing, sorted here: the contract promises UTF-8 byte order, and some
     /// S3-compatible stores list in another.
     fn list(&self, hint: ListHint) -> BoxStream<'_, Result<Listing, Error>> {
-        stream::once(async move {
-            let mut named = self.list_all(hint).await?;
-            named.sort_unstable_by(|a, b| a.name.cmp(&b.name));
-            Ok::<_, Error>(named)
-        })
-        .flat_map(|listed| match listed {
-            Ok(named) => stream::iter(named.into_iter().map(|named| {
-                Ok(match Key::check(&named.name) {
-                    Ok(()) => Listing::Object(ObjectMeta {
-                        key: Key::new(named.name).expect("checked"),
-                        size: named.size,
-                        etag: named.etag,
-                        last_modified: named.last_modified,
-                    }),
-                    Err(reason) => Listing::Unnamed {
-                        name: named.name,
-                        reason,
-                    },
-                })
-            }))
-            .boxed(),
-            Err(e) => stream::iter([Err(e)]).boxed(),
-        })
-        .boxed()
+        stream::once(self.list_sorted(hint))
+            .flat_map(|listed| match listed {
+                // Run after run, each freed once converted.
+                Ok(runs) => stream::iter(runs.into_iter().flatten().map(|named| {
+                    Ok(match Key::check(&named.name) {
+                        Ok(()) => Listing::Object(ObjectMeta {
+                            key: Key::new(named.name).expect("checked"),
+                            size: named.size,
+                            etag: named.etag,
+                            last_modified: named.last_modified,
+                        }),
+                        Err(reason) => Listing::Unnamed {
+                            name: named.name,
+                            reason,
+                        },
+                    })
+                }))
+                .boxed(),
+                Err(e) => stream::iter([Err(e)]).boxed(),
+            })
+            .boxed()
     }
 
     async fn head(&self, key: &Key) -> Result<ObjectInfo, Error> {

@@ -33,31 +33,39 @@ impl S3Store {
             return self.list_pages();
         }
         stream::once(self.list_stretches(hint))
-            .flat_map(|listed| match listed {
-                Ok(named) => stream::iter(named.into_iter().map(Ok)).boxed(),
+            .flat_map(move |stretches| match stretches {
+                Ok(Some(stretches)) => {
+                    stream::iter(stretches.into_iter().flatten().map(Ok)).boxed()
+                }
+                Ok(None) => self.list_pages(),
                 Err(e) => stream::iter([Err(e)]).boxed(),
             })
             .boxed()
     }
 
-    /// The whole listing in one vector (what [`Self::list_raw`] streams).
-    pub(super) async fn list_all(&self, hint: ListHint) -> Result<Vec<NamedObject>, Error> {
-        if hint.splits().is_empty() {
-            self.list_pages().try_collect().await
-        } else {
-            self.list_stretches(hint).await
+    /// The whole listing in UTF-8 byte order, as runs to read one after the other (each can be
+    /// freed once read, so that whoever converts the objects never holds two copies of the
+    /// listing): the stretches of a hinted listing, or every page sorted here into one run.
+    pub(super) async fn list_sorted(&self, hint: ListHint) -> Result<Vec<Vec<NamedObject>>, Error> {
+        if !hint.splits().is_empty()
+            && let Some(stretches) = self.list_stretches(hint).await?
+        {
+            return Ok(stretches);
         }
+        let mut all: Vec<NamedObject> = self.list_pages().try_collect().await?;
+        all.sort_unstable_by(|a, b| a.name.cmp(&b.name));
+        Ok(vec![all])
     }
 
     /// The listing as stretches between the hint's split points, listed at once (up to
-    /// [`STRETCHES_IN_FLIGHT`]) and joined in order: the first from the start up to the first
+    /// [`STRETCHES_IN_FLIGHT`]), in order: the first from the start up to the first
     /// split point, each next one `StartAfter` a split point up to the next, the last to the
     /// end. Each stretch reads whole pages until one passes its upper bound, and keeps only
     /// the keys within it, so the stretches neither overlap nor leave a gap whatever the
     /// target holds. This needs the server to list in UTF-8 byte order, as S3 does; a stretch
-    /// that sees a key out of that order (or one not after its `StartAfter`) makes the whole
-    /// listing start again page after page, in the server's own order.
-    async fn list_stretches(&self, hint: ListHint) -> Result<Vec<NamedObject>, Error> {
+    /// that sees a key out of that order (or one not after its `StartAfter`) gives `None`: the
+    /// caller lists again page after page, in the server's own order.
+    async fn list_stretches(&self, hint: ListHint) -> Result<Option<Vec<Vec<NamedObject>>>, Error> {
         let room = MAX_KEY_BYTES.saturating_sub(self.prefix.as_str().len());
         let splits: Vec<String> = hint
             .splits()
@@ -76,17 +84,11 @@ impl S3Store {
             .buffered(STRETCHES_IN_FLIGHT)
             .try_collect()
             .await?;
-        if stretches.iter().any(Option::is_none) {
+        let stretches: Option<Vec<Vec<NamedObject>>> = stretches.into_iter().collect();
+        if stretches.is_none() {
             tracing::debug!("the server does not list in byte order: listing page after page");
-            return self.list_pages().try_collect().await;
         }
-        // Moved stretch by stretch into one exact allocation: never two copies of the listing.
-        let total = stretches.iter().flatten().map(Vec::len).sum();
-        let mut listed = Vec::with_capacity(total);
-        for stretch in stretches.into_iter().flatten() {
-            listed.extend(stretch);
-        }
-        Ok(listed)
+        Ok(stretches)
     }
 
     /// The keys after `after` (from the start when `None`) up to and including `until` (to
