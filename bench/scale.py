@@ -5,7 +5,8 @@ For each N (default 10,000, 50,000 and 100,000 files of 32-200 bytes in nested d
   1. `hoist deploy --dryrun` against an empty bucket (scan, hash, list, plan);
   2. the real deploy (uploads every file) -- skipped with --plan-only;
   3. `hoist deploy --dryrun` against the populated bucket (a paginated listing of N keys,
-     the manifest GET and the plan): the no-op case users run every day;
+     the manifest GET and the plan), and the same deploy for real (it also builds the next
+     manifest, finds it unchanged and writes nothing): the no-op case users run every day;
   4. the listing alone, through the same client (`hoist sync` of the bucket into an empty
      directory with every key excluded): page after page, the floor of a listing that cannot
      guess where its pages begin;
@@ -136,6 +137,12 @@ def main():
                     if args.baseline:
                         steps.append(("plan, populated (no-op), baseline",
                                       [args.baseline] + base[1:] + ["--dryrun"]))
+                    # The same deploy for real, as CI runs it: it finds nothing to write, but
+                    # builds the next manifest to compare with the stored one.
+                    steps.append(("deploy, populated (no-op)", base))
+                    if args.baseline:
+                        steps.append(("deploy, populated (no-op), baseline",
+                                      [args.baseline] + base[1:]))
                 steps += [("listing alone (the floor)", floor),
                           ("walk + listing at once", at_once)]
             for name, cmd in steps:

@@ -89,22 +89,55 @@ where
             self,
             mut map: A,
         ) -> Result<Self::Value, A::Error> {
-            let mut tree = BTreeMap::new();
-            let mut entries = Vec::with_capacity(DENSE_CHUNK);
-            while let Some(entry) = map.next_entry()? {
-                entries.push(entry);
-                if entries.len() == DENSE_CHUNK {
-                    tree.append(&mut entries.drain(..).collect());
-                }
+            let mut dense = Dense::new();
+            while let Some((key, value)) = map.next_entry()? {
+                dense.insert(key, value);
             }
-            tree.append(&mut entries.into_iter().collect());
-            Ok(tree)
+            Ok(dense.finish())
         }
     }
     deserializer.deserialize_map(Entries(std::marker::PhantomData))
 }
 
-/// How many entries [`dense_map`] gathers before it appends them to the tree: each append
+/// A map built in bulk from entries that come one at a time, for [`dense_map`] and for the
+/// next manifest's objects: [`DENSE_CHUNK`] entries are gathered and appended to the tree at
+/// once (a merge into a new dense tree). `BTreeMap::from_iter` gathers every entry into one
+/// vector first: at 100,000 manifest entries that vector was 9.6 MB beside the tree.
+pub(crate) struct Dense<K, V> {
+    tree: BTreeMap<K, V>,
+    chunk: Vec<(K, V)>,
+}
+
+impl<K: Ord, V> Dense<K, V> {
+    pub(crate) fn new() -> Dense<K, V> {
+        Dense {
+            tree: BTreeMap::new(),
+            chunk: Vec::new(),
+        }
+    }
+
+    /// Adds an entry; a key given again keeps its last value, as inserts would.
+    pub(crate) fn insert(&mut self, key: K, value: V) {
+        if self.chunk.capacity() == 0 {
+            self.chunk.reserve_exact(DENSE_CHUNK);
+        }
+        self.chunk.push((key, value));
+        if self.chunk.len() == DENSE_CHUNK {
+            self.flush();
+        }
+    }
+
+    fn flush(&mut self) {
+        self.tree.append(&mut self.chunk.drain(..).collect());
+    }
+
+    pub(crate) fn finish(mut self) -> BTreeMap<K, V> {
+        self.flush();
+        self.tree
+    }
+}
+
+/// How many entries [`Dense`] gathers before it appends them to the tree: each append
 /// rebuilds the tree, so fewer, larger chunks cost less time and one chunk more memory.
 const DENSE_CHUNK: usize = 16_384;
 
@@ -297,13 +330,37 @@ impl Manifest {
     /// What hoist last knew of a key, in the site or kept stale, if the listing still shows
     /// that object (same size and ETag).
     pub(crate) fn known_entry(&self, listed: &ObjectMeta) -> Option<&ObjectRecord> {
-        self.valid_entry(listed).or_else(|| {
-            let record = self.stale.get(&listed.key)?.object.as_ref()?;
-            let etag = listed.etag.as_deref()?;
-            (record.size == listed.size && record.etag.as_ref().is_some_and(|e| e.is(etag)))
-                .then_some(record)
-        })
+        self.known_where(listed).map(|(entry, _)| entry)
     }
+
+    /// [`Manifest::known_entry`], with where the manifest holds it: a plan keeps that instead
+    /// of a copy of the entry (at 100,000 unchanged files the copies were 8 MB).
+    pub(crate) fn known_where(&self, listed: &ObjectMeta) -> Option<(&ObjectRecord, Held)> {
+        if let Some(entry) = self.valid_entry(listed) {
+            return Some((entry, Held::InSite));
+        }
+        let record = self.stale.get(&listed.key)?.object.as_ref()?;
+        let etag = listed.etag.as_deref()?;
+        (record.size == listed.size && record.etag.as_ref().is_some_and(|e| e.is(etag)))
+            .then_some((record, Held::Stale))
+    }
+
+    /// The entry of `key` that [`Manifest::known_where`] found `held` there.
+    pub(crate) fn held(&self, key: &Key, held: Held) -> Option<&ObjectRecord> {
+        match held {
+            Held::InSite => self.objects.get(key),
+            Held::Stale => self.stale.get(key)?.object.as_ref(),
+        }
+    }
+}
+
+/// Where a manifest holds an entry it vouches for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Held {
+    /// In `objects`: the key is in the site.
+    InSite,
+    /// In `stale`: the key left the site and is kept, and a file claims it again.
+    Stale,
 }
 
 #[cfg(test)]
@@ -457,6 +514,22 @@ mod tests {
                 .count(),
             1
         );
+    }
+
+    #[test]
+    fn a_dense_map_is_the_map_inserts_build() {
+        // Out of order, with keys repeated within a chunk and across chunks.
+        let entries: Vec<(u64, usize)> = (0..3 * DENSE_CHUNK + 7)
+            .map(|i| ((i as u64 * 7_919) % (2 * DENSE_CHUNK as u64), i))
+            .collect();
+        let mut dense = Dense::new();
+        let mut inserted = BTreeMap::new();
+        for (key, value) in entries {
+            dense.insert(key, value);
+            inserted.insert(key, value);
+        }
+        assert_eq!(dense.finish(), inserted);
+        assert!(Dense::<u8, u8>::new().finish().is_empty());
     }
 
     #[tokio::test]

@@ -13,7 +13,7 @@
 
 use std::collections::BTreeMap;
 
-use super::manifest::{Manifest, ObjectRecord};
+use super::manifest::{Held, Manifest, ObjectRecord};
 use super::scan::{LocalFile, RESERVED_DIR};
 use crate::digest::{Digest, Fingerprint};
 use crate::headers::{META_BLAKE3, is_html};
@@ -197,7 +197,7 @@ pub(crate) struct Comparison {
     /// The entries that describe unchanged objects and objects whose headers change (the
     /// next manifest's basis), by file index: apart from the decisions, so that a decision
     /// costs 16 bytes rather than a copy of its entry.
-    pub(crate) known: Vec<(usize, ObjectRecord)>,
+    pub(crate) known: Vec<(usize, Known)>,
     pub(crate) pending: Vec<Pending>,
     /// Listed keys no local file claims.
     pub(crate) remote_only: Vec<ObjectMeta>,
@@ -236,8 +236,8 @@ pub(crate) fn classify(
         }
         claimed[start..end].fill(true);
         let listed = &listing[end - 1];
-        match manifest.and_then(|m| m.known_entry(listed)) {
-            Some(entry) => {
+        match manifest.and_then(|m| m.known_where(listed)) {
+            Some((entry, held)) => {
                 // A compressed object's size is not its file's; its identity covers both.
                 let size_differs = file.resolved.encode.is_none() && entry.size != file.size;
                 let decision = if entry.blake3 != file.blake3 || size_differs {
@@ -252,7 +252,7 @@ pub(crate) fn classify(
                     Decision::Unchanged
                 };
                 if decision != Decision::ContentChanged {
-                    out.known.push((index, entry.clone()));
+                    out.known.push((index, Known::Manifest(held)));
                 }
                 out.decided.push((index, decision));
             }
@@ -330,9 +330,9 @@ pub(crate) struct Plan {
     /// Whether the plan changes what the site serves, so that it is a new release.
     pub(crate) creates_release: bool,
     /// Entries for unchanged objects (the manifest's basis, completed by the executor), by
-    /// file index in ascending order: the files hold the keys, so the plan holds no copy of
-    /// them (100,000 keys are megabytes).
-    pub(crate) known: Vec<(usize, ObjectRecord)>,
+    /// file index in ascending order: the files hold the keys and the manifest the entries it
+    /// vouches for, so the plan holds no copy of either (at 100,000 files they are megabytes).
+    pub(crate) known: Vec<(usize, Known)>,
     /// Multipart uploads a killed run left under the target, aborted after the deletes.
     pub(crate) stale_uploads: Vec<crate::store::Upload>,
     /// The CloudFront Functions the site is served with (`cloudfront.function.manage`).
@@ -355,10 +355,38 @@ impl Plan {
         self.actions.iter().filter(move |a| a.phase == phase)
     }
 
-    /// The known entry of the file at `index`, if the plan has one.
-    pub(crate) fn known_entry(&self, index: usize) -> Option<&ObjectRecord> {
-        let at = self.known.binary_search_by_key(&index, |(i, _)| *i).ok()?;
-        Some(&self.known[at].1)
+    /// Every known entry with its file's index, in ascending order. `manifest` is the one the
+    /// plan was made from.
+    pub(crate) fn known_entries<'a>(
+        &'a self,
+        files: &'a [LocalFile],
+        manifest: Option<&'a Manifest>,
+    ) -> impl Iterator<Item = (usize, &'a ObjectRecord)> {
+        self.known.iter().filter_map(move |(index, known)| {
+            Some((*index, known.entry(&files[*index].key, manifest)?))
+        })
+    }
+}
+
+/// What the plan knows of an object it leaves or only re-heads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Known {
+    /// The manifest's entry for the file's key, which the listing confirmed.
+    Manifest(Held),
+    /// What a HEAD of the object found (boxed: most entries are the manifest's).
+    Read(Box<ObjectRecord>),
+}
+
+impl Known {
+    fn entry<'a>(&'a self, key: &Key, manifest: Option<&'a Manifest>) -> Option<&'a ObjectRecord> {
+        match self {
+            Known::Manifest(held) => {
+                let entry = manifest.and_then(|m| m.held(key, *held));
+                debug_assert!(entry.is_some(), "the plan's manifest holds `{key}`");
+                entry
+            }
+            Known::Read(record) => Some(record),
+        }
     }
 }
 
@@ -400,7 +428,7 @@ fn under_any(key: &Key, prefixes: &[String]) -> bool {
 pub(crate) fn build(
     files: &[LocalFile],
     decisions: Vec<(usize, Decision)>,
-    known: Vec<(usize, ObjectRecord)>,
+    known: Vec<(usize, Known)>,
     remote_only: &[ObjectMeta],
     nested: Vec<String>,
     options: &PlanOptions<'_>,
@@ -709,6 +737,49 @@ mod tests {
                 ("rule.js", Op::UpdateHeaders, Reason::HeadersChanged),
             ]
         );
+    }
+
+    #[test]
+    fn known_entries_are_the_manifests_own() {
+        // A file unchanged in the site, one whose headers change, and one claiming a key the
+        // manifest keeps stale (a rollback brings such assets back).
+        let same = file("same.html", "same", false, "text/html");
+        let mut rule_changed = file("rule.js", "js", false, "text/javascript");
+        let back = file("assets/back.1.js", "old asset", true, "text/javascript");
+        let mut objects = BTreeMap::new();
+        objects.insert(same.key.clone(), entry_for(&same, "e1"));
+        objects.insert(rule_changed.key.clone(), entry_for(&rule_changed, "e2"));
+        let mut manifest = Manifest::new(objects);
+        manifest.stale.insert(
+            back.key.clone(),
+            super::super::manifest::StaleRecord {
+                since: crate::clock::Timestamp::now(),
+                release: Some(1),
+                object: Some(entry_for(&back, "e3")),
+            },
+        );
+        std::sync::Arc::make_mut(&mut rule_changed.resolved.headers).cache_control =
+            Some("no-cache".into());
+        let files = vec![back.clone(), rule_changed.clone(), same.clone()];
+        let listing = vec![
+            listed("assets/back.1.js", back.size, "e3"),
+            listed("rule.js", rule_changed.size, "e2"),
+            listed("same.html", same.size, "e1"),
+        ];
+        let (plan, pending) = plan_of(&files, &listing, Some(&manifest), true);
+        assert!(pending.is_empty(), "{pending:?}");
+        let known: Vec<(usize, &ObjectRecord)> =
+            plan.known_entries(&files, Some(&manifest)).collect();
+        assert_eq!(
+            known,
+            [
+                (0, manifest.stale[&back.key].object.as_ref().unwrap()),
+                (1, &manifest.objects[&rule_changed.key]),
+                (2, &manifest.objects[&same.key]),
+            ]
+        );
+        // Each costs an index and a tag, not a copy of the entry.
+        assert!(size_of::<(usize, Known)>() <= 24);
     }
 
     #[test]

@@ -43,7 +43,7 @@ pub(crate) async fn plan(
         if decision != Decision::ContentChanged
             && let Some(record) = record
         {
-            known.push((index, record));
+            known.push((index, plan::Known::Read(Box::new(record))));
         }
     }
     let rules = &settings.rules;
