@@ -1269,7 +1269,9 @@ fn next_manifest(
     let mut known = plan.known_entries(files, manifest).peekable();
     let mut objects = manifest::Dense::new();
     for (index, file) in files.iter().enumerate() {
-        let known = known.next_if(|(at, _)| *at == index).map(|(_, entry)| entry);
+        let known = known
+            .next_if(|(at, _)| *at == index)
+            .map(|(_, entry)| entry);
         if written.binary_search(&index).is_err() {
             if let Some(entry) = known {
                 objects.insert(file.key.clone(), entry.clone());

@@ -556,7 +556,9 @@ pub struct NamedObject {
     pub name: String,
     pub size: u64,
     pub last_modified: Option<SystemTime>,
-    pub storage_class: Option<String>,
+    /// A listing names one for every object: S3's own classes are `Borrowed`, with no
+    /// allocation (100,000 of them were 3 MB).
+    pub storage_class: Option<std::borrow::Cow<'static, str>>,
     /// Normalized ETag; a multipart object's ends in `-N`.
     pub etag: Option<String>,
 }

@@ -491,7 +491,7 @@ pub(crate) struct Side {
     /// Local side: the file behind each entry (same order).
     pub(crate) local: Vec<local::WalkedFile>,
     /// S3 side: the storage class of each entry (same order).
-    pub(crate) storage_classes: Vec<Option<String>>,
+    pub(crate) storage_classes: Vec<Option<std::borrow::Cow<'static, str>>>,
     /// Local side: directories that could not be listed.
     pub(crate) walk_incomplete: local::Unlisted,
     /// Local side: where the other side's listing pages would end if it held every walked

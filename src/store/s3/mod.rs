@@ -354,6 +354,15 @@ fn decode_key(raw: &str, url_encoded: bool) -> String {
         .into_owned()
 }
 
+/// A listed storage class: one of the SDK's names when it is one (no allocation), else its
+/// own text.
+fn storage_class_name(name: &str) -> std::borrow::Cow<'static, str> {
+    aws_sdk_s3::types::ObjectStorageClass::values()
+        .iter()
+        .find(|known| **known == name)
+        .map_or_else(|| name.to_owned().into(), |known| (*known).into())
+}
+
 #[async_trait]
 impl Store for S3Store {
     fn url(&self, key: Option<&Key>) -> String {
@@ -603,6 +612,18 @@ impl Store for S3Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn listed_storage_classes_cost_no_allocation_when_s3_names_them() {
+        for class in ["STANDARD", "GLACIER", "DEEP_ARCHIVE", "STANDARD_IA"] {
+            let name = storage_class_name(class);
+            assert!(matches!(name, std::borrow::Cow::Borrowed(_)), "{class}");
+            assert_eq!(name, class);
+        }
+        let other = storage_class_name("COLD_LINE");
+        assert!(matches!(other, std::borrow::Cow::Owned(_)));
+        assert_eq!(other, "COLD_LINE");
+    }
 
     #[test]
     fn etags_normalize() {

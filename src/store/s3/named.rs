@@ -12,7 +12,7 @@ use bytes::Bytes;
 use futures::stream::{self, BoxStream};
 use futures::{StreamExt, TryStreamExt};
 
-use super::{S3Store, decode_key, normalize_etag, to_system_time};
+use super::{S3Store, decode_key, normalize_etag, storage_class_name, to_system_time};
 use crate::headers::Headers;
 use crate::key::Key;
 use crate::store::{Error, ListHint, MetadataDirective, NamedObject, NamedStore, PutResult};
@@ -183,7 +183,9 @@ impl S3Store {
             name,
             size: object.size().unwrap_or(0).max(0) as u64,
             last_modified: to_system_time(object.last_modified()),
-            storage_class: object.storage_class().map(|c| c.as_str().to_string()),
+            storage_class: object
+                .storage_class()
+                .map(|class| storage_class_name(class.as_str())),
             etag: object.e_tag().map(normalize_etag).filter(|e| !e.is_empty()),
         })
     }
