@@ -1038,8 +1038,7 @@ impl Deploy<'_> {
         let summary = self
             .write_release(&ledger, plan, files, &next, origin)
             .await?;
-        let listing: BTreeMap<&Key, &ObjectMeta> = objects.iter().map(|m| (&m.key, m)).collect();
-        let state = ledger.next_state(plan, &listing, summary.clone());
+        let state = ledger.next_state(plan, summary.clone());
         next.stale = state.stale;
         next.releases = state.releases;
         next.live = state.live;

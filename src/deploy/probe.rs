@@ -8,8 +8,6 @@
 
 use futures::{StreamExt, TryStreamExt};
 
-use std::collections::BTreeMap;
-
 use super::manifest::{Manifest, ObjectRecord};
 use super::plan::{self, Decision, Plan, PlanOptions};
 use super::release::Ledger;
@@ -85,8 +83,7 @@ pub(crate) async fn plan(
     );
     plan.creates_release = creates_release;
     explain(settings, store, files, &mut plan).await?;
-    let listing: BTreeMap<_, _> = objects.iter().map(|m| (&m.key, m)).collect();
-    let (keeps, warnings) = ledger.keep_actions(&plan, &listing);
+    let (keeps, warnings) = ledger.keep_actions(&plan);
     plan.actions.splice(0..0, keeps);
     Ok((plan, warnings))
 }
