@@ -339,7 +339,7 @@ impl Manifest {
         if let Some(entry) = self.valid_entry(listed) {
             return Some((entry, Held::InSite));
         }
-        let record = self.stale.get(&listed.key)?.object.as_ref()?;
+        let record = self.held(&listed.key, Held::Stale)?;
         let etag = listed.etag.as_deref()?;
         (record.size == listed.size && record.etag.as_ref().is_some_and(|e| e.is(etag)))
             .then_some((record, Held::Stale))
