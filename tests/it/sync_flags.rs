@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use crate::servers::Recorded;
-use crate::sync_compat::{Kind, Side, error_lines, lines, local_tree, pair, same};
+use crate::sync_compat::{Kind, Side, error_lines, local_tree, pair, same};
 use crate::util::{Hoist, Ran, block_on};
 
 /// Runs one tool on its side with the recorder on; returns the run and what moto saw.
@@ -668,7 +668,7 @@ fn an_unrepresentable_mtime_warns_like_aws_cli() {
         let a = aws.aws(&[trees[0].to_str().unwrap(), "s3://bkt/mt", "--no-progress"]);
         let h = hoist.hoist(&[trees[1].to_str().unwrap(), "s3://bkt/mt", "--no-progress"]);
         let strip = |ran: &Ran, root: &Path| {
-            lines(ran)
+            crate::sync_compat::lines(ran)
                 .iter()
                 .map(|l| l.replace(&root.display().to_string(), "ROOT"))
                 .collect::<Vec<_>>()
@@ -684,7 +684,11 @@ fn an_unrepresentable_mtime_warns_like_aws_cli() {
         assert_eq!(h.stderr.trim(), warning, "{run}");
         assert_eq!(a.stderr.trim(), warning, "{run}");
         if run == "second" {
-            assert!(lines(&h).is_empty(), "re-uploaded: {}", h.stdout);
+            assert!(
+                crate::sync_compat::lines(&h).is_empty(),
+                "re-uploaded: {}",
+                h.stdout
+            );
         }
     }
     assert_eq!(objects(&hoist, "bkt"), objects(&aws, "bkt"));
