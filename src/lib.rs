@@ -33,9 +33,10 @@ pub use error::ExitCode;
 /// Requests in flight when the user set none (`deploy` and `sync`): a deploy crosses 10-50 ms
 /// of round trip to S3, where the number of requests in flight, not CPU, decides the time
 /// (`bench/run-latency`); aws-cli's 10 left hoist 4x behind s5cmd there, and at 20 ms 128
-/// took 0.85x of 64's upload time and download time (s5cmd keeps 256). Memory stays bounded
-/// by each executor's byte budget, not by this number, and throttling (503 SlowDown) is
-/// retried with backoff.
+/// took 0.85x of 64's upload time and download time (s5cmd keeps 256). It is the ceiling of
+/// each S3 client's congestion window ([`aws::window`]), which starts lower and halves when the
+/// store throttles (503 SlowDown, 429). Memory stays bounded by each executor's byte budget,
+/// not by this number.
 pub(crate) const DEFAULT_CONCURRENCY: std::num::NonZeroUsize =
     std::num::NonZeroUsize::new(128).expect("non-zero");
 pub use report::{print_error, print_unknown_options};

@@ -14,6 +14,7 @@
 pub(crate) mod cloudfront;
 pub(crate) mod probe;
 pub(crate) mod profile;
+pub(crate) mod window;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -113,7 +114,7 @@ impl Session {
             _ => Integrity::Checksum(ChecksumKind::Crc32),
         };
         let store = S3Store::new(
-            s3_client(&self.sdk, &self.options),
+            s3_client(&self.sdk, &self.options, options.concurrency),
             bucket,
             prefix,
             endpoint_label(&self.sdk, &self.options),
@@ -404,8 +405,12 @@ impl Intercept for CountAttempts {
     }
 }
 
-fn s3_client(sdk: &SdkConfig, options: &AwsOptions) -> aws_sdk_s3::Client {
-    let mut builder = aws_sdk_s3::config::Builder::from(sdk).interceptor(CountAttempts);
+/// The S3 client of a session: its attempts counted ([`REQUEST_STATS`]) and windowed to at
+/// most `concurrency` in flight ([`window`]).
+fn s3_client(sdk: &SdkConfig, options: &AwsOptions, concurrency: usize) -> aws_sdk_s3::Client {
+    let mut builder = aws_sdk_s3::config::Builder::from(sdk)
+        .interceptor(CountAttempts)
+        .http_client(window::WindowedClient::new(concurrency));
     if options.request_payer {
         builder = builder.interceptor(RequesterPays);
     }

@@ -128,7 +128,7 @@ impl Session {
             loader = loader.region(region.clone());
         }
         let anonymous = loader.load().await;
-        let client = s3_client(&anonymous, &self.options);
+        let client = s3_client(&anonymous, &self.options, 1);
         match client.get_object().bucket(bucket).key(key).send().await {
             Ok(_) => AnonymousRead::Readable,
             Err(SdkError::ServiceError(service)) => match service.raw().status().as_u16() {
