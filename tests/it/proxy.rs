@@ -91,6 +91,8 @@ pub struct Plan {
     rules: Vec<Rule>,
     random: Option<(f64, u64)>,
     random_faults: Vec<Fault>,
+    throttle_above: Option<usize>,
+    latency: Option<Duration>,
 }
 
 impl Plan {
@@ -102,6 +104,21 @@ impl Plan {
     pub fn random(mut self, rate: f64, seed: u64) -> Plan {
         self.random = Some((rate, seed));
         self.random_faults = RANDOM_FAULTS.to_vec();
+        self
+    }
+
+    /// Answers 503 SlowDown to every request that arrives while more than `places` requests
+    /// are in flight: a store that sustains that many (S3 throttles by request rate; at a
+    /// fixed round trip, a rate is a number in flight).
+    pub fn throttle_above(mut self, places: usize) -> Plan {
+        self.throttle_above = Some(places);
+        self
+    }
+
+    /// Answers every request this long after its body arrived, a fault's answer too: a store
+    /// across a network, where requests overlap as they do in CI.
+    pub fn latency(mut self, latency: Duration) -> Plan {
+        self.latency = Some(latency);
         self
     }
 
@@ -219,6 +236,12 @@ impl State {
     fn choose(&self, head: &RequestHead) -> Option<Fault> {
         let n = self.counter.fetch_add(1, Ordering::SeqCst);
         let mut plan = self.plan.lock().expect("plan lock");
+        if plan
+            .throttle_above
+            .is_some_and(|places| self.stats.in_flight.load(Ordering::SeqCst) > places)
+        {
+            return Some(Fault::SlowDown);
+        }
         for rule in plan.rules.iter_mut() {
             if rule.remaining == Some(0) || !(rule.matcher)(head) {
                 continue;
@@ -461,6 +484,10 @@ async fn serve_connection(client: TcpStream, state: Arc<State>) -> std::io::Resu
             return Ok(());
         }
         let body = client.read_body(framing).await?;
+        let latency = state.plan.lock().expect("plan lock").latency;
+        if let Some(latency) = latency {
+            tokio::time::sleep(latency).await;
+        }
         match fault {
             Some(Fault::SlowDown) => {
                 client
