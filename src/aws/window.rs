@@ -11,8 +11,8 @@
 //! grows by one place per window's worth of answers (additive increase, multiplicative
 //! decrease: TCP's answer to the same problem), so a store that sustains 20 requests in
 //! flight sees hoist settle between 10 and 20 instead of 128 requests answered SlowDown and
-//! retried. A throttled answer to a request sent before the window last shrank does not shrink
-//! it again: one burst of SlowDowns is one signal.
+//! retried. An answer to a request sent before the window last shrank neither shrinks it again
+//! (one burst of SlowDowns is one signal) nor grows it (it describes the refused window).
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -203,8 +203,11 @@ impl Place {
         // One that is never filled proves nothing of the store.
         let full = state.waiting > 0 || state.in_flight >= state.granted;
         state.in_flight -= 1;
+        // An answer to a request sent before the window last shrank describes the window the
+        // store refused: it neither grows it nor shrinks it again.
+        let current = self.shrinks == state.shrinks;
         match answer {
-            Answer::Served if full && state.size < state.ceiling => {
+            Answer::Served if current && full && state.size < state.ceiling => {
                 state.size += if state.size < state.threshold {
                     1.0
                 } else {
@@ -212,7 +215,7 @@ impl Place {
                 };
                 state.size = state.size.min(state.ceiling);
             }
-            Answer::Throttled if self.shrinks == state.shrinks => {
+            Answer::Throttled if current => {
                 state.shrinks += 1;
                 state.size = (state.size / 2.0).max(1.0);
                 state.threshold = state.size;
@@ -441,6 +444,22 @@ mod tests {
         drop(places);
         let free: Vec<Place> = std::iter::from_fn(|| enter(&window)).collect();
         assert_eq!(free.len(), 8, "all returned: exactly the window's 8 places");
+    }
+
+    #[test]
+    fn answers_to_requests_sent_before_a_shrink_do_not_grow_the_window() {
+        let window = Window::new(128);
+        let mut places: Vec<Place> = std::iter::from_fn(|| enter(&window)).collect();
+        places.pop().expect("a place").answered(Answer::Throttled);
+        assert_eq!(window.size(), 8);
+        // The 15 requests sent under the old window of 16 come back served.
+        for place in places {
+            place.answered(Answer::Served);
+        }
+        assert_eq!(window.size(), 8, "the refused window's answers add nothing");
+        // Answers to requests sent under the new window grow it, a place a round.
+        saturated(&window, 9, Answer::Served);
+        assert_eq!(window.size(), 9, "8 answers add a little less than a place");
     }
 
     #[tokio::test]
