@@ -123,8 +123,11 @@ impl Window {
             .acquire_owned()
             .await
             .expect("the window's semaphore is never closed");
-        drop(waiting);
+        // From waiting to in flight under one lock: an answer in between would see the window
+        // neither waited for nor full.
+        std::mem::forget(waiting);
         let mut state = self.state();
+        state.waiting -= 1;
         state.in_flight += 1;
         Place {
             window: Arc::clone(self),

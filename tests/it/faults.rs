@@ -1084,15 +1084,15 @@ fn a_throttling_store_gets_fewer_requests_in_flight_not_a_storm_of_retries() {
     };
     let endpoint = server.endpoint();
     let dir = tempfile::tempdir().expect("temp dir");
-    let mut want = BTreeMap::new();
-    for i in 0..THROTTLED_FILES {
-        let key = format!("f/{i:04}.txt");
-        let body = format!("file {i}\n").into_bytes();
-        let path = dir.path().join("local").join(&key);
-        std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
-        std::fs::write(&path, &body).expect("write");
-        want.insert(key, body);
-    }
+    let files: Vec<(String, String)> = (0..THROTTLED_FILES)
+        .map(|i| (format!("f/{i:04}.txt"), format!("file {i}\n")))
+        .collect();
+    let refs: Vec<(&str, &str)> = files
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    crate::util::write_tree(&dir.path().join("local"), &refs);
+    let want = crate::sync_compat::local_tree(&dir.path().join("local"));
     let bucket = crate::util::fresh_bucket("throttled");
     server.create_bucket(&bucket);
     let proxy = FaultProxy::start(&endpoint.url, throttling_store());
