@@ -174,9 +174,10 @@ class Store:
         return out
 
     def delete(self, bucket):
-        if self.server_dir:
-            shutil.rmtree(os.path.join(self.server_dir, bucket), ignore_errors=True)
-            return
+        # Through the API on every server: rclone serve s3 keeps state for each object it holds
+        # (its RSS grew from 64 to 498 MB over 8,000 uploaded objects), and removing the
+        # bucket's directory behind its back never freed it, so every later run met a bigger
+        # server. Deleting the objects through S3 gave the memory back (109 MB).
         try:
             keys = list(self.listing(bucket))
             for i in range(0, len(keys), 1000):
@@ -186,6 +187,8 @@ class Store:
             self.client.delete_bucket(Bucket=bucket)
         except Exception as e:
             log(f"  (could not delete bucket {bucket}: {e})")
+        if self.server_dir:  # rclone: whatever the API left (directories) goes with the bucket
+            shutil.rmtree(os.path.join(self.server_dir, bucket), ignore_errors=True)
 
 
 def clean_env():
