@@ -286,6 +286,16 @@ def main():
     report(args, fx, tools, settings, wanted, results, clients)
 
 
+def round_ratios(results, conc, scen, peer):
+    """hoist's wall time over `peer`'s, round by round (runs are recorded in round order);
+    None unless every run of both succeeded and there are at least two rounds."""
+    ours = results.get(("hoist", conc, scen), [])
+    theirs = results.get((peer, conc, scen), [])
+    if len(ours) < 2 or len(ours) != len(theirs) or not all(r["ok"] for r in ours + theirs):
+        return None
+    return [a["wall"] / b["wall"] for a, b in zip(ours, theirs)]
+
+
 def report(args, fx, tools, settings, wanted, results, clients):
     def median(tool, conc, scen):
         runs = [r for r in results.get((tool, conc, scen), []) if r["ok"]]
@@ -303,7 +313,8 @@ def report(args, fx, tools, settings, wanted, results, clients):
         f"more RTT per new connection), {args.rounds} rounds, median wall seconds "
         f"(client CPU seconds). Machine: {os.cpu_count()} cores, load "
         f"{os.getloadavg()[0]:.2f} at the end. Ratio: hoist over the best peer at the same "
-        "setting.",
+        "setting; in brackets, the range of each round's ratio (hoist's run over that peer's "
+        "run of the same round), which this VM's drift between rounds does not move.",
         "",
         f"CPU seconds over the whole run: the delay proxy {args.proxy_cpu or 0:.1f}, the server "
         f"{args.server_cpu or 0:.1f}.",
@@ -314,10 +325,10 @@ def report(args, fx, tools, settings, wanted, results, clients):
         lines += [f"## {title}", "",
                   "| tool | setting | " + " | ".join(wanted) + " |",
                   "|---|---|" + "---|" * len(wanted)]
-        best = {}
+        best = {}  # scenario -> (the best peer's median, that peer)
         for scen in wanted:
-            peers = [median(t, conc, scen)[0] for t in tools if t != "hoist"]
-            peers = [p for p in peers if p is not None]
+            peers = [(median(t, conc, scen)[0], t) for t in tools if t != "hoist"]
+            peers = [p for p in peers if p[0] is not None]
             best[scen] = min(peers) if peers else None
         for tool in tools:
             cells = []
@@ -328,7 +339,11 @@ def report(args, fx, tools, settings, wanted, results, clients):
                     continue
                 cell = f"{wall:.2f} ({cpu:.2f})"
                 if tool == "hoist" and best[scen]:
-                    cell += f" **{wall / best[scen]:.2f}x**"
+                    peer_wall, peer = best[scen]
+                    cell += f" **{wall / peer_wall:.2f}x**"
+                    ratios = round_ratios(results, conc, scen, peer)
+                    if ratios:
+                        cell += f" ({min(ratios):.2f}-{max(ratios):.2f}x)"
                 cells.append(cell)
             setting = DEFAULTS[tool] if conc is None else str(conc)
             lines.append(f"| {tool} | {setting} | " + " | ".join(cells) + " |")
