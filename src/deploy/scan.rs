@@ -368,8 +368,8 @@ pub(crate) fn hash_file(path: &Path) -> std::io::Result<(Digest, u64)> {
 }
 
 /// Hashes a file with blake3, streaming it through `buffer`, which a caller hashing many files
-/// reuses. (blake3's `update_reader` zeroes a fresh 64 KiB buffer for every file: a 64 KiB
-/// memset per file of a site of small files, most of the hashing's CPU at 100,000 files.)
+/// reuses. (blake3's `update_reader` zeroes a fresh 64 KiB buffer for every file: at 100,000
+/// small files that was about 0.06 of the scan's 0.45-0.52 user CPU-s.)
 fn hash_file_with(path: &Path, buffer: &mut [u8]) -> std::io::Result<(Digest, u64)> {
     use std::io::Read;
     let mut file = std::fs::File::open(path)?;
